@@ -1,0 +1,24 @@
+"""nlpseg: named, actionable customer segments from what customers write and what they do.
+
+The public API is imported lazily so that ``import nlp_seg`` (and the ``nlpseg`` command's
+``--help``) stays fast: torch, transformers, umap and hdbscan load only when a stage needs them.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+__version__ = "0.1.0"
+
+__all__ = ["Segmenter", "SegmenterConfig", "__version__", "load_segmenter"]
+
+if TYPE_CHECKING:  # pragma: no cover
+    from nlp_seg.pipeline import Segmenter, SegmenterConfig, load_segmenter
+
+
+def __getattr__(name: str) -> Any:
+    if name in {"Segmenter", "SegmenterConfig", "load_segmenter"}:
+        from nlp_seg import pipeline
+
+        return getattr(pipeline, name)
+    raise AttributeError(f"module 'nlp_seg' has no attribute {name!r}")

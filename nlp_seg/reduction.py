@@ -1,0 +1,154 @@
+"""Stage 7, reduction: UMAP from the fused space to a few dimensions HDBSCAN can cluster.
+
+The reducer is a slot (BERTopic style): anything with ``fit_transform`` / ``transform`` works.
+``UmapReducer`` picks umap-learn on CPU and cuML's UMAP on a GPU machine when it is importable.
+Its defaults scale with the row count so tiny inputs do not crash and big ones stay fast.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from typing import Any
+
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+
+def configure_numba_cache() -> None:
+    """Make UMAP's JIT compile once per machine instead of once per process.
+
+    umap-learn compiles ~100 numba functions without ``cache=True``, which costs 10-60 s in
+    every fresh process. We point numba's cache at nlpseg's home and switch caching on for
+    those dispatchers before their first call (``Dispatcher.enable_caching`` is what
+    ``cache=True`` does); later runs load the machine code from disk.
+    """
+    if "NUMBA_CACHE_DIR" not in os.environ:
+        from nlp_seg.paths import nlpseg_home
+
+        folder = nlpseg_home() / "numba"
+        folder.mkdir(parents=True, exist_ok=True)
+        os.environ["NUMBA_CACHE_DIR"] = str(folder)
+    global _CACHING_ENABLED
+    if _CACHING_ENABLED:
+        return
+    import importlib
+    import warnings
+
+    from numba.core.dispatcher import Dispatcher
+
+    warnings.filterwarnings("ignore", message="n_jobs value", category=UserWarning)
+    for name in (
+        "umap.umap_",
+        "umap.layouts",
+        "umap.utils",
+        "umap.distances",
+        "umap.sparse",
+        "umap.spectral",
+    ):
+        try:
+            module = importlib.import_module(name)
+        except Exception:  # noqa: BLE001 - optional submodules
+            continue
+        for obj in vars(module).values():
+            if isinstance(obj, Dispatcher) and type(obj._cache).__name__ != "FunctionCache":
+                try:
+                    obj.enable_caching()
+                except Exception as exc:  # noqa: BLE001 - caching is an optimisation only
+                    log.debug("numba caching not enabled for %s: %s", obj, exc)
+    _CACHING_ENABLED = True
+
+
+_CACHING_ENABLED = False
+
+
+def cuml_available() -> bool:
+    try:
+        import cuml  # noqa: F401
+        import cupy
+
+        return bool(cupy.cuda.runtime.getDeviceCount() > 0)
+    except Exception:  # noqa: BLE001 - any failure means "not usable here"
+        return False
+
+
+class UmapReducer:
+    """UMAP with row-count-aware defaults; ``backend`` is ``auto``, ``cpu`` or ``cuml``."""
+
+    def __init__(
+        self,
+        n_components: int = 5,
+        n_neighbors: int = 15,
+        min_dist: float = 0.0,
+        metric: str = "euclidean",
+        seed: int = 42,
+        backend: str = "auto",
+    ) -> None:
+        self.n_components = n_components
+        self.n_neighbors = n_neighbors
+        self.min_dist = min_dist
+        self.metric = metric
+        self.seed = seed
+        self.backend = backend
+
+    def _effective(self, n: int) -> tuple[int, int]:
+        neighbors = max(2, min(self.n_neighbors, n - 1))
+        components = max(1, min(self.n_components, n - 2))
+        return neighbors, components
+
+    def fit_transform(self, x: np.ndarray) -> np.ndarray:
+        n = len(x)
+        if n < 4:
+            # Too few rows for a neighbour graph: keep the top principal directions instead.
+            self.model_ = None
+            self.backend_ = "identity"
+            self.passthrough_mean_ = x.mean(axis=0)
+            return (x - self.passthrough_mean_)[:, : self.n_components].astype(np.float32)
+        neighbors, components = self._effective(n)
+        self.backend_ = (
+            "cuml"
+            if self.backend == "cuml" or (self.backend == "auto" and cuml_available())
+            else "umap-learn"
+        )
+        if self.backend_ == "cuml":
+            from cuml.manifold import UMAP as CumlUMAP
+
+            self.model_ = CumlUMAP(
+                n_components=components,
+                n_neighbors=neighbors,
+                min_dist=self.min_dist,
+                metric=self.metric,
+                random_state=self.seed,
+            )
+        else:
+            configure_numba_cache()
+            import umap
+
+            self.model_ = umap.UMAP(
+                n_components=components,
+                n_neighbors=neighbors,
+                min_dist=self.min_dist,
+                metric=self.metric,
+                random_state=self.seed,
+                init="spectral" if n > components + 1 else "random",
+                low_memory=True,
+                transform_seed=self.seed,
+            )
+        emb = self.model_.fit_transform(x)
+        return np.asarray(emb, dtype=np.float32)
+
+    def transform(self, x: np.ndarray) -> np.ndarray:
+        if getattr(self, "model_", None) is None:
+            return (x - self.passthrough_mean_)[:, : self.n_components].astype(np.float32)
+        return np.asarray(self.model_.transform(x), dtype=np.float32)
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "backend": getattr(self, "backend_", self.backend),
+            "n_components": self.n_components,
+            "n_neighbors": self.n_neighbors,
+            "min_dist": self.min_dist,
+            "metric": self.metric,
+            "seed": self.seed,
+        }
