@@ -64,7 +64,9 @@ def test_base_names_follow_the_documented_rules() -> None:
 
 def test_ctfidf_keywords_separate_classes_and_keep_phrases() -> None:
     texts = ["pin trâu dùng lâu", "pin trâu lắm", "pin trâu quá"] + [
-        "giao hàng chậm", "giao hàng chậm quá", "giao hàng lâu"
+        "giao hàng chậm",
+        "giao hàng chậm quá",
+        "giao hàng lâu",
     ]
     kw = class_tfidf_keywords(texts, np.array([0, 0, 0, 1, 1, 1]), top_n=3)
     assert "pin trâu" in kw[0]
@@ -124,7 +126,7 @@ def test_summary_score_and_confidence() -> None:
 
 
 def test_spreadsheet_safe_csv_cells() -> None:
-    for bad in ("=HYPERLINK(\"x\")", "+1+1", "-2+3", "@SUM(A1)", "\tx", "\rx"):
+    for bad in ('=HYPERLINK("x")', "+1+1", "-2+3", "@SUM(A1)", "\tx", "\rx"):
         assert neutralize_cell(bad) == "'" + bad
     assert neutralize_cell("normal") == "normal"
     df = pd.DataFrame({"t": ["=1+1", "ok"], "score": [-0.5, 0.2]})

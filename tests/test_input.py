@@ -43,7 +43,7 @@ def test_parquet_jsonl_tsv(tmp_path: Path) -> None:
 
 def test_non_utf8_is_detected_or_named(tmp_path: Path) -> None:
     p = tmp_path / "latin.csv"
-    text = "id,comment\n" + "1,\"Produto ótimo, recomendação é certa\"\n2,Não gostei\n" * 20
+    text = "id,comment\n" + '1,"Produto ótimo, recomendação é certa"\n2,Não gostei\n' * 20
     p.write_bytes(text.encode("cp1252"))
     df = read_table(p, encoding="cp1252")
     assert "ótimo" in df["comment"].iloc[0]

@@ -1,0 +1,242 @@
+"""The ``nlpseg`` command end to end, through a real subprocess, with tiny local models.
+
+Bad input must give a single-line error and a non-zero exit (no traceback); good input must
+come out with every row, in order, with the contract's columns.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+CONTRACT = [
+    "sentiment_label",
+    "sentiment_score",
+    "sentiment_confidence",
+    "segment_id",
+    "segment_name",
+    "segment_probability",
+    "is_outlier",
+    "status",
+]
+
+
+def nlpseg(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    full_env = {**os.environ, **(env or {})}
+    return subprocess.run(
+        [sys.executable, "-m", "nlp_seg", *args],
+        capture_output=True,
+        text=True,
+        env=full_env,
+        timeout=600,
+    )
+
+
+def assert_one_line_error(proc: subprocess.CompletedProcess[str], needle: str) -> None:
+    assert proc.returncode != 0
+    lines = [ln for ln in proc.stderr.strip().splitlines() if ln.strip()]
+    assert lines, "no error printed"
+    assert "Traceback" not in proc.stderr
+    assert lines[-1].startswith("error: ")
+    assert needle.lower() in lines[-1].lower(), lines[-1]
+    assert len([ln for ln in lines if ln.startswith("error:")]) == 1
+
+
+def tiny_args(tiny_models: dict[str, Path]) -> list[str]:
+    return [
+        "--embedding-model",
+        str(tiny_models["embedding"]),
+        "--sentiment-model",
+        str(tiny_models["sentiment"]),
+    ]
+
+
+@pytest.fixture(scope="module")
+def reviews_csv(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A few hundred rows from the generated example, plus awkward rows."""
+    repo = Path(__file__).resolve().parent.parent
+    sys.path.insert(0, str(repo / "scripts"))
+    from make_example import make_reviews
+
+    df = make_reviews(n_customers=150, seed=3)
+    df.loc[2, "review"] = ""
+    df.loc[5, "review"] = None
+    df.loc[7, "review"] = "pin trâu " * 3000  # very long: truncated for the model only
+    df.loc[9, "review"] = '=HYPERLINK("http://evil")'
+    path = tmp_path_factory.mktemp("cli") / "reviews.csv"
+    df.to_csv(path, index=False)
+    return path
+
+
+def test_help_is_fast_and_lists_commands() -> None:
+    proc = nlpseg("--help")
+    assert proc.returncode == 0
+    for cmd in ("analyze", "score", "models"):
+        assert cmd in proc.stdout
+
+
+def test_analyze_writes_the_contract(reviews_csv: Path, tmp_path: Path, tiny_models) -> None:
+    out = tmp_path / "out"
+    proc = nlpseg(
+        "-q", "analyze", str(reviews_csv), "--out", str(out), "--no-cache", *tiny_args(tiny_models)
+    )
+    assert proc.returncode == 0, proc.stderr
+    src = pd.read_csv(reviews_csv, keep_default_na=False, dtype=str)
+    got = pd.read_csv(out / "assignments.csv", keep_default_na=False, dtype=str)
+    assert len(got) == len(src)
+    assert got["review_id"].tolist() == src["review_id"].tolist()  # same rows, same order
+    assert list(got.columns) == list(src.columns) + CONTRACT
+    long_text = got.loc[7, "review"]
+    assert len(long_text) == len(src.loc[7, "review"])  # kept whole in the output
+    assert got.loc[9, "review"].startswith("'=")  # spreadsheet-safe
+    assert set(got.loc[[2, 5], "status"]) == {"empty_text"}
+    assert (got.drop(index=[2, 5])["status"] == "ok").all()
+
+    pq = pd.read_parquet(out / "assignments.parquet")
+    assert len(pq) == len(src)
+    assert pq["segment_id"].dtype.kind == "i"
+    assert pq["is_outlier"].dtype == bool
+    ok = pq["status"] == "ok"
+    assert pq.loc[ok, "sentiment_score"].between(-1, 1).all()
+    assert pq.loc[ok, "sentiment_confidence"].between(0, 1).all()
+    assert pq.loc[ok, "segment_probability"].between(0, 1).all()
+    assert set(pq.loc[ok, "sentiment_label"]) <= {"negative", "neutral", "positive"}
+    assert (pq.loc[ok, "segment_id"] >= 0).all()  # outliers reassigned by default
+    assert pq.loc[9, "review"].startswith("=")  # parquet keeps the value as typed
+
+    segments = json.loads((out / "segments.json").read_text())["segments"]
+    assert sum(s["size"] for s in segments) == int(ok.sum())
+    for s in segments:
+        assert {"id", "name", "size", "share", "sentiment", "keywords", "examples"} <= set(s)
+    names = [s["name"] for s in segments]
+    assert len(names) == len(set(names))
+
+    run = json.loads((out / "run.json").read_text())
+    assert run["rows_in"] == run["rows_out"] == len(src)
+    assert run["seed"] == 42
+    assert run["versions"]["torch"]
+    assert run["models"]["embedding"]["model"] == str(tiny_models["embedding"])
+    assert run["seconds"]["total"] > 0
+
+
+def test_same_seed_same_segments(reviews_csv: Path, tmp_path: Path, tiny_models) -> None:
+    outs = []
+    for i in range(2):
+        out = tmp_path / f"o{i}"
+        proc = nlpseg(
+            "-q",
+            "analyze",
+            str(reviews_csv),
+            "--out",
+            str(out),
+            "--seed",
+            "11",
+            *tiny_args(tiny_models),
+        )
+        assert proc.returncode == 0, proc.stderr
+        outs.append(pd.read_parquet(out / "assignments.parquet"))
+    assert outs[0]["segment_id"].tolist() == outs[1]["segment_id"].tolist()
+    assert outs[0]["segment_name"].tolist() == outs[1]["segment_name"].tolist()
+
+
+def test_keep_outliers_and_tiny_inputs(tmp_path: Path, tiny_models) -> None:
+    small = tmp_path / "small.csv"
+    pd.DataFrame({"text": ["good phone", "bad battery", "ok"]}).to_csv(small, index=False)
+    out = tmp_path / "o"
+    proc = nlpseg("analyze", str(small), "--out", str(out), *tiny_args(tiny_models))
+    assert proc.returncode == 0, proc.stderr
+    got = pd.read_parquet(out / "assignments.parquet")
+    assert got["segment_id"].tolist() == [0, 0, 0]
+    assert "single segment" in proc.stderr
+
+
+def test_score_writes_sentiment_only(reviews_csv: Path, tmp_path: Path, tiny_models) -> None:
+    out = tmp_path / "scores.csv"
+    proc = nlpseg("-q", "score", str(reviews_csv), "--out", str(out), *tiny_args(tiny_models))
+    assert proc.returncode == 0, proc.stderr
+    got = pd.read_csv(out, keep_default_na=False, dtype=str)
+    src = pd.read_csv(reviews_csv, keep_default_na=False, dtype=str)
+    assert list(got.columns) == list(src.columns) + [
+        "sentiment_label",
+        "sentiment_score",
+        "sentiment_confidence",
+        "status",
+    ]
+    assert len(got) == len(src)
+
+
+@pytest.mark.parametrize(
+    ("make", "extra", "needle"),
+    [
+        (lambda d: d / "missing.csv", [], "not found"),
+        (lambda d: _write(d / "empty.csv", b""), [], "empty"),
+        (lambda d: _write(d / "bin.parquet", b"\x00\x01garbage"), [], "cannot read"),
+        (lambda d: _write(d / "nums.csv", b"a,b\n1,2\n3,4\n"), [], "no text column"),
+        (
+            lambda d: _write(d / "t.csv", b"text\nhello there\n"),
+            ["--text-col", "nope"],
+            "unknown text column",
+        ),
+        (
+            lambda d: _write(d / "t2.csv", b"text\nhello there\n"),
+            ["--behavior-cols", "spend"],
+            "unknown behaviour column",
+        ),
+        (
+            lambda d: _write(d / "l.csv", "text\nNão gostei\n".encode("cp1252")),
+            ["--encoding", "utf-8"],
+            "not valid utf-8",
+        ),
+        (
+            lambda d: _write(d / "w.csv", b"text\nhello there\n"),
+            ["--weights", "colour=2"],
+            "unknown weight",
+        ),
+        (
+            lambda d: _write(d / "p.csv", b"text\nhello there\n"),
+            ["--profile", "cloud"],
+            "unknown --profile",
+        ),
+    ],
+)
+def test_bad_input_one_line_error(tmp_path: Path, make, extra: list[str], needle: str) -> None:
+    path = make(tmp_path)
+    proc = nlpseg("analyze", str(path), "--out", str(tmp_path / "o"), *extra)
+    assert_one_line_error(proc, needle)
+
+
+def test_missing_hub_model_offline_names_the_model(tmp_path: Path) -> None:
+    path = _write(tmp_path / "t.csv", b"text\nhello there\n")
+    proc = nlpseg(
+        "score",
+        str(path),
+        "--out",
+        str(tmp_path / "s.csv"),
+        "--sentiment-model",
+        "someorg/not-a-real-model",
+        "--embedding-model",
+        "someorg/nope",
+        env={"HF_HUB_OFFLINE": "1"},
+    )
+    assert_one_line_error(proc, "someorg/")
+    assert "huggingface-cli download" in proc.stderr
+    missing_folder = nlpseg(
+        "score",
+        str(path),
+        "--out",
+        str(tmp_path / "s.csv"),
+        "--embedding-model",
+        str(tmp_path / "no_such_model"),
+    )
+    assert_one_line_error(missing_folder, "model folder not found")
+
+
+def _write(path: Path, data: bytes) -> Path:
+    path.write_bytes(data)
+    return path
