@@ -195,8 +195,7 @@ def score_file(
     probs = np.full((len(frame), 3), np.nan)
     timer = StageTimer()
     if ok.any():
-        _, p = seg.encode([n.text for n, k in zip(norm, ok, strict=True) if k], timer)
-        probs[ok] = p
+        probs[ok] = seg.score_sentiment([n.text for n, k in zip(norm, ok, strict=True) if k], timer)
     n = len(frame)
     cols = build_assignments(
         np.full(n, -1), np.zeros(n), np.zeros(n, dtype=bool), probs, status, {}

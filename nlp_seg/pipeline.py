@@ -164,6 +164,22 @@ class Segmenter:
             )
         return emb[inverse], np.asarray(probs, dtype=np.float64)[inverse]
 
+    def score_sentiment(self, texts: Sequence[str], timer: StageTimer | None = None) -> np.ndarray:
+        """``(n, 3)`` sentiment probabilities of clean texts; embeds only if the scorer reads
+        embeddings (so ``nlpseg score`` with a transformer model never loads an encoder)."""
+        scorer = self._sentiment()
+        if scorer.needs_embeddings:
+            return self.encode(texts, timer)[1]
+        timer = timer or StageTimer()
+        texts = list(texts)
+        uniq, inverse = np.unique(np.asarray(texts, dtype=object), return_inverse=True)
+        with (
+            timer("sentiment"),
+            self.reporter.stage("Scoring sentiment", total=len(uniq)) as advance,
+        ):
+            probs = scorer.predict_proba([str(t) for t in uniq], progress=advance)
+        return np.asarray(probs, dtype=np.float64)[inverse]
+
     def _fuse_blocks(
         self, emb: np.ndarray, probs: np.ndarray, behavior: np.ndarray | None
     ) -> dict[str, np.ndarray | None]:
@@ -181,56 +197,81 @@ class Segmenter:
         behavior: pd.DataFrame | None = None,
     ) -> Segmenter:
         """Learn segments from raw texts (one per row) and optional behaviour columns."""
-        cfg = self.config
         timer = StageTimer()
         t0 = time.perf_counter()
-        raw = list(texts)
         with timer("normalize"):
-            norm = normalize_texts(raw, max_chars=cfg.max_chars)
+            norm = normalize_texts(list(texts), max_chars=self.config.max_chars)
         status = np.array([n.status for n in norm], dtype=object)
-        ok = status == STATUS_OK
         clean = [n.text for n in norm]
-        self.n_rows_in_ = len(raw)
-        self.n_scored_ = int(ok.sum())
+        ok = status == STATUS_OK
+        emb = np.zeros((len(clean), 0), np.float32)
+        probs = np.full((len(clean), 3), np.nan)
+        if ok.any():
+            emb_ok, probs_ok = self.encode([c for c, k in zip(clean, ok, strict=True) if k], timer)
+            emb = np.zeros((len(clean), emb_ok.shape[1]), np.float32)
+            emb[ok], probs[ok] = emb_ok, probs_ok
+        self.fit_encoded(clean, status, emb, probs, behavior, timer=timer)
+        self.timings_["total"] = round(time.perf_counter() - t0, 3)
+        return self
 
-        emb_ok, probs_ok = (
-            self.encode([c for c, k in zip(clean, ok, strict=True) if k], timer)
-            if ok.any()
-            else (np.zeros((0, 1), np.float32), np.zeros((0, 3)))
-        )
-        beh_ok = None
+    def fit_encoded(
+        self,
+        texts: list[str],
+        status: np.ndarray,
+        embeddings: np.ndarray,
+        probs: np.ndarray,
+        behavior: pd.DataFrame | None = None,
+        segmentable: np.ndarray | None = None,
+        timer: StageTimer | None = None,
+    ) -> Segmenter:
+        """Fit from already-encoded rows (all arrays have one row per input row).
+
+        ``segmentable`` says which rows take part in clustering; by default those whose
+        ``status`` is ``ok``. Callers that segment rows without text (customers known only by
+        their behaviour) mark them segmentable and pass imputed embedding/sentiment rows;
+        their sentiment columns stay empty in the outputs because their status is not ``ok``.
+        """
+        cfg = self.config
+        timer = timer or StageTimer()
+        status = np.asarray(status, dtype=object)
+        scored = status == STATUS_OK
+        seg_mask = scored.copy() if segmentable is None else np.asarray(segmentable, dtype=bool)
+        n = len(texts)
+        self.n_rows_in_ = n
+        self.n_scored_ = int(scored.sum())
+        emb_s = embeddings[seg_mask]
+        probs_s = np.nan_to_num(probs[seg_mask], nan=0.0)
+        beh_s = None
         self.behavior_scaler_: BehaviorScaler | None = None
         if behavior is not None and behavior.shape[1] > 0:
             with timer("behavior"):
-                self.behavior_scaler_ = BehaviorScaler(list(behavior.columns)).fit(behavior.loc[ok])
-                beh_ok = self.behavior_scaler_.transform(behavior.loc[ok])
+                self.behavior_scaler_ = BehaviorScaler(list(behavior.columns)).fit(
+                    behavior.loc[seg_mask]
+                )
+                beh_s = self.behavior_scaler_.transform(behavior.loc[seg_mask])
 
-        labels_ok = np.zeros(0, dtype=int)
-        strength_ok = np.zeros(0)
-        outlier_ok = np.zeros(0, dtype=bool)
-        if ok.any():
+        labels = np.full(n, -1, dtype=int)
+        strength = np.zeros(n)
+        outlier = np.zeros(n, dtype=bool)
+        if seg_mask.any():
             with timer("fusion"):
                 self.fuser_ = BlockFuser(cfg.weights)
-                fused = self.fuser_.fit_transform(self._fuse_blocks(emb_ok, probs_ok, beh_ok))
-            labels_ok, strength_ok, outlier_ok = self._fit_cluster(fused, timer)
-
-        labels = np.full(len(raw), -1, dtype=int)
-        labels[ok] = labels_ok
-        strength = np.zeros(len(raw))
-        strength[ok] = strength_ok
-        outlier = np.zeros(len(raw), dtype=bool)
-        outlier[ok] = outlier_ok
-        probs = np.full((len(raw), 3), np.nan)
-        probs[ok] = probs_ok
+                fused = self.fuser_.fit_transform(self._fuse_blocks(emb_s, probs_s, beh_s))
+            labels[seg_mask], strength[seg_mask], outlier[seg_mask] = self._fit_cluster(
+                fused, timer
+            )
 
         with timer("naming"), self.reporter.stage("Naming and profiling segments"):
-            self.segments_ = self._profile(clean, ok, labels, probs, emb_ok, behavior, outlier)
+            self.segments_ = self._profile(
+                texts, scored, seg_mask, labels, probs, embeddings, behavior, outlier
+            )
         names = {s["id"]: s["name"] for s in self.segments_}
-        self.assignments_ = build_assignments(labels, strength, outlier, probs, status, names)
+        self.assignments_ = build_assignments(
+            labels, strength, outlier, probs, status, names, segmented=seg_mask
+        )
         self.labels_ = labels
-        self.embeddings_ = emb_ok
+        self.embeddings_ = embeddings
         self.sentiment_proba_ = probs
-        timer.seconds["total"] = round(time.perf_counter() - t0, 3)
         self.timings_ = timer.seconds
         return self
 
@@ -281,55 +322,71 @@ class Segmenter:
 
     def _profile(
         self,
-        clean: list[str],
-        ok: np.ndarray,
+        texts: list[str],
+        scored: np.ndarray,
+        seg_mask: np.ndarray,
         labels: np.ndarray,
         probs: np.ndarray,
-        emb_ok: np.ndarray,
+        embeddings: np.ndarray,
         behavior: pd.DataFrame | None,
         outlier: np.ndarray,
     ) -> list[dict[str, Any]]:
+        """Size, sentiment mix, behaviour, keywords, quotes and a name for every segment.
+
+        Text statistics use the rows that have text (``scored``); sizes and behaviour use
+        every segmented row.
+        """
         cfg = self.config
-        idx_ok = np.flatnonzero(ok)
-        seg_ids = sorted(set(labels[ok].tolist()))
+        seg_ids = sorted(set(labels[seg_mask].tolist()))
         if not seg_ids:
             return []
-        texts_ok = [clean[i] for i in idx_ok]
-        lab_ok = labels[ok]
-        requests = asks_improvement(texts_ok)
-        keywords = class_tfidf_keywords(texts_ok, lab_ok, top_n=10)
+        idx_txt = np.flatnonzero(scored & seg_mask)
+        texts_txt = [texts[i] for i in idx_txt]
+        lab_txt = labels[idx_txt]
+        requests = asks_improvement(texts_txt)
+        keywords = class_tfidf_keywords(texts_txt, lab_txt, top_n=10) if len(idx_txt) else {}
         playbook = load_playbook(cfg.playbook)
-        total = int(ok.sum())
+        total = int(seg_mask.sum())
         profiles: list[dict[str, Any]] = []
         base: dict[int, str] = {}
         for sid in seg_ids:
-            m = lab_ok == sid
-            p = probs[idx_ok[m]]
-            _, score, _ = summarize(p)
-            shares = {lab: float(np.mean(p.argmax(axis=1) == i)) for i, lab in enumerate(LABELS)}
-            req = float(requests[m].mean())
-            mean_score = float(score.mean())
+            members = seg_mask & (labels == sid)
+            m = lab_txt == sid
+            p = probs[idx_txt[m]]
+            if len(p):
+                _, score, _ = summarize(p)
+                shares = {
+                    lab: float(np.mean(p.argmax(axis=1) == i)) for i, lab in enumerate(LABELS)
+                }
+                mean_score = float(score.mean())
+                req = float(requests[m].mean())
+            else:
+                shares = {lab: 0.0 for lab in LABELS}
+                mean_score, req = 0.0, 0.0
             b = base_name(mean_score, shares, req) if sid >= 0 else "outliers"
             base[sid] = b
             prof: dict[str, Any] = {
                 "id": int(sid),
                 "name": b,
                 "base_name": b,
-                "size": int(m.sum()),
-                "share": round(float(m.sum()) / total, 4),
+                "size": int(members.sum()),
+                "share": round(float(members.sum()) / total, 4),
+                "with_text": int(m.sum()),
                 "sentiment": {
                     **{k: round(v, 4) for k, v in shares.items()},
                     "mean_score": round(mean_score, 4),
                 },
                 "improvement_request_share": round(req, 4),
-                "outlier_share": round(float(outlier[idx_ok[m]].mean()), 4),
+                "outlier_share": round(float(outlier[members].mean()), 4),
                 "keywords": keywords.get(sid, []),
                 "examples": representative_examples(
-                    [t for t, k in zip(texts_ok, m, strict=True) if k], emb_ok[m], k=5
+                    [t for t, k in zip(texts_txt, m, strict=True) if k],
+                    embeddings[idx_txt[m]],
+                    k=5,
                 ),
             }
             if behavior is not None and behavior.shape[1] > 0:
-                sub = behavior.iloc[idx_ok[m]]
+                sub = behavior.loc[members]
                 prof["behavior"] = {
                     c: _finite_or_none(pd.to_numeric(sub[c], errors="coerce").mean())
                     for c in behavior.columns
@@ -406,10 +463,12 @@ def build_assignments(
     probs: np.ndarray,
     status: np.ndarray,
     names: dict[int, str],
+    segmented: np.ndarray | None = None,
 ) -> pd.DataFrame:
     """The per-row output columns (the README's contract), in input order."""
     n = len(labels)
     ok = status == STATUS_OK
+    seg = ok if segmented is None else np.asarray(segmented, dtype=bool)
     lab_text, score, conf = summarize(np.nan_to_num(probs[ok])) if ok.any() else ([], [], [])
     sentiment_label = np.full(n, None, dtype=object)
     sentiment_score = np.full(n, np.nan)
@@ -418,7 +477,7 @@ def build_assignments(
     sentiment_score[ok] = score
     sentiment_conf[ok] = conf
     seg_name = np.array([names.get(int(k), "" if k < 0 else str(k)) for k in labels], dtype=object)
-    seg_name[(labels < 0) & ok] = "outlier"
+    seg_name[(labels < 0) & seg] = "outlier"
     return pd.DataFrame(
         {
             "sentiment_label": pd.array(sentiment_label, dtype="string"),
@@ -426,7 +485,7 @@ def build_assignments(
             "sentiment_confidence": sentiment_conf.round(6),
             "segment_id": labels.astype("int64"),
             "segment_name": pd.array(seg_name, dtype="string"),
-            "segment_probability": np.where(ok, np.clip(strength, 0, 1), np.nan).round(6),
+            "segment_probability": np.where(seg, np.clip(strength, 0, 1), np.nan).round(6),
             "is_outlier": outlier.astype(bool),
             "status": pd.array(status, dtype="string"),
         }
