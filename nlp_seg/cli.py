@@ -311,6 +311,142 @@ def score(
     guarded(run)
 
 
+@app.command()
+def batch(
+    inputs: Annotated[
+        list[str], typer.Argument(help="CSV/TSV or Parquet files, folders of them, or globs.")
+    ],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Output folder.")] = Path(
+        "nlpseg_batch_out"
+    ),
+    chunk_size: Annotated[
+        int, typer.Option("--chunk-size", min=1, help="Rows read, encoded and placed at a time.")
+    ] = 50_000,
+    engine: Annotated[
+        str, typer.Option("--engine", help="local, or ray (Ray Data; RAY_ADDRESS for a cluster).")
+    ] = "local",
+    ray_address: Annotated[
+        str | None,
+        typer.Option("--ray-address", help="Ray cluster to join, e.g. ray://head:10001."),
+    ] = None,
+    workers: Annotated[
+        int | None,
+        typer.Option("--workers", min=1, help="Ray model actors (default: GPUs, else CPUs - 1)."),
+    ] = None,
+    no_csv: Annotated[
+        bool, typer.Option("--no-csv", help="Write assignments.parquet only (no CSV).")
+    ] = False,
+    restart: Annotated[
+        bool, typer.Option("--restart", help="Discard OUT/_work and start from the beginning.")
+    ] = False,
+    clean: Annotated[
+        bool, typer.Option("--clean", help="Delete OUT/_work (stored embeddings) when done.")
+    ] = False,
+    text_col: TextCol = None,
+    id_col: IdCol = None,
+    behavior_cols: Annotated[
+        str | None,
+        typer.Option("--behavior-cols", help="Comma-separated numeric behaviour columns."),
+    ] = None,
+    encoding: Encoding = None,
+    profile: Profile = "bundled",
+    sentiment_model: SentimentModel = None,
+    embedding_model: EmbeddingModel = None,
+    weights: Annotated[
+        str | None,
+        typer.Option("--weights", help="Block weights, e.g. text=1,sentiment=1,behavior=1."),
+    ] = None,
+    min_cluster_size: Annotated[
+        int | None, typer.Option("--min-cluster-size", min=2, help="Default: ~2% of the sample.")
+    ] = None,
+    min_samples: Annotated[int | None, typer.Option("--min-samples", min=1)] = None,
+    n_components: Annotated[int, typer.Option("--umap-components", min=1)] = 5,
+    n_neighbors: Annotated[int, typer.Option("--umap-neighbors", min=2)] = 15,
+    seed: Annotated[int, typer.Option("--seed", help="Same seed, same segments.")] = 42,
+    keep_outliers: Annotated[
+        bool, typer.Option("--keep-outliers", help="Leave outliers at segment -1.")
+    ] = False,
+    fit_sample_size: Annotated[
+        int, typer.Option("--fit-sample-size", min=100, help="Rows UMAP/HDBSCAN are fitted on.")
+    ] = 50_000,
+    device: Device = "auto",
+    batch_size: BatchSize = 32,
+    max_seq_length: MaxSeq = 256,
+    cache_dir: CacheDir = None,
+    no_cache: NoCache = False,
+    playbook: Annotated[
+        str | None, typer.Option("--playbook", help="Edited playbook.json for actions.")
+    ] = None,
+    lang: Annotated[str, typer.Option("--lang", help="Language of actions: en or vi.")] = "en",
+) -> None:
+    """Any number of rows in bounded memory, chunk by chunk; killed and re-run, it resumes."""
+
+    def run() -> None:
+        from nlp_seg.batch import BatchOptions, run_batch
+        from nlp_seg.fusion import parse_weights
+        from nlp_seg.pipeline import SegmenterConfig
+
+        cfg = SegmenterConfig(
+            profile=profile,
+            embedding_model=embedding_model,
+            sentiment_model=sentiment_model,
+            device=device,
+            batch_size=batch_size,
+            max_seq_length=max_seq_length,
+            weights=parse_weights(weights),
+            min_cluster_size=min_cluster_size,
+            min_samples=min_samples,
+            n_components=n_components,
+            n_neighbors=n_neighbors,
+            seed=seed,
+            keep_outliers=keep_outliers,
+            fit_sample_size=fit_sample_size,
+            cache_dir=_cache_dir(cache_dir, no_cache),
+            playbook=playbook,
+            lang=lang,
+        )
+        options = BatchOptions(
+            chunk_size=chunk_size,
+            engine=engine,
+            write_csv=not no_csv,
+            restart=restart,
+            clean=clean,
+            ray_address=ray_address,
+            workers=workers,
+        )
+        result = run_batch(
+            inputs,
+            out,
+            cfg,
+            options,
+            text_col=text_col,
+            id_col=id_col,
+            behavior_cols=_split(behavior_cols),
+            encoding=encoding,
+            reporter=_reporter(),
+        )
+        _summary(result)
+
+    guarded(run)
+
+
+@app.command()
+def warmup(
+    models: Annotated[
+        bool, typer.Option("--models", help="Also prepare the bundled encoder.")
+    ] = False,
+) -> None:
+    """Compile UMAP/HDBSCAN's numba code into NLPSEG_HOME once, so later runs start fast."""
+
+    def run() -> None:
+        from nlp_seg.warmup import warm_up
+
+        for line in warm_up(prepare_models=models):
+            typer.echo(line)
+
+    guarded(run)
+
+
 @models_app.command("list")
 def models_list() -> None:
     """Show the profiles, what each uses, and which models are ready on this machine."""

@@ -426,15 +426,29 @@ class Segmenter:
         if ok.any():
             emb, p = self.encode([x.text for x, k in zip(norm, ok, strict=True) if k])
             probs[ok] = p
-            beh = None
+            frame = None
             if self.behavior_scaler_ is not None:
                 frame = behavior if behavior is not None else pd.DataFrame(index=range(n))
-                beh = self.behavior_scaler_.transform(frame.loc[ok] if len(frame) == n else frame)
-            fused = self.fuser_.transform(self._fuse_blocks(emb, p, beh))
-            lab, st, out = self.clusterer.predict(self.reducer.transform(fused))
+                frame = frame.loc[ok] if len(frame) == n else frame
+            lab, st, out = self.place_encoded(emb, p, frame)
             labels[ok], strength[ok], outlier[ok] = lab, st, out
         names = {s["id"]: s["name"] for s in self.segments_}
         return build_assignments(labels, strength, outlier, probs, status, names)
+
+    def place_encoded(
+        self, embeddings: np.ndarray, probs: np.ndarray, behavior: pd.DataFrame | None = None
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Labels, strengths and outlier flags of already-encoded rows (all scorable).
+
+        The placement half of :meth:`predict`, apart so that ``nlpseg batch`` can place
+        millions of stored rows chunk by chunk with the fitted fuser, reducer and clusterer.
+        """
+        beh = None
+        if self.behavior_scaler_ is not None:
+            frame = behavior if behavior is not None else pd.DataFrame(index=range(len(probs)))
+            beh = self.behavior_scaler_.transform(frame)
+        fused = self.fuser_.transform(self._fuse_blocks(embeddings, probs, beh))
+        return self.clusterer.predict(self.reducer.transform(fused))
 
     def describe(self) -> dict[str, Any]:
         """What this segmenter used: models, parameters, learned sizes (for ``run.json``)."""

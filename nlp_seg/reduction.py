@@ -131,7 +131,11 @@ class UmapReducer:
                 min_dist=self.min_dist,
                 metric=self.metric,
                 random_state=self.seed,
-                init="spectral" if n > components + 1 else "random",
+                # Not "spectral": on a graph with several components (common when reviews
+                # repeat) its ARPACK eigensolver draws restart vectors from a seed it keeps
+                # between calls, so a second fit in the same process (the Python API, the
+                # batch engines) gave other segments for the same seed. PCA is deterministic.
+                init="pca" if n > components + 1 and x.shape[1] >= components else "random",
                 low_memory=True,
                 transform_seed=self.seed,
             )

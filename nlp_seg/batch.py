@@ -1,0 +1,1001 @@
+"""``nlpseg batch``: millions of rows in bounded memory, resumable after a kill.
+
+``analyze`` holds a whole file and its embeddings in memory; ``batch`` never holds more than one
+chunk (``--chunk-size`` rows) plus the fit sample. It runs in stages, each leaving files under
+``OUT/_work/`` and a marker written last, so a run that is killed at any point and started again
+skips what is done and finishes with every input row exactly once:
+
+1. **encode** (pass 1): stream the inputs in chunks of exactly ``chunk_size`` rows (chunks run
+   across file boundaries, so chunk ``k`` is always rows ``[k*size, (k+1)*size)`` of the
+   concatenated inputs whatever the engine); normalise, score sentiment and embed each chunk
+   with :meth:`Segmenter.encode` (dedup + on-disk cache), and store the input columns, the
+   clean texts, float16 embeddings and sentiment probabilities;
+2. **fit**: choose a seeded sample of scorable rows (the ``fit_sample_size`` rows whose seeded
+   hash of the global row number is smallest: the same rows for any chunking or engine, in
+   O(sample) memory), fit :meth:`Segmenter.fit_encoded` on it and pickle the fitted segmenter;
+3. **place** (pass 2): label every other row chunk by chunk with
+   :meth:`Segmenter.place_encoded`; sample rows keep the labels the fit gave them, exactly as
+   :meth:`Segmenter.fit` does for its own sample;
+4. **finish**: stream the parts into ``assignments.parquet`` (and a spreadsheet-safe
+   ``assignments.csv`` unless ``--no-csv``), then ``segments.json`` and ``run.json``.
+
+``--engine ray`` runs stages 1 and 3 as Ray Data jobs (see :mod:`nlp_seg.batch_ray`); the fit
+stays on the driver and every file layout is the same, so the engines can resume each other.
+"""
+
+from __future__ import annotations
+
+import codecs
+import contextlib
+import datetime as dt
+import fcntl
+import glob
+import json
+import logging
+import os
+import pickle
+import shutil
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from nlp_seg.errors import InputError, NlpsegError
+from nlp_seg.export import (
+    _atomic_write,
+    file_sha256,
+    package_versions,
+    spreadsheet_safe,
+    write_json,
+)
+from nlp_seg.input import ColumnSpec, _restore_numeric, detect_columns, sniff_delimiter
+from nlp_seg.normalize import STATUS_OK, normalize_texts
+from nlp_seg.pipeline import ASSIGNMENT_COLUMNS, Segmenter, SegmenterConfig, build_assignments
+from nlp_seg.progress import Reporter, SilentReporter, StageTimer
+
+log = logging.getLogger(__name__)
+
+CSV_SUFFIXES = (".csv", ".tsv", ".txt")
+PARQUET_SUFFIXES = (".parquet", ".pq")
+DETECT_ROWS = 10_000
+WORK = "_work"
+FORMAT_VERSION = 1
+
+CONTRACT_SCHEMA = pa.schema(
+    [
+        ("sentiment_label", pa.string()),
+        ("sentiment_score", pa.float64()),
+        ("sentiment_confidence", pa.float64()),
+        ("segment_id", pa.int64()),
+        ("segment_name", pa.string()),
+        ("segment_probability", pa.float64()),
+        ("is_outlier", pa.bool_()),
+        ("status", pa.string()),
+    ]
+)
+assert tuple(CONTRACT_SCHEMA.names) == ASSIGNMENT_COLUMNS
+
+# Settings that change what pass 1 stores: a mismatch means the stored chunks are unusable.
+ENCODE_KEYS = ("profile", "embedding_model", "sentiment_model", "max_seq_length", "max_chars")
+# Settings that change only the fit and the placement: a mismatch refits, reusing pass 1.
+FIT_KEYS = (
+    "weights",
+    "min_cluster_size",
+    "min_samples",
+    "n_components",
+    "n_neighbors",
+    "seed",
+    "keep_outliers",
+    "fit_sample_size",
+    "playbook",
+    "lang",
+)
+
+
+@dataclass
+class BatchOptions:
+    """How ``nlpseg batch`` runs (as opposed to what it computes, in ``SegmenterConfig``)."""
+
+    chunk_size: int = 50_000
+    engine: str = "local"
+    write_csv: bool = True
+    restart: bool = False
+    clean: bool = False
+    ray_address: str | None = None
+    workers: int | None = None
+
+
+# --------------------------------------------------------------------------- inputs
+@dataclass
+class InputFile:
+    path: Path
+    sep: str | None = None
+    encoding: str | None = None
+
+
+@dataclass
+class InputPlan:
+    """The files of a batch run, their common format and columns, and the detected roles."""
+
+    files: list[InputFile]
+    fmt: str
+    columns: list[str]
+    spec: ColumnSpec
+    schema: pa.Schema = field(repr=False)
+    raw_columns: list[str] = field(default_factory=list)  # CSV header as written (unstripped)
+
+    def fingerprint(self) -> list[dict[str, Any]]:
+        out = []
+        for f in self.files:
+            st = f.path.stat()
+            out.append({"path": str(f.path), "size": st.st_size, "mtime_ns": st.st_mtime_ns})
+        return out
+
+
+def expand_inputs(patterns: Sequence[str | Path]) -> list[Path]:
+    """Files from paths, folders (their supported files, sorted) and globs (sorted matches)."""
+    files: list[Path] = []
+    suffixes = CSV_SUFFIXES + PARQUET_SUFFIXES
+    for pat in patterns:
+        p = Path(pat).expanduser()
+        if p.is_dir():
+            found = sorted(q for q in p.iterdir() if q.is_file() and q.suffix.lower() in suffixes)
+            if not found:
+                raise InputError(f"no CSV, TSV or Parquet files in folder {p}")
+            files.extend(found)
+        elif p.exists():
+            files.append(p)
+        elif glob.has_magic(str(pat)):
+            found = sorted(Path(m) for m in glob.glob(str(p), recursive=True) if Path(m).is_file())
+            if not found:
+                raise InputError(f"no files match {pat}")
+            files.extend(found)
+        else:
+            raise InputError(f"input file not found: {p}")
+    resolved = [f.resolve() for f in files]
+    dup = {str(f) for f in resolved if resolved.count(f) > 1}
+    if dup:
+        raise InputError(f"input listed more than once: {', '.join(sorted(dup))}")
+    if not resolved:
+        raise InputError("no input files given")
+    return resolved
+
+
+def _sniff_encoding(path: Path, encoding: str | None) -> str:
+    """UTF-8 (BOM stripped) when the file's head decodes as UTF-8, else the detected one."""
+    if encoding:
+        try:
+            codecs.lookup(encoding)
+        except LookupError as exc:
+            raise InputError(f"unknown encoding {encoding!r}") from exc
+        return encoding
+    with open(path, "rb") as f:
+        head = f.read(1 << 20)
+    try:
+        codecs.getincrementaldecoder("utf-8")().decode(head, final=False)
+        return "utf-8-sig"
+    except UnicodeDecodeError:
+        pass
+    from charset_normalizer import from_bytes
+
+    best = from_bytes(head).best()
+    if best is None or best.encoding in ("utf_8", "ascii"):
+        raise InputError(
+            f"{path.name} is not UTF-8 and its encoding could not be detected; "
+            "pass it with --encoding (e.g. --encoding cp1258)"
+        )
+    log.warning("%s is not UTF-8; decoded as %s (use --encoding to override)", path.name, best)
+    return str(best.encoding)
+
+
+def _csv_reader(f: InputFile, chunk_size: int, nrows: int | None = None) -> Any:
+    return pd.read_csv(
+        f.path,
+        sep=f.sep,
+        dtype=str,
+        keep_default_na=False,
+        na_values=[""],
+        skip_blank_lines=True,
+        encoding=f.encoding,
+        chunksize=chunk_size,
+        nrows=nrows,
+    )
+
+
+def _string_schema(columns: list[str]) -> pa.Schema:
+    return pa.schema([(c, pa.string()) for c in columns])
+
+
+def plan_inputs(
+    paths: Sequence[str | Path],
+    text_col: str | None = None,
+    id_col: str | None = None,
+    behavior_cols: list[str] | None = None,
+    encoding: str | None = None,
+) -> InputPlan:
+    """Check the inputs share one format and one set of columns; detect the column roles.
+
+    CSV cells are kept as the strings that were typed (ids keep their zeros and every chunk
+    has the same column types); Parquet keeps its own types. Roles are detected on the first
+    rows of the first file, as ``analyze`` would.
+    """
+    files = [InputFile(p) for p in expand_inputs(paths)]
+    readable = CSV_SUFFIXES + PARQUET_SUFFIXES
+    kinds = {
+        "parquet" if f.path.suffix.lower() in PARQUET_SUFFIXES else "csv"
+        for f in files
+        if f.path.suffix.lower() in readable
+    }
+    unknown = [f.path.name for f in files if f.path.suffix.lower() not in readable]
+    if unknown:
+        raise InputError(
+            f"nlpseg batch reads CSV, TSV and Parquet; cannot stream {', '.join(unknown)} "
+            "(convert it to Parquet, or use nlpseg analyze)"
+        )
+    if len(kinds) > 1:
+        raise InputError("batch inputs must all be CSV/TSV or all Parquet, not a mix")
+    fmt = kinds.pop()
+    for f in files:
+        if f.path.stat().st_size == 0:
+            raise InputError(f"input file is empty: {f.path}")
+    head: pd.DataFrame
+    if fmt == "csv":
+        columns: list[str] | None = None
+        raw_columns: list[str] = []
+        for f in files:
+            f.encoding = _sniff_encoding(f.path, encoding)
+            if f.path.suffix.lower() == ".tsv":
+                f.sep = "\t"
+            else:
+                with open(f.path, encoding=f.encoding, errors="replace") as fh:
+                    f.sep = sniff_delimiter(fh.read(65536))
+            try:
+                raw = [str(c) for c in _csv_reader(f, 1, nrows=1).get_chunk().columns]
+                cols = [c.strip() for c in raw]
+            except (ValueError, pd.errors.ParserError, StopIteration) as exc:
+                raise InputError(f"cannot read {f.path.name}: {exc}".splitlines()[0]) from exc
+            if columns is None:
+                columns, raw_columns = cols, raw
+            elif cols != columns:
+                raise InputError(
+                    f"{f.path.name} has columns {cols}, but {files[0].path.name} has {columns}; "
+                    "batch inputs must share their columns"
+                )
+        assert columns is not None
+        schema = _string_schema(columns)
+        try:
+            head = next(iter(_csv_reader(files[0], DETECT_ROWS, nrows=DETECT_ROWS)))
+        except StopIteration as exc:
+            raise InputError(f"input file has no rows: {files[0].path}") from exc
+        except (ValueError, UnicodeDecodeError, pd.errors.ParserError) as exc:
+            raise InputError(f"cannot read {files[0].path.name}: {exc}".splitlines()[0]) from exc
+        head.columns = columns
+        head = _restore_numeric(head)
+    else:
+        schema = None
+        for f in files:
+            try:
+                sch = pq.read_schema(f.path)
+            except (OSError, pa.ArrowInvalid) as exc:
+                raise InputError(f"cannot read {f.path.name}: {exc}".splitlines()[0]) from exc
+            sch = pa.schema([fld for fld in sch if fld.name != "__index_level_0__"])
+            if schema is None:
+                schema = sch
+            elif sch.names != schema.names:
+                raise InputError(
+                    f"{f.path.name} has columns {sch.names}, but {files[0].path.name} has "
+                    f"{schema.names}; batch inputs must share their columns"
+                )
+        assert schema is not None
+        columns = [str(c) for c in schema.names]
+        raw_columns = columns
+        pf = pq.ParquetFile(files[0].path)
+        first = next(pf.iter_batches(batch_size=DETECT_ROWS, columns=columns), None)
+        if first is None:
+            raise InputError(f"input file has no rows: {files[0].path}")
+        head = first.to_pandas()
+    spec = detect_columns(head, text_col=text_col, id_col=id_col, behavior_cols=behavior_cols)
+    return InputPlan(files, fmt, columns, spec, schema, raw_columns)
+
+
+def iter_file_tables(plan: InputPlan, chunk_size: int) -> Iterator[tuple[int, pa.Table]]:
+    """``(file index, table)`` pieces of the inputs, in order, each at most ``chunk_size``."""
+    for i, f in enumerate(plan.files):
+        if plan.fmt == "csv":
+            try:
+                for frame in _csv_reader(f, chunk_size):
+                    frame.columns = plan.columns
+                    yield i, pa.Table.from_pandas(frame, schema=plan.schema, preserve_index=False)
+            except UnicodeDecodeError as exc:
+                raise InputError(
+                    f"{f.path.name} is not valid {f.encoding} (byte {exc.start} of a block); "
+                    "pass the right --encoding"
+                ) from exc
+            except (ValueError, pd.errors.ParserError) as exc:
+                raise InputError(f"cannot read {f.path.name}: {exc}".splitlines()[0]) from exc
+        else:
+            pf = pq.ParquetFile(f.path)
+            for rb in pf.iter_batches(batch_size=chunk_size, columns=plan.columns):
+                table = pa.Table.from_batches([rb])
+                if table.schema != plan.schema:
+                    try:
+                        table = table.cast(plan.schema)
+                    except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
+                        raise InputError(
+                            f"{f.path.name}: column types differ from {plan.files[0].path.name} "
+                            f"({exc})".splitlines()[0]
+                        ) from exc
+                yield i, table
+
+
+def iter_chunks(
+    plan: InputPlan, chunk_size: int, rows_per_file: list[int] | None = None
+) -> Iterator[pa.Table]:
+    """Tables of exactly ``chunk_size`` rows (the last one shorter), across file boundaries."""
+    pending: list[pa.Table] = []
+    n_pending = 0
+    for i, table in iter_file_tables(plan, chunk_size):
+        if rows_per_file is not None:
+            while len(rows_per_file) <= i:
+                rows_per_file.append(0)
+            rows_per_file[i] += table.num_rows
+        pending.append(table)
+        n_pending += table.num_rows
+        while n_pending >= chunk_size:
+            merged = pa.concat_tables(pending).combine_chunks()
+            yield merged.slice(0, chunk_size)
+            rest = merged.slice(chunk_size)
+            pending, n_pending = ([rest], rest.num_rows) if rest.num_rows else ([], 0)
+    if n_pending:
+        yield pa.concat_tables(pending).combine_chunks()
+
+
+# --------------------------------------------------------------------------- encoding
+@dataclass
+class EncodedChunk:
+    """What pass 1 keeps of a chunk: clean texts, status, float16 embeddings, probabilities."""
+
+    clean: list[str]
+    status: np.ndarray
+    embeddings: np.ndarray
+    probs: np.ndarray
+    behavior: np.ndarray | None = None
+
+    @property
+    def ok(self) -> np.ndarray:
+        return self.status == STATUS_OK
+
+
+def behavior_matrix(table: pa.Table, columns: Sequence[str]) -> np.ndarray | None:
+    """Behaviour columns as float64 (non-numbers become NaN, which the scaler imputes)."""
+    if not columns:
+        return None
+    return np.column_stack(
+        [
+            pd.to_numeric(table.column(c).to_pandas(), errors="coerce").to_numpy(np.float64)
+            for c in columns
+        ]
+    )
+
+
+def encode_table(
+    seg: Segmenter, table: pa.Table, spec: ColumnSpec, timer: StageTimer | None = None
+) -> EncodedChunk:
+    """Normalise, score and embed one chunk with the segmenter's models (both engines)."""
+    timer = timer or StageTimer()
+    with timer("normalize"):
+        norm = normalize_texts(table.column(spec.text).to_pylist(), max_chars=seg.config.max_chars)
+    status = np.array([n.status for n in norm], dtype=object)
+    clean = [n.text for n in norm]
+    ok = status == STATUS_OK
+    n = len(clean)
+    probs = np.full((n, 3), np.nan)
+    emb = np.zeros((n, 0), np.float16)
+    if ok.any():
+        emb_ok, probs_ok = seg.encode([c for c, k in zip(clean, ok, strict=True) if k], timer)
+        emb = np.zeros((n, emb_ok.shape[1]), np.float16)
+        emb[ok] = emb_ok.astype(np.float16)
+        probs[ok] = probs_ok
+    return EncodedChunk(clean, status, emb, probs, behavior_matrix(table, spec.behavior))
+
+
+# --------------------------------------------------------------------------- work folder
+def _save_npy(path: Path, array: np.ndarray) -> None:
+    def write(tmp: str) -> None:
+        with open(tmp, "wb") as fh:
+            np.save(fh, array, allow_pickle=False)
+
+    _atomic_write(path, write)
+
+
+def _save_table(path: Path, table: pa.Table) -> None:
+    _atomic_write(path, lambda tmp: pq.write_table(table, tmp))
+
+
+class WorkDir:
+    """``OUT/_work``: stage outputs and their markers; a stage's marker is written last."""
+
+    def __init__(self, out_dir: Path) -> None:
+        self.root = out_dir / WORK
+        self.chunks = self.root / "chunks"
+        self.fit = self.root / "fit"
+        self.parts = self.root / "parts"
+        self._lock: Any = None
+
+    def lock(self) -> None:
+        """Refuse a second run on the same folder (the kernel frees the lock if we are killed)."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        self._lock = open(self.root / ".lock", "w")  # noqa: SIM115 - held for the whole run
+        try:
+            fcntl.flock(self._lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as exc:
+            raise NlpsegError(
+                f"another nlpseg batch is running on {self.root.parent}; wait for it or use "
+                "another --out"
+            ) from exc
+
+    def unlock(self) -> None:
+        if self._lock is not None:
+            self._lock.close()
+            self._lock = None
+
+    def chunk_dir(self, k: int) -> Path:
+        return self.chunks / f"{k:06d}"
+
+    def encoded(self, k: int) -> bool:
+        return (self.chunk_dir(k) / "ENCODED").exists()
+
+    def placed(self, k: int) -> bool:
+        return (self.parts / f"{k:06d}.done").exists()
+
+    def part(self, k: int) -> Path:
+        return self.parts / f"{k:06d}.parquet"
+
+    def save_encoded(self, k: int, table: pa.Table, enc: EncodedChunk) -> None:
+        d = self.chunk_dir(k)
+        d.mkdir(parents=True, exist_ok=True)
+        _save_table(d / "input.parquet", table)
+        _save_table(
+            d / "clean.parquet",
+            pa.table(
+                {
+                    "text": pa.array(enc.clean, pa.string()),
+                    "status": pa.array(enc.status.tolist(), pa.string()),
+                }
+            ),
+        )
+        _save_npy(d / "emb.npy", enc.embeddings)
+        _save_npy(d / "probs.npy", np.asarray(enc.probs, np.float64))
+        if enc.behavior is not None:
+            _save_npy(d / "beh.npy", enc.behavior)
+        write_json({"rows": table.num_rows}, d / "ENCODED")
+
+    def load_encoded(self, k: int, mmap: bool = False) -> EncodedChunk:
+        d = self.chunk_dir(k)
+        clean = pq.read_table(d / "clean.parquet")
+        mode = "r" if mmap else None
+        beh = np.load(d / "beh.npy", mmap_mode=mode) if (d / "beh.npy").exists() else None
+        return EncodedChunk(
+            clean.column("text").to_pylist(),
+            np.asarray(clean.column("status").to_pylist(), dtype=object),
+            np.load(d / "emb.npy", mmap_mode=mode),
+            np.load(d / "probs.npy", mmap_mode=mode),
+            beh,
+        )
+
+    def load_status(self, k: int) -> np.ndarray:
+        col = pq.read_table(self.chunk_dir(k) / "clean.parquet", columns=["status"]).column(0)
+        return np.asarray(col.to_pylist(), dtype=object)
+
+    def reset_fit(self) -> None:
+        shutil.rmtree(self.fit, ignore_errors=True)
+        shutil.rmtree(self.parts, ignore_errors=True)
+
+
+def _diff(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
+    return [k for k in sorted(set(old) | set(new)) if old.get(k) != new.get(k)]
+
+
+def _check_manifest(
+    work: WorkDir, manifest: dict[str, Any], restart: bool, reporter: Reporter
+) -> None:
+    """Reuse ``_work`` when it was made from the same inputs and encoding settings.
+
+    Other clustering settings only invalidate the fit and the placement: pass 1 (the slow
+    part) is kept, so trying another ``--min-cluster-size`` on a million rows costs a refit.
+    """
+    path = work.root / "manifest.json"
+    if restart and work.root.exists():
+        for child in (work.chunks, work.fit, work.parts, path, work.root / "encoded.json"):
+            if child.is_dir():
+                shutil.rmtree(child)
+            elif child.exists():
+                child.unlink()
+    if path.exists():
+        old = json.loads(path.read_text(encoding="utf-8"))
+        if old.get("encode") != manifest["encode"]:
+            changed = _diff(old.get("encode", {}), manifest["encode"])
+            raise NlpsegError(
+                f"{work.root} was started with other inputs or encoding settings "
+                f"({', '.join(changed)} changed); pass --restart to start over, or use another "
+                "--out"
+            )
+        if old.get("fit") != manifest["fit"]:
+            changed = _diff(old.get("fit", {}), manifest["fit"])
+            reporter.message(
+                f"Clustering settings changed ({', '.join(changed)}): refitting, reusing the "
+                "encoded chunks"
+            )
+            work.reset_fit()
+    write_json(manifest, path)
+
+
+# --------------------------------------------------------------------------- sampling
+_MASK64 = np.uint64(0xFFFFFFFFFFFFFFFF)
+
+
+def row_keys(global_rows: np.ndarray, seed: int) -> np.ndarray:
+    """A seeded 64-bit hash (splitmix64) of each global row number: a uniform random key."""
+    with np.errstate(over="ignore"):
+        z = np.asarray(global_rows, dtype=np.uint64) + np.uint64(
+            (seed * 0x9E3779B97F4A7C15 + 0x632BE59BD9B4E019) & 0xFFFFFFFFFFFFFFFF
+        )
+        z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+        z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+        return (z ^ (z >> np.uint64(31))) & _MASK64
+
+
+def select_sample(
+    work: WorkDir, n_chunks: int, chunk_size: int, size: int, seed: int
+) -> np.ndarray:
+    """Sorted global row numbers of the fit sample: the scorable rows with the smallest keys.
+
+    A bottom-k sample of a seeded hash is a uniform sample without replacement that depends
+    only on the seed and the row numbers, so it is the same for any chunking, engine or resume,
+    and needs memory for the sample only.
+    """
+    best_rows = np.zeros(0, dtype=np.int64)
+    best_keys = np.zeros(0, dtype=np.uint64)
+    for k in range(n_chunks):
+        ok = work.load_status(k) == STATUS_OK
+        rows = np.flatnonzero(ok).astype(np.int64) + k * chunk_size
+        if not len(rows):
+            continue
+        keys = np.concatenate([best_keys, row_keys(rows, seed)])
+        rows = np.concatenate([best_rows, rows])
+        if len(rows) > size:
+            keep = np.lexsort((rows, keys))[:size]
+            rows, keys = rows[keep], keys[keep]
+        best_rows, best_keys = rows, keys
+    return np.sort(best_rows)
+
+
+# --------------------------------------------------------------------------- fit
+def fit_on_sample(
+    work: WorkDir,
+    config: SegmenterConfig,
+    spec: ColumnSpec,
+    n_chunks: int,
+    chunk_size: int,
+    reporter: Reporter,
+    timer: StageTimer,
+) -> None:
+    """Stage 2: sample, fit, and save the fitted segmenter and the sample's own labels."""
+    with timer("sample"):
+        sample = select_sample(work, n_chunks, chunk_size, config.fit_sample_size, config.seed)
+        texts: list[str] = []
+        embs: list[np.ndarray] = []
+        probs: list[np.ndarray] = []
+        behs: list[np.ndarray] = []
+        by_chunk = sample // chunk_size
+        for k in np.unique(by_chunk):
+            local = sample[by_chunk == k] - int(k) * chunk_size
+            enc = work.load_encoded(int(k), mmap=True)
+            texts.extend(enc.clean[i] for i in local)
+            embs.append(np.asarray(enc.embeddings[local], dtype=np.float32))
+            probs.append(np.asarray(enc.probs[local]))
+            if enc.behavior is not None:
+                behs.append(np.asarray(enc.behavior[local]))
+    if not len(sample):
+        raise InputError("no row has usable text: every text is empty")
+    reporter.message(f"Fitting on a seeded sample of {len(sample):,} rows")
+    emb = np.vstack(embs)
+    behavior = pd.DataFrame(np.vstack(behs), columns=list(spec.behavior)) if spec.behavior else None
+    seg = Segmenter(replace(config, fit_sample_size=max(len(sample), 1)), reporter=reporter)
+    with timer("fit"):
+        seg.fit_encoded(
+            texts,
+            np.full(len(sample), STATUS_OK, dtype=object),
+            emb,
+            np.vstack(probs),
+            behavior,
+        )
+    a = seg.assignments_
+    work.fit.mkdir(parents=True, exist_ok=True)
+    _save_npy(work.fit / "sample_rows.npy", sample)
+    _save_npy(work.fit / "sample_labels.npy", a["segment_id"].to_numpy(np.int64))
+    _save_npy(work.fit / "sample_strength.npy", a["segment_probability"].to_numpy(np.float64))
+    _save_npy(work.fit / "sample_outlier.npy", a["is_outlier"].to_numpy(bool))
+    info = {
+        "segments": seg.segments_,
+        "sample_size": int(len(sample)),
+        "timings": seg.timings_,
+        "pipeline": seg.describe(),
+        "note": seg.clusterer.describe().get("note") if seg.clusterer is not None else None,
+    }
+    seg.reporter = SilentReporter()
+    for attr in ("assignments_", "embeddings_", "sentiment_proba_", "labels_"):
+        if hasattr(seg, attr):
+            delattr(seg, attr)  # the sample's arrays are saved above; keep the pickle small
+    _atomic_write(work.fit / "segmenter.pkl", lambda p: Path(p).write_bytes(pickle.dumps(seg)))
+    write_json(info, work.fit / "FITTED")
+
+
+@dataclass
+class FittedState:
+    """Everything pass 2 needs, loaded from ``_work/fit`` (never from memory, so a resumed
+    run and an uninterrupted one place rows with byte-identical models)."""
+
+    seg: Segmenter
+    sample_rows: np.ndarray
+    labels: np.ndarray
+    strength: np.ndarray
+    outlier: np.ndarray
+    info: dict[str, Any]
+
+    @classmethod
+    def load(cls, work: WorkDir) -> FittedState:
+        from nlp_seg.reduction import configure_numba_cache
+
+        configure_numba_cache()  # before UMAP's functions are first called in this process
+        seg = pickle.loads((work.fit / "segmenter.pkl").read_bytes())
+        return cls(
+            seg,
+            np.load(work.fit / "sample_rows.npy"),
+            np.load(work.fit / "sample_labels.npy"),
+            np.load(work.fit / "sample_strength.npy"),
+            np.load(work.fit / "sample_outlier.npy"),
+            json.loads((work.fit / "FITTED").read_text(encoding="utf-8")),
+        )
+
+    @property
+    def names(self) -> dict[int, str]:
+        return {int(s["id"]): s["name"] for s in self.info["segments"]}
+
+
+# --------------------------------------------------------------------------- placement
+def place_chunk(work: WorkDir, k: int, chunk_size: int, state: FittedState) -> int:
+    """Stage 3 for one chunk: label its rows and write its part of the output, then a marker."""
+    enc = work.load_encoded(k)
+    n = len(enc.clean)
+    ok = enc.ok
+    labels = np.full(n, -1, dtype=np.int64)
+    strength = np.zeros(n)
+    outlier = np.zeros(n, dtype=bool)
+    start = k * chunk_size
+    lo, hi = np.searchsorted(state.sample_rows, [start, start + n])
+    in_sample = state.sample_rows[lo:hi] - start
+    labels[in_sample] = state.labels[lo:hi]
+    strength[in_sample] = state.strength[lo:hi]
+    outlier[in_sample] = state.outlier[lo:hi]
+    rest = ok.copy()
+    rest[in_sample] = False
+    if rest.any():
+        beh = None
+        if enc.behavior is not None:
+            columns = list(state.seg.behavior_scaler_.columns_)
+            beh = pd.DataFrame(enc.behavior[rest], columns=columns)
+        lab, st, out = state.seg.place_encoded(
+            np.asarray(enc.embeddings[rest], dtype=np.float32), enc.probs[rest], beh
+        )
+        labels[rest], strength[rest], outlier[rest] = lab, st, out
+    assign = build_assignments(labels, strength, outlier, enc.probs, enc.status, state.names)
+    contract = pa.Table.from_pandas(assign, schema=CONTRACT_SCHEMA, preserve_index=False)
+    table = pq.read_table(work.chunk_dir(k) / "input.parquet")
+    clash = set(CONTRACT_SCHEMA.names)
+    table = table.rename_columns([f"input_{c}" if c in clash else c for c in table.column_names])
+    for name, col in zip(contract.column_names, contract.columns, strict=True):
+        table = table.append_column(name, col)
+    work.parts.mkdir(parents=True, exist_ok=True)
+    _save_table(work.part(k), table)
+    write_json({"rows": n}, work.parts / f"{k:06d}.done")
+    return n
+
+
+# --------------------------------------------------------------------------- outputs
+def _concat_outputs(
+    work: WorkDir, n_chunks: int, out: Path, write_csv: bool
+) -> tuple[list[Path], pd.DataFrame]:
+    """Stream the parts into the output files; return per-row counts for the profiles."""
+    files = [out / "assignments.parquet"]
+    counts: list[pd.DataFrame] = []
+    writer: pq.ParquetWriter | None = None
+    tmp_pq = out / ".assignments.parquet.partial"
+    tmp_csv = out / ".assignments.csv.partial"
+    csv_fh = open(tmp_csv, "w", encoding="utf-8-sig", newline="") if write_csv else None  # noqa: SIM115
+    try:
+        for k in range(n_chunks):
+            table = pq.read_table(work.part(k))
+            if writer is None:
+                writer = pq.ParquetWriter(tmp_pq, table.schema)
+            elif table.schema != writer.schema:
+                table = table.cast(writer.schema)
+            writer.write_table(table)
+            tail = table.select(["segment_id", "is_outlier", "status"]).to_pandas()
+            counts.append(
+                tail.groupby(["segment_id", "status", "is_outlier"], dropna=False)
+                .size()
+                .rename("n")
+                .reset_index()
+            )
+            if csv_fh is not None:
+                spreadsheet_safe(table.to_pandas()).to_csv(csv_fh, header=k == 0, index=False)
+    finally:
+        if writer is not None:
+            writer.close()
+        if csv_fh is not None:
+            csv_fh.close()
+    os.replace(tmp_pq, files[0])
+    if write_csv:
+        os.replace(tmp_csv, out / "assignments.csv")
+        files.insert(0, out / "assignments.csv")
+    else:
+        with contextlib.suppress(FileNotFoundError):
+            (out / "assignments.csv").unlink()
+    table = pd.concat(counts).groupby(["segment_id", "status", "is_outlier"]).n.sum().reset_index()
+    return files, table
+
+
+def _full_profiles(segments: list[dict[str, Any]], counts: pd.DataFrame) -> list[dict[str, Any]]:
+    """Sizes, shares and outlier shares over every row; the rest stays as profiled on the
+    sample (a uniform random sample, so its sentiment mix and keywords estimate the whole)."""
+    ok = counts[counts["status"] == STATUS_OK]
+    total = int(ok["n"].sum())
+    size = ok.groupby("segment_id").n.sum()
+    outl = ok[ok["is_outlier"]].groupby("segment_id").n.sum()
+    profiles = []
+    for s in segments:
+        sid = int(s["id"])
+        n = int(size.get(sid, 0))
+        sample_size = s["size"]
+        profiles.append(
+            {
+                **s,
+                "size": n,
+                "share": round(n / total, 4) if total else 0.0,
+                "with_text": n,
+                "outlier_share": round(int(outl.get(sid, 0)) / n, 4) if n else 0.0,
+                "sample_size": sample_size,
+            }
+        )
+    known = {int(s["id"]) for s in segments}
+    for sid in sorted(set(size.index.tolist()) - known):
+        n = int(size[sid])
+        profiles.append(
+            {
+                "id": int(sid),
+                "name": "outlier" if sid < 0 else str(sid),
+                "size": n,
+                "share": round(n / total, 4) if total else 0.0,
+                "note": "rows placed here after the fit; not profiled",
+            }
+        )
+    return profiles
+
+
+# --------------------------------------------------------------------------- the job
+def _input_info(plan: InputPlan, rows_per_file: list[int]) -> list[dict[str, Any]]:
+    info = []
+    for i, fp in enumerate(plan.fingerprint()):
+        rows = rows_per_file[i] if i < len(rows_per_file) else None
+        info.append({**fp, "rows": rows, "sha256": file_sha256(plan.files[i].path)})
+    return info
+
+
+def _encode_local(
+    plan: InputPlan,
+    work: WorkDir,
+    config: SegmenterConfig,
+    chunk_size: int,
+    reporter: Reporter,
+    timer: StageTimer,
+) -> tuple[int, int, list[int], Segmenter]:
+    """Pass 1 on this machine. Returns rows, chunks, rows per file and the segmenter used."""
+    seg = Segmenter(config, reporter=reporter)
+    rows_per_file: list[int] = []
+    n_rows = 0
+    n_chunks = 0
+    for k, table in enumerate(iter_chunks(plan, chunk_size, rows_per_file)):
+        n_chunks = k + 1
+        n_rows += table.num_rows
+        if work.encoded(k):
+            continue
+        t0 = time.perf_counter()
+        enc = encode_table(seg, table, plan.spec, timer)
+        work.save_encoded(k, table, enc)
+        reporter.message(
+            f"chunk {k}: rows {k * chunk_size:,}-{k * chunk_size + table.num_rows - 1:,} "
+            f"encoded in {time.perf_counter() - t0:.1f} s"
+        )
+    return n_rows, n_chunks, rows_per_file, seg
+
+
+def run_batch(
+    inputs: Sequence[str | Path],
+    out_dir: str | Path,
+    config: SegmenterConfig | None = None,
+    options: BatchOptions | None = None,
+    *,
+    text_col: str | None = None,
+    id_col: str | None = None,
+    behavior_cols: list[str] | None = None,
+    encoding: str | None = None,
+    reporter: Reporter | None = None,
+) -> Any:
+    """``nlpseg batch``: the whole pipeline over inputs of any size, resumable (see module)."""
+    from nlp_seg.jobs import RunResult
+
+    config = config or SegmenterConfig()
+    options = options or BatchOptions()
+    reporter = reporter or SilentReporter()
+    if options.engine not in ("local", "ray"):
+        raise NlpsegError(f"unknown --engine {options.engine!r}; use local or ray")
+    if options.chunk_size < 1:
+        raise NlpsegError("--chunk-size must be at least 1")
+    config.resolved_models()
+    started = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+    t0 = time.perf_counter()
+    timer = StageTimer()
+    out = Path(out_dir)
+    with timer("plan"):
+        plan = plan_inputs(inputs, text_col, id_col, behavior_cols, encoding)
+    cfg = asdict(config)
+    manifest = {
+        "format_version": FORMAT_VERSION,
+        "encode": {
+            "inputs": plan.fingerprint(),
+            "chunk_size": options.chunk_size,
+            "columns": asdict(plan.spec),
+            "encoding": encoding,
+            **{k: cfg[k] for k in ENCODE_KEYS},
+        },
+        "fit": {k: cfg[k] for k in FIT_KEYS},
+    }
+    manifest = json.loads(json.dumps(manifest))  # tuples -> lists, as read back from disk
+    work = WorkDir(out)
+    work.lock()
+    try:
+        _check_manifest(work, manifest, options.restart, reporter)
+        reporter.message(
+            f"{len(plan.files)} input file(s); text column [bold]{plan.spec.text}[/bold]"
+            + (f", id column {plan.spec.id}" if plan.spec.id else "")
+            + (f", behaviour columns {', '.join(plan.spec.behavior)}" if plan.spec.behavior else "")
+        )
+        done_path = work.root / "encoded.json"
+        enc_timer = StageTimer()
+        seg_used: Segmenter | None = None
+        resumed = {"chunks_encoded_before": 0, "chunks_placed_before": 0, "fit_reused": False}
+        with timer("encode"):
+            if done_path.exists():
+                summary = json.loads(done_path.read_text(encoding="utf-8"))
+                resumed["chunks_encoded_before"] = summary["chunks"]
+                reporter.message("All chunks already encoded: reusing them")
+            else:
+                if work.chunks.exists():
+                    resumed["chunks_encoded_before"] = sum(
+                        1 for d in work.chunks.iterdir() if (d / "ENCODED").exists()
+                    )
+                if options.engine == "ray":
+                    from nlp_seg.batch_ray import encode_with_ray
+
+                    n_rows, n_chunks, rows_per_file = encode_with_ray(
+                        plan, work, config, options, reporter
+                    )
+                else:
+                    n_rows, n_chunks, rows_per_file, seg_used = _encode_local(
+                        plan, work, config, options.chunk_size, reporter, enc_timer
+                    )
+                if n_rows == 0:
+                    raise InputError("the input files have no rows")
+                summary = {"rows": n_rows, "chunks": n_chunks, "rows_per_file": rows_per_file}
+                write_json(summary, done_path)
+        n_rows, n_chunks = int(summary["rows"]), int(summary["chunks"])
+        if not (work.fit / "FITTED").exists():
+            work.reset_fit()
+            fit_on_sample(work, config, plan.spec, n_chunks, options.chunk_size, reporter, timer)
+        else:
+            resumed["fit_reused"] = True
+            reporter.message("Fit already done: reusing it")
+        with timer("place"):
+            todo = [k for k in range(n_chunks) if not work.placed(k)]
+            resumed["chunks_placed_before"] = n_chunks - len(todo)
+            if todo and options.engine == "ray":
+                from nlp_seg.batch_ray import place_with_ray
+
+                place_with_ray(work, todo, options, reporter)
+            elif todo:
+                state = FittedState.load(work)
+                with reporter.stage(f"Placing {len(todo)} chunks", total=len(todo)) as advance:
+                    for k in todo:
+                        place_chunk(work, k, options.chunk_size, state)
+                        advance(1)
+        info = json.loads((work.fit / "FITTED").read_text(encoding="utf-8"))
+        with timer("write"):
+            out.mkdir(parents=True, exist_ok=True)
+            files, counts = _concat_outputs(work, n_chunks, out, options.write_csv)
+            segments = _full_profiles(info["segments"], counts)
+            write_json(
+                {
+                    "naming_rules": "see README: satisfied / disappointed / awaiting-improvement "
+                    "/ neutral from the sentiment mix and improvement-request share",
+                    "profiled_on": f"a seeded sample of {info['sample_size']} rows; size, share "
+                    "and outlier_share count every row",
+                    "segments": segments,
+                },
+                out / "segments.json",
+            )
+            files.append(out / "segments.json")
+        status = counts.groupby("status").n.sum().sort_values(ascending=False).astype(int).to_dict()
+        warnings = [info["note"]] if info.get("note") else []
+        seconds = {
+            **timer.seconds,
+            **{f"pipeline.{k}": v for k, v in enc_timer.seconds.items()},
+            **{f"pipeline.fit.{k}": v for k, v in info["timings"].items()},
+        }
+        seconds["total"] = round(time.perf_counter() - t0, 3)
+        run_info = {
+            "command": "batch",
+            "engine": options.engine,
+            "started_at": started,
+            "finished_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+            "inputs": _input_info(plan, summary.get("rows_per_file") or []),
+            "columns": asdict(plan.spec),
+            "rows_in": n_rows,
+            "rows_out": int(counts["n"].sum()),
+            "status_counts": {str(k): int(v) for k, v in status.items()},
+            "seed": config.seed,
+            "parameters": cfg,
+            "batch": {
+                "chunk_size": options.chunk_size,
+                "chunks": n_chunks,
+                "fit_sample_rows": info["sample_size"],
+                "fit_sample_selection": "scorable rows with the smallest splitmix64(seed, row) "
+                "keys (same rows for any chunking or engine)",
+                "embeddings_stored_as": "float16",
+                **resumed,
+            },
+            "models": {
+                "embedding": seg_used.embedder.describe()
+                if seg_used is not None and seg_used.embedder is not None
+                else {"model": config.resolved_models()[0]},
+                "sentiment": seg_used.sentiment.describe()
+                if seg_used is not None and seg_used.sentiment is not None
+                else {"model": config.resolved_models()[1]},
+            },
+            "pipeline": info["pipeline"],
+            "versions": package_versions(),
+            "seconds": seconds,
+            "warnings": warnings,
+        }
+        write_json(run_info, out / "run.json")
+        files.append(out / "run.json")
+    finally:
+        work.unlock()
+    if options.clean:
+        shutil.rmtree(work.root, ignore_errors=True)
+    return RunResult(
+        out,
+        files,
+        n_rows,
+        int(counts["n"].sum()),
+        run_info["status_counts"],
+        segments,
+        warnings,
+        seconds["total"],
+    )

@@ -1,0 +1,255 @@
+"""``nlpseg batch --engine ray``: passes 1 and 3 of :mod:`nlp_seg.batch` as Ray Data jobs.
+
+* Pass 1 reads the inputs with ``ray.data.read_csv`` / ``read_parquet``, cuts them into blocks of
+  exactly ``chunk_size`` rows in input order (``repartition(..., strict=True)`` with
+  ``preserve_order``), and encodes each block in an actor that loads the models once
+  (``num_gpus=1`` per actor when the cluster has GPUs, one CPU each otherwise). Because a block
+  is a chunk, an actor runs exactly the same :func:`~nlp_seg.batch.encode_table` call as the
+  local engine. The driver streams the results in order into the same ``_work`` layout.
+* The fit runs on the driver (:func:`~nlp_seg.batch.fit_on_sample`), on the same sample.
+* Pass 3 places chunks in actors that load the pickled segmenter once and write their parts
+  and markers themselves.
+
+On a cluster, ``--out`` must be a folder every node can read and write (a shared filesystem),
+nlpseg must be installed on every node, and ``RAY_ADDRESS=ray://head:10001`` (or
+``--ray-address``) says which cluster to join.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+
+from nlp_seg.batch import (
+    BatchOptions,
+    EncodedChunk,
+    FittedState,
+    InputPlan,
+    WorkDir,
+    encode_table,
+    place_chunk,
+)
+from nlp_seg.errors import NlpsegError
+from nlp_seg.input import ColumnSpec
+from nlp_seg.pipeline import Segmenter, SegmenterConfig
+from nlp_seg.progress import Reporter
+
+log = logging.getLogger(__name__)
+
+PREFIX = "__nlpseg_"
+
+
+def _import_ray() -> Any:
+    try:
+        import ray
+        import ray.data  # noqa: F401
+    except ImportError as exc:
+        raise NlpsegError(
+            "--engine ray needs Ray Data: pip install 'nlpseg[ray]' (or 'ray[data]')"
+        ) from exc
+    return ray
+
+
+@contextmanager
+def ray_session(address: str | None = None) -> Iterator[Any]:
+    """Use the Ray instance already initialised by the caller, else join ``address`` /
+    ``RAY_ADDRESS``, else start a local one for this run only."""
+    ray = _import_ray()
+    started = False
+    if not ray.is_initialized():
+        ray.init(
+            address=address,
+            include_dashboard=False,
+            log_to_driver=False,
+            logging_level=logging.WARNING,
+        )
+        started = True
+    ctx = ray.data.DataContext.get_current()
+    ctx.execution_options.preserve_order = True  # chunk k must be rows [k*size, (k+1)*size)
+    ctx.enable_progress_bars = False
+    logging.getLogger("ray.data").setLevel(logging.WARNING)
+    try:
+        yield ray
+    finally:
+        if started:
+            ray.shutdown()
+
+
+def _pool(ray: Any, workers: int | None, use_gpus: bool) -> tuple[Any, dict[str, float]]:
+    """An actor pool sized to the cluster: one actor per GPU, else one per CPU but one (the
+    spare CPU keeps the read and repartition tasks moving)."""
+    res = ray.cluster_resources()
+    gpus = int(res.get("GPU", 0)) if use_gpus else 0
+    cpus = int(res.get("CPU", 1))
+    size = workers or (gpus if gpus else max(1, cpus - 1))
+    remote = {"num_gpus": 1, "num_cpus": 1} if gpus else {"num_cpus": 1}
+    return ray.data.ActorPoolStrategy(size=size), remote
+
+
+class EncodeActor:
+    """Loads the models once per actor; encodes one chunk per call."""
+
+    def __init__(self, config: SegmenterConfig, spec: ColumnSpec, columns: list[str]) -> None:
+        self.seg = Segmenter(config)
+        self.spec = spec
+        self.columns = columns
+        embedder = self.seg._embedder()
+        self.dim = int(getattr(embedder, "dimension", 0))  # loads the encoder now, not per call
+
+    def __call__(self, table: pa.Table) -> pa.Table:
+        table = table.rename_columns(self.columns)
+        enc = encode_table(self.seg, table, self.spec)
+        n = table.num_rows
+        emb = enc.embeddings
+        if emb.shape[1] == 0:  # no scorable text in this chunk: keep the column's width
+            emb = np.zeros((n, self.dim), np.float16)
+        cols: dict[str, pa.Array] = {
+            PREFIX + "clean": pa.array(enc.clean, pa.string()),
+            PREFIX + "status": pa.array(enc.status.tolist(), pa.string()),
+            PREFIX + "probs": pa.FixedSizeListArray.from_arrays(
+                pa.array(np.ascontiguousarray(enc.probs, np.float64).ravel()), 3
+            ),
+            PREFIX + "emb": pa.FixedSizeListArray.from_arrays(
+                pa.array(np.ascontiguousarray(emb).ravel()), emb.shape[1]
+            ),
+        }
+        if enc.behavior is not None:
+            cols[PREFIX + "beh"] = pa.FixedSizeListArray.from_arrays(
+                pa.array(np.ascontiguousarray(enc.behavior, np.float64).ravel()),
+                enc.behavior.shape[1],
+            )
+        for name, arr in cols.items():
+            table = table.append_column(name, arr)
+        return table
+
+
+def _matrix(table: pa.Table, name: str, width: int, dtype: Any) -> np.ndarray:
+    flat = table.column(name).combine_chunks().flatten().to_numpy(zero_copy_only=False)
+    return np.asarray(flat, dtype=dtype).reshape(-1, width)
+
+
+def _read(ray: Any, plan: InputPlan) -> Any:
+    paths = [str(f.path) for f in plan.files]
+    if plan.fmt == "parquet":
+        return ray.data.read_parquet(paths, columns=plan.columns)
+    import pyarrow.csv as pacsv
+
+    first = plan.files[0]
+    if any(f.sep != first.sep or f.encoding != first.encoding for f in plan.files):
+        raise NlpsegError(
+            "--engine ray needs all CSV inputs to share one delimiter and encoding; "
+            "use --engine local"
+        )
+    enc = first.encoding or "utf-8-sig"
+    return ray.data.read_csv(
+        paths,
+        read_options=pacsv.ReadOptions(
+            encoding="utf8"
+            if enc.lower().replace("_", "-") in ("utf-8", "utf-8-sig", "utf8")
+            else enc
+        ),
+        parse_options=pacsv.ParseOptions(delimiter=first.sep or ",", newlines_in_values=True),
+        convert_options=pacsv.ConvertOptions(
+            column_types={c: pa.string() for c in plan.raw_columns},
+            strings_can_be_null=True,
+            quoted_strings_can_be_null=True,
+            null_values=[""],
+        ),
+        file_extensions=None,
+    )
+
+
+def encode_with_ray(
+    plan: InputPlan,
+    work: WorkDir,
+    config: SegmenterConfig,
+    options: BatchOptions,
+    reporter: Reporter,
+) -> tuple[int, int, list[int]]:
+    """Pass 1 as a Ray Data job; returns rows, chunks and (unknown here) rows per file."""
+    cs = options.chunk_size
+    with ray_session(options.ray_address) as ray:
+        compute, remote = _pool(ray, options.workers, use_gpus=config.device != "cpu")
+        reporter.message(
+            f"Ray: encoding with {compute.min_size} actor(s) "
+            f"({'1 GPU' if remote.get('num_gpus') else '1 CPU'} each)"
+        )
+        ds = _read(ray, plan).repartition(target_num_rows_per_block=cs, strict=True)
+        ds = ds.map_batches(
+            EncodeActor,
+            batch_size=cs,
+            batch_format="pyarrow",
+            compute=compute,
+            fn_constructor_kwargs={
+                "config": replace(config),
+                "spec": plan.spec,
+                "columns": list(plan.columns),
+            },
+            **remote,
+        )
+        n_rows = n_chunks = 0
+        for k, table in enumerate(ds.iter_batches(batch_size=cs, batch_format="pyarrow")):
+            n_chunks, n_rows = k + 1, n_rows + table.num_rows
+            if work.encoded(k):
+                continue
+            dim = table.schema.field(PREFIX + "emb").type.list_size
+            beh = None
+            if plan.spec.behavior:
+                beh = _matrix(table, PREFIX + "beh", len(plan.spec.behavior), np.float64)
+            status = np.asarray(table.column(PREFIX + "status").to_pylist(), dtype=object)
+            emb = _matrix(table, PREFIX + "emb", dim, np.float16)
+            enc = EncodedChunk(
+                table.column(PREFIX + "clean").to_pylist(),
+                status,
+                emb if (status == "ok").any() else emb[:, :0],
+                _matrix(table, PREFIX + "probs", 3, np.float64),
+                beh,
+            )
+            work.save_encoded(k, table.select(list(plan.columns)), enc)
+            reporter.message(f"chunk {k}: rows {k * cs:,}-{k * cs + table.num_rows - 1:,} encoded")
+    return n_rows, n_chunks, []
+
+
+class PlaceActor:
+    """Loads the fitted segmenter once per actor; places one chunk per call."""
+
+    def __init__(self, out_dir: str, chunk_size: int) -> None:
+        self.work = WorkDir(Path(out_dir))
+        self.state = FittedState.load(self.work)
+        self.chunk_size = chunk_size
+
+    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        rows = [place_chunk(self.work, int(k), self.chunk_size, self.state) for k in batch["chunk"]]
+        return {"chunk": np.asarray(batch["chunk"]), "rows": np.asarray(rows)}
+
+
+def place_with_ray(
+    work: WorkDir, todo: list[int], options: BatchOptions, reporter: Reporter
+) -> None:
+    """Pass 3 as a Ray Data job over chunk numbers; actors write parts and markers."""
+    with ray_session(options.ray_address) as ray:
+        compute, _ = _pool(ray, options.workers, use_gpus=False)
+        ds = ray.data.from_items(
+            [{"chunk": k} for k in todo], override_num_blocks=len(todo)
+        ).map_batches(
+            PlaceActor,
+            batch_size=1,
+            batch_format="numpy",
+            compute=compute,
+            num_cpus=1,
+            fn_constructor_kwargs={
+                "out_dir": os.fspath(work.root.parent),
+                "chunk_size": options.chunk_size,
+            },
+        )
+        with reporter.stage(f"Placing {len(todo)} chunks (Ray)", total=len(todo)) as advance:
+            for batch in ds.iter_batches(batch_size=1, batch_format="numpy"):
+                advance(len(batch["chunk"]))

@@ -1,0 +1,268 @@
+"""``nlpseg batch``: chunked, resumable, and the same result however it gets there.
+
+The central test starts a real ``python -m nlp_seg batch`` subprocess with the tiny models,
+SIGKILLs it during pass 1 and again during pass 2, starts it again, and checks that every input
+row comes out exactly once, in order, with the contract columns, and that the result equals an
+uninterrupted run with the same seed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+CONTRACT = [
+    "sentiment_label",
+    "sentiment_score",
+    "sentiment_confidence",
+    "segment_id",
+    "segment_name",
+    "segment_probability",
+    "is_outlier",
+    "status",
+]
+CHUNK = 300
+SAMPLE = 1000
+
+
+def batch_cmd(inputs: list[Path], out: Path, tiny: dict[str, Path], *extra: str) -> list[str]:
+    return [
+        sys.executable,
+        "-m",
+        "nlp_seg",
+        "-q",
+        "batch",
+        *map(str, inputs),
+        "--out",
+        str(out),
+        "--chunk-size",
+        str(CHUNK),
+        "--fit-sample-size",
+        str(SAMPLE),
+        "--embedding-model",
+        str(tiny["embedding"]),
+        "--sentiment-model",
+        str(tiny["sentiment"]),
+        *extra,
+    ]
+
+
+def run_ok(cmd: list[str]) -> subprocess.CompletedProcess[str]:
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=900, env=dict(os.environ))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return proc
+
+
+def start_and_kill_at(cmd: list[str], marker: Path, timeout: float = 600) -> int:
+    """Start ``cmd``; SIGKILL it as soon as ``marker`` exists. Returns its exit code."""
+    proc = subprocess.Popen(
+        cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=dict(os.environ)
+    )
+    deadline = time.monotonic() + timeout
+    while proc.poll() is None and not marker.exists() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=60)
+    return proc.returncode
+
+
+@pytest.fixture(scope="module")
+def reviews_csv(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """About 3,000 generated reviews (with awkward rows): ten chunks of 300."""
+    repo = Path(__file__).resolve().parent.parent
+    sys.path.insert(0, str(repo / "scripts"))
+    from make_example import make_reviews
+
+    df = make_reviews(n_customers=1900, seed=5)
+    df.loc[3, "review"] = ""
+    df.loc[400, "review"] = None
+    df.loc[650, "review"] = '=HYPERLINK("http://evil")'
+    path = tmp_path_factory.mktemp("batch") / "reviews.csv"
+    df.to_csv(path, index=False)
+    return path
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(reviews_csv: Path, tiny_models, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("batch_plain")
+    out = root / "out"
+    run_ok(batch_cmd([reviews_csv], out, tiny_models, "--cache-dir", str(root / "cache")))
+    return out
+
+
+def test_uninterrupted_run_writes_the_contract(reviews_csv: Path, uninterrupted: Path) -> None:
+    src = pd.read_csv(reviews_csv, keep_default_na=False, dtype=str)
+    got = pd.read_parquet(uninterrupted / "assignments.parquet")
+    assert list(got.columns) == list(src.columns) + CONTRACT
+    assert got["review_id"].tolist() == src["review_id"].tolist()
+    assert got["review_id"].is_unique
+    csv = pd.read_csv(uninterrupted / "assignments.csv", keep_default_na=False, dtype=str)
+    assert csv["review_id"].tolist() == src["review_id"].tolist()
+    assert csv.loc[650, "review"].startswith("'=")  # spreadsheet-safe, as analyze
+    assert set(got.loc[[3, 400], "status"]) == {"empty_text"}
+    ok = got["status"] == "ok"
+    assert (got.loc[ok, "segment_id"] >= 0).all()
+    assert got.loc[ok, "sentiment_score"].between(-1, 1).all()
+    segments = json.loads((uninterrupted / "segments.json").read_text())["segments"]
+    assert sum(s["size"] for s in segments) == int(ok.sum())
+    run = json.loads((uninterrupted / "run.json").read_text())
+    assert run["command"] == "batch"
+    assert run["rows_in"] == run["rows_out"] == len(src)
+    assert run["batch"]["chunks"] == -(-len(src) // CHUNK)
+    assert run["batch"]["fit_sample_rows"] == SAMPLE
+    assert run["inputs"][0]["rows"] == len(src)
+
+
+def test_killed_twice_resumes_to_the_same_result(
+    reviews_csv: Path, uninterrupted: Path, tiny_models, tmp_path: Path
+) -> None:
+    out = tmp_path / "out"
+    cmd = batch_cmd([reviews_csv], out, tiny_models, "--cache-dir", str(tmp_path / "cache"))
+    work = out / "_work"
+
+    # Killed in pass 1, right after the second chunk is stored.
+    code = start_and_kill_at(cmd, work / "chunks" / "000001" / "ENCODED")
+    assert code == -signal.SIGKILL, "the run finished before it could be killed"
+    assert not (out / "assignments.parquet").exists()
+    assert not (work / "encoded.json").exists()
+
+    # Killed in pass 2, right after the first part is placed.
+    code = start_and_kill_at(cmd, work / "parts" / "000000.done")
+    assert code == -signal.SIGKILL, "the run finished before it could be killed"
+    assert (work / "fit" / "FITTED").exists()
+    assert not (out / "assignments.parquet").exists()
+
+    run_ok(cmd)
+    src = pd.read_csv(reviews_csv, keep_default_na=False, dtype=str)
+    got = pd.read_parquet(out / "assignments.parquet")
+    assert got["review_id"].tolist() == src["review_id"].tolist()  # each row once, in order
+    assert list(got.columns) == list(src.columns) + CONTRACT
+    pd.testing.assert_frame_equal(got, pd.read_parquet(uninterrupted / "assignments.parquet"))
+    csv_bytes = (uninterrupted / "assignments.csv").read_bytes()
+    assert (out / "assignments.csv").read_bytes() == csv_bytes
+    run = json.loads((out / "run.json").read_text())
+    assert run["batch"]["chunks_encoded_before"] == run["batch"]["chunks"]
+    assert run["batch"]["fit_reused"] is True
+    assert run["batch"]["chunks_placed_before"] >= 1
+
+
+def test_folder_of_files_equals_one_file(
+    reviews_csv: Path, uninterrupted: Path, tiny_models, tmp_path: Path
+) -> None:
+    """Chunks run across file boundaries, so splitting the input changes nothing."""
+    src = pd.read_csv(reviews_csv, keep_default_na=False, dtype=str)
+    folder = tmp_path / "in"
+    folder.mkdir()
+    src.iloc[:1000].to_csv(folder / "a.csv", index=False)
+    src.iloc[1000:].to_csv(folder / "b.csv", index=False)
+    out = tmp_path / "out"
+    run_ok(batch_cmd([folder], out, tiny_models, "--no-cache", "--no-csv"))
+    got = pd.read_parquet(out / "assignments.parquet")
+    want = pd.read_parquet(uninterrupted / "assignments.parquet")
+    assert got["review_id"].tolist() == src["review_id"].tolist()
+    assert got["segment_id"].tolist() == want["segment_id"].tolist()
+    np.testing.assert_allclose(got["sentiment_score"], want["sentiment_score"], atol=1e-5)
+    assert not (out / "assignments.csv").exists()
+    run = json.loads((out / "run.json").read_text())
+    assert [f["rows"] for f in run["inputs"]] == [1000, len(src) - 1000]
+
+
+def test_parquet_input_streams_with_its_types(
+    reviews_csv: Path, uninterrupted: Path, tiny_models, tmp_path: Path
+) -> None:
+    from nlp_seg.batch import BatchOptions, run_batch
+    from nlp_seg.pipeline import SegmenterConfig
+
+    src = pd.read_csv(reviews_csv, keep_default_na=False, dtype=str)
+    src["rating"] = src["rating"].astype(int)
+    path = tmp_path / "reviews.parquet"
+    src.to_parquet(path, index=False, row_group_size=700)  # row groups unlike the chunks
+    cfg = SegmenterConfig(
+        embedding_model=str(tiny_models["embedding"]),
+        sentiment_model=str(tiny_models["sentiment"]),
+        fit_sample_size=SAMPLE,
+        cache_dir=None,
+    )
+    result = run_batch([path], tmp_path / "out", cfg, BatchOptions(chunk_size=CHUNK))
+    assert result.rows_out == len(src)
+    got = pd.read_parquet(tmp_path / "out" / "assignments.parquet")
+    want = pd.read_parquet(uninterrupted / "assignments.parquet")
+    assert got["rating"].dtype.kind == "i"  # Parquet types are kept
+    assert got["review_id"].tolist() == src["review_id"].tolist()
+    assert got["segment_id"].tolist() == want["segment_id"].tolist()
+
+
+def test_new_clustering_settings_reuse_the_encoded_chunks(
+    reviews_csv: Path, uninterrupted: Path, tiny_models, tmp_path: Path
+) -> None:
+    out = tmp_path / "out"
+    shutil.copytree(uninterrupted, out)
+    cache = tmp_path / "empty-cache"
+    proc = run_ok(
+        batch_cmd(
+            [reviews_csv], out, tiny_models, "--cache-dir", str(cache), "--min-cluster-size", "60"
+        )
+    )
+    run = json.loads((out / "run.json").read_text())
+    assert run["batch"]["chunks_encoded_before"] == run["batch"]["chunks"]
+    assert run["batch"]["fit_reused"] is False
+    assert run["parameters"]["min_cluster_size"] == 60
+    assert "pipeline.embedding" not in run["seconds"]  # nothing was encoded again
+    assert not cache.exists()  # ... not even from the cache
+    assert "Traceback" not in proc.stderr
+
+    # Other inputs or encoding settings must not silently mix with the stored chunks.
+    proc = subprocess.run(
+        batch_cmd([reviews_csv], out, tiny_models, "--max-seq-length", "32"),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode != 0
+    last = proc.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: ") and "--restart" in last and "max_seq_length" in last
+
+
+def test_ray_engine_matches_local(reviews_csv: Path, tiny_models, tmp_path: Path) -> None:
+    ray = pytest.importorskip("ray", reason="Ray is not installed (pip install 'nlpseg[ray]')")
+    pytest.importorskip("ray.data", reason="Ray Data is not installed (pip install 'ray[data]')")
+    from nlp_seg.batch import BatchOptions, run_batch
+    from nlp_seg.pipeline import SegmenterConfig
+
+    small = tmp_path / "small.csv"
+    pd.read_csv(reviews_csv, dtype=str, keep_default_na=False).iloc[:1100].to_csv(
+        small, index=False
+    )
+    cfg = SegmenterConfig(
+        embedding_model=str(tiny_models["embedding"]),
+        sentiment_model=str(tiny_models["sentiment"]),
+        fit_sample_size=600,
+        cache_dir=None,
+    )
+    local = run_batch([small], tmp_path / "local", cfg, BatchOptions(chunk_size=250))
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    try:
+        remote = run_batch(
+            [small], tmp_path / "ray", cfg, BatchOptions(chunk_size=250, engine="ray")
+        )
+    finally:
+        ray.shutdown()
+    assert local.rows_out == remote.rows_out == 1100
+    a = pd.read_parquet(tmp_path / "local" / "assignments.parquet")
+    b = pd.read_parquet(tmp_path / "ray" / "assignments.parquet")
+    assert a["review_id"].tolist() == b["review_id"].tolist()
+    assert a["segment_id"].tolist() == b["segment_id"].tolist()
+    np.testing.assert_allclose(a["sentiment_score"], b["sentiment_score"], atol=1e-5)
+    run = json.loads((tmp_path / "ray" / "run.json").read_text())
+    assert run["engine"] == "ray"
