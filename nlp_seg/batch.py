@@ -30,6 +30,7 @@ import contextlib
 import datetime as dt
 import fcntl
 import glob
+import hashlib
 import json
 import logging
 import os
@@ -633,7 +634,9 @@ def fit_on_sample(
     for attr in ("assignments_", "embeddings_", "sentiment_proba_", "labels_"):
         if hasattr(seg, attr):
             delattr(seg, attr)  # the sample's arrays are saved above; keep the pickle small
-    _atomic_write(work.fit / "segmenter.pkl", lambda p: Path(p).write_bytes(pickle.dumps(seg)))
+    blob = pickle.dumps(seg)
+    _atomic_write(work.fit / "segmenter.pkl", lambda p: Path(p).write_bytes(blob))
+    info["segmenter_sha256"] = hashlib.sha256(blob).hexdigest()
     write_json(info, work.fit / "FITTED")
 
 
@@ -654,14 +657,22 @@ class FittedState:
         from nlp_seg.reduction import configure_numba_cache
 
         configure_numba_cache()  # before UMAP's functions are first called in this process
-        seg = pickle.loads((work.fit / "segmenter.pkl").read_bytes())
+        info = json.loads((work.fit / "FITTED").read_text(encoding="utf-8"))
+        blob = (work.fit / "segmenter.pkl").read_bytes()
+        # This run's own scratch file (pickle: UMAP and HDBSCAN have no code-free format); the
+        # hash in the marker catches a truncated or swapped file before anything is unpickled.
+        if hashlib.sha256(blob).hexdigest() != info.get("segmenter_sha256"):
+            raise NlpsegError(
+                f"{work.fit / 'segmenter.pkl'} does not match its marker; rerun with --restart"
+            )
+        seg = pickle.loads(blob)  # noqa: S301 - written by this job, hash checked above
         return cls(
             seg,
             np.load(work.fit / "sample_rows.npy"),
             np.load(work.fit / "sample_labels.npy"),
             np.load(work.fit / "sample_strength.npy"),
             np.load(work.fit / "sample_outlier.npy"),
-            json.loads((work.fit / "FITTED").read_text(encoding="utf-8")),
+            info,
         )
 
     @property

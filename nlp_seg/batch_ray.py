@@ -139,7 +139,7 @@ def _matrix(table: pa.Table, name: str, width: int, dtype: Any) -> np.ndarray:
 def _read(ray: Any, plan: InputPlan) -> Any:
     paths = [str(f.path) for f in plan.files]
     if plan.fmt == "parquet":
-        return ray.data.read_parquet(paths, columns=plan.columns)
+        return ray.data.read_parquet(paths).select_columns(list(plan.columns))  # pushed down
     import pyarrow.csv as pacsv
 
     first = plan.files[0]

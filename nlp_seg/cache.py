@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -62,3 +62,38 @@ class VectorCache:
 
     def close(self) -> None:
         self._conn.close()
+
+
+def cached_rows(
+    folder: str | Path | None,
+    namespace: str,
+    texts: Sequence[str],
+    compute: Callable[[list[str]], np.ndarray],
+) -> tuple[np.ndarray, int, int]:
+    """``compute(texts)`` row by row through the cache: ``(rows, served_from_cache, computed)``.
+
+    ``texts`` should be distinct. With ``folder=None`` it simply computes. Used for sentiment
+    probabilities from a separate transformer (the two-model path), which cost as much as the
+    embeddings to recompute; the bundled head reads the (cached) embedding instead.
+    """
+    texts = list(texts)
+    if folder is None or not texts:
+        rows = np.asarray(compute(texts))
+        return rows, 0, len(texts)
+    cache = VectorCache(Path(folder), namespace)
+    try:
+        hits = cache.get_many(texts)
+        todo = [i for i in range(len(texts)) if i not in hits]
+        fresh = None
+        if todo:  # rounded as stored, so a first run and a cached re-run agree exactly
+            fresh = np.asarray(compute([texts[i] for i in todo]), dtype=np.float32)
+        width = fresh.shape[1] if fresh is not None else len(next(iter(hits.values())))
+        out = np.zeros((len(texts), width), dtype=np.float64)
+        for i, v in hits.items():
+            out[i] = v
+        if fresh is not None:
+            out[todo] = fresh
+            cache.put_many([texts[i] for i in todo], fresh)
+        return out, len(hits), len(todo)
+    finally:
+        cache.close()

@@ -183,18 +183,81 @@ def analyze(
     playbook: Annotated[
         str | None, typer.Option("--playbook", help="Edited playbook.json for actions.")
     ] = None,
-    lang: Annotated[str, typer.Option("--lang", help="Language of actions: en or vi.")] = "en",
+    lang: Annotated[
+        str, typer.Option("--lang", help="Language of actions and report.html: en or vi.")
+    ] = "en",
     save_model: Annotated[
         Path | None, typer.Option("--save-model", help="Save the fitted segmenter here.")
     ] = None,
+    report: Annotated[
+        bool, typer.Option("--report/--no-report", help="Write OUT/report.html.")
+    ] = True,
+    audiences: Annotated[
+        bool,
+        typer.Option("--audiences/--no-audiences", help="Write OUT/audiences/ (one CSV each)."),
+    ] = True,
+    email_col: Annotated[
+        str | None, typer.Option("--email-col", help="E-mail column (auto-detected).")
+    ] = None,
+    phone_col: Annotated[
+        str | None, typer.Option("--phone-col", help="Phone column (auto-detected).")
+    ] = None,
+    default_country: Annotated[
+        str | None,
+        typer.Option("--default-country", help="Country of phones without +code, e.g. VN."),
+    ] = None,
+    audience_plain: Annotated[
+        bool,
+        typer.Option("--audience-plain", help="Also write plain e-mail/phone (not only hashes)."),
+    ] = False,
+    gmail_strip_dots: Annotated[
+        bool,
+        typer.Option("--gmail-strip-dots", help="Drop dots in Gmail local parts before hashing."),
+    ] = False,
+    orders: Annotated[
+        Path | None,
+        typer.Option("--orders", help="Orders file (customer id, order date, amount, ...)."),
+    ] = None,
+    events: Annotated[
+        Path | None,
+        typer.Option("--events", help="Events file (customer id, event type, timestamp)."),
+    ] = None,
+    unit: Annotated[
+        str, typer.Option("--unit", help="Segment reviews (one row each) or customers.")
+    ] = "review",
+    orders_id_col: Annotated[str | None, typer.Option("--orders-id-col")] = None,
+    orders_date_col: Annotated[str | None, typer.Option("--orders-date-col")] = None,
+    orders_amount_col: Annotated[str | None, typer.Option("--orders-amount-col")] = None,
+    events_id_col: Annotated[str | None, typer.Option("--events-id-col")] = None,
+    events_type_col: Annotated[str | None, typer.Option("--events-type-col")] = None,
+    events_time_col: Annotated[str | None, typer.Option("--events-time-col")] = None,
+    clv_horizon_days: Annotated[
+        int, typer.Option("--clv-horizon-days", min=1, help="CLV horizon (days ahead).")
+    ] = 365,
 ) -> None:
     """Score, embed, fuse, cluster and name segments; write assignments, segments and run.json."""
 
     def run() -> None:
+        from nlp_seg.customer_job import UNITS, BehaviorOptions
+        from nlp_seg.errors import InputError
         from nlp_seg.fusion import parse_weights
         from nlp_seg.jobs import analyze_file
         from nlp_seg.pipeline import SegmenterConfig
 
+        if unit not in UNITS:
+            raise InputError(f"unknown --unit {unit!r}; choose review or customer")
+        from nlp_seg.audiences import AudienceOptions, check_country
+        from nlp_seg.report import STRINGS
+
+        if lang not in STRINGS:
+            raise InputError(f"unknown --lang {lang!r}; choose one of {', '.join(STRINGS)}")
+        audience_options = AudienceOptions(
+            email_col=email_col,
+            phone_col=phone_col,
+            default_country=check_country(default_country),
+            include_plain=audience_plain,
+            gmail_strip_dots=gmail_strip_dots,
+        )
         cfg = SegmenterConfig(
             profile=profile,
             embedding_model=embedding_model,
@@ -225,6 +288,22 @@ def analyze(
             encoding=encoding,
             reporter=_reporter(),
             save_model=save_model,
+            behavior_options=BehaviorOptions(
+                orders=orders,
+                events=events,
+                unit=unit,
+                orders_id_col=orders_id_col,
+                orders_date_col=orders_date_col,
+                orders_amount_col=orders_amount_col,
+                events_id_col=events_id_col,
+                events_type_col=events_type_col,
+                events_time_col=events_time_col,
+                encoding=encoding,
+                clv_horizon_days=clv_horizon_days,
+            ),
+            audiences=audiences,
+            audience_options=audience_options,
+            report=report,
         )
         _summary(result)
 
@@ -304,6 +383,113 @@ def score(
             text_col=text_col,
             id_col=id_col,
             encoding=encoding,
+            reporter=_reporter(),
+        )
+        _summary(result)
+
+    guarded(run)
+
+
+@app.command("train-sentiment")
+def train_sentiment(
+    input: Annotated[Path, typer.Argument(help="Labelled CSV/TSV/Parquet/JSONL: text + label.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Head folder to write.")] = Path(
+        "sentiment_head"
+    ),
+    text_col: TextCol = None,
+    label_col: Annotated[
+        str | None,
+        typer.Option(
+            "--label-col", help="Label column: negative/neutral/positive, 0/1/2 or 1-5 stars."
+        ),
+    ] = None,
+    encoding: Encoding = None,
+    embedding_model: EmbeddingModel = None,
+    kind: Annotated[str, typer.Option("--kind", help="logreg or mlp.")] = "logreg",
+    no_emoji: Annotated[bool, typer.Option("--no-emoji", help="No emoji features.")] = False,
+    device: Device = "auto",
+    batch_size: BatchSize = 32,
+    max_seq_length: MaxSeq = 256,
+    cache_dir: CacheDir = None,
+    no_cache: NoCache = False,
+    seed: Annotated[int, typer.Option("--seed", help="Seed of the hold-out and the fit.")] = 0,
+) -> None:
+    """Fit a sentiment head on your own labelled reviews; use it with --sentiment-model DIR."""
+
+    def run() -> None:
+        from nlp_seg.sentiment_head import train_from_table
+
+        if kind not in ("logreg", "mlp"):
+            raise_input(f"unknown --kind {kind!r}; use logreg or mlp")
+        summary = train_from_table(
+            input,
+            out,
+            text_col=text_col,
+            label_col=label_col,
+            encoding=encoding,
+            embedding_model=embedding_model,
+            kind=kind,
+            use_emoji=not no_emoji,
+            device=device,
+            batch_size=batch_size,
+            max_seq_length=max_seq_length,
+            cache_dir=_cache_dir(cache_dir, no_cache),
+            seed=seed,
+            reporter=_reporter(),
+        )
+        f1 = summary["heldout_macro_f1"]
+        counts = ", ".join(f"{k} {v}" for k, v in summary["class_counts"].items())
+        typer.echo(
+            f"trained on {summary['rows_used']} rows ({counts}; labels read as "
+            f"{summary['label_scheme']}); held-out macro-F1 "
+            + (f"{f1:.3f}" if f1 is not None else "n/a")
+        )
+        typer.echo(f"wrote {out} (use: nlpseg analyze FILE --sentiment-model {out})")
+
+    guarded(run)
+
+
+def raise_input(message: str) -> None:
+    """Raise a user-facing input error (printed as one ``error:`` line)."""
+    from nlp_seg.errors import InputError
+
+    raise InputError(message)
+
+
+@app.command()
+def assign(
+    input: Annotated[Path, typer.Argument(help="CSV, TSV, Parquet or JSON Lines file.")],
+    model: Annotated[
+        Path, typer.Option("--model", "-m", help="Folder written by analyze --save-model.")
+    ],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Output folder.")] = Path(
+        "nlpseg_assign_out"
+    ),
+    text_col: TextCol = None,
+    id_col: IdCol = None,
+    encoding: Encoding = None,
+    device: Annotated[
+        str | None, typer.Option("--device", help="auto, cpu or cuda (default: as saved).")
+    ] = None,
+    batch_size: Annotated[int | None, typer.Option("--batch-size", min=1)] = None,
+    cache_dir: CacheDir = None,
+    no_cache: NoCache = False,
+) -> None:
+    """Label new rows with a saved segmenter; unlike-anything-seen rows are flagged."""
+
+    def run() -> None:
+        from nlp_seg.jobs import assign_file
+
+        result = assign_file(
+            input,
+            model,
+            out,
+            text_col=text_col,
+            id_col=id_col,
+            encoding=encoding,
+            device=device,
+            batch_size=batch_size,
+            cache_dir=_cache_dir(cache_dir, no_cache),
             reporter=_reporter(),
         )
         _summary(result)
@@ -443,6 +629,88 @@ def warmup(
 
         for line in warm_up(prepare_models=models):
             typer.echo(line)
+
+    guarded(run)
+
+
+@app.command()
+def serve(
+    model: Annotated[
+        Path, typer.Option("--model", "-m", help="Folder written by analyze --save-model.")
+    ],
+    host: Annotated[
+        str, typer.Option("--host", help="Address to bind (localhost only by default).")
+    ] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port", min=0, max=65535)] = 8000,
+    workers: Annotated[
+        int,
+        typer.Option("--workers", min=1, help="Processes, each with its own copy of the model."),
+    ] = 1,
+    max_texts: Annotated[
+        int, typer.Option("--max-texts", min=1, help="Texts or rows per request.")
+    ] = 256,
+    max_text_chars: Annotated[
+        int, typer.Option("--max-text-chars", min=1, help="Characters per text.")
+    ] = 5000,
+    max_body_bytes: Annotated[
+        int, typer.Option("--max-body-bytes", min=1, help="Bytes per request body.")
+    ] = 2_000_000,
+    max_batch_size: Annotated[
+        int, typer.Option("--max-batch-size", min=1, help="Texts per shared model call.")
+    ] = 64,
+    max_wait_ms: Annotated[
+        float,
+        typer.Option("--max-wait-ms", min=0, help="How long a request waits for others."),
+    ] = 5.0,
+    max_queue: Annotated[
+        int, typer.Option("--max-queue", min=1, help="Waiting requests before 503.")
+    ] = 1000,
+    device: Annotated[
+        str | None, typer.Option("--device", help="auto, cpu or cuda (default: as saved).")
+    ] = None,
+) -> None:
+    """Serve a saved segmenter over HTTP (set NLPSEG_API_KEY to require a key)."""
+
+    def run() -> None:
+        import socket
+
+        from nlp_seg.errors import NlpsegError
+
+        try:
+            from nlp_seg.service import ServiceSettings
+            from nlp_seg.service import serve as serve_app
+        except ImportError as exc:
+            raise NlpsegError(
+                f"the service needs the serve extra ({exc.name} is missing): "
+                "pip install 'nlpseg[serve]'"
+            ) from exc
+        try:
+            with socket.create_server((host, port)):
+                pass
+        except OSError as exc:
+            raise NlpsegError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from exc
+        settings = ServiceSettings.from_env(
+            max_texts=max_texts,
+            max_text_chars=max_text_chars,
+            max_body_bytes=max_body_bytes,
+            max_batch_texts=max_batch_size,
+            max_wait_ms=max_wait_ms,
+            max_queue=max_queue,
+        )
+        if host not in ("127.0.0.1", "localhost", "::1") and not settings.api_key:
+            typer.echo(
+                f"warning: listening on {host} without an API key; set NLPSEG_API_KEY",
+                err=True,
+            )
+        serve_app(
+            str(model),
+            settings,
+            host=host,
+            port=port,
+            workers=workers,
+            device=device,
+            log_level="warning" if _STATE["quiet"] else "info",
+        )
 
     guarded(run)
 

@@ -67,6 +67,10 @@ class SentenceTransformerEmbedder:
         self.cache_dir = cache_dir
         self._st: Any = None
         self._path: Path | None = None
+        # Distinct texts served from the on-disk cache / run through the model, over all calls
+        # (recorded in run.json, so a re-run can show it did not re-encode).
+        self.cache_hits_ = 0
+        self.encoded_ = 0
 
     @property
     def model_id(self) -> str:
@@ -129,11 +133,13 @@ class SentenceTransformerEmbedder:
                 for i, v in hits.items():
                     out[i] = v
                 todo = [i for i in range(len(uniq_list)) if i not in hits]
+                self.cache_hits_ += len(hits)
                 if progress:
                     progress(len(hits))
         if todo:
             st = self._load()
             fresh = self._encode([uniq_list[i] for i in todo], st, progress)
+            self.encoded_ += len(todo)
             if out is None:
                 out = np.zeros((len(uniq_list), fresh.shape[1]), dtype=np.float32)
             out[todo] = fresh
@@ -184,6 +190,12 @@ class SentenceTransformerEmbedder:
             "max_seq_length": self._st.max_seq_length if self._st is not None else None,
             "batch_size": self.batch_size,
             "prompt_name": self.prompt_name,
+            "loaded": self._st is not None,
+            "cache": {
+                "dir": str(self.cache_dir) if self.cache_dir else None,
+                "hits": int(getattr(self, "cache_hits_", 0)),
+                "encoded": int(getattr(self, "encoded_", 0)),
+            },
         }
         return info
 

@@ -56,11 +56,19 @@ def spreadsheet_safe(frame: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
+#: CSV rows end with CRLF (RFC 4180). It also makes the csv writer quote any cell holding a
+#: bare carriage return: with a plain "\n" terminator such a cell was written unquoted and
+#: split its row in two when read back.
+CSV_LINE_TERMINATOR = "\r\n"
+
+
 def write_csv(frame: pd.DataFrame, path: str | Path) -> None:
     """Spreadsheet-safe UTF-8 CSV (with BOM so Excel shows Vietnamese correctly), atomically."""
     _atomic_write(
         Path(path),
-        lambda p: spreadsheet_safe(frame).to_csv(p, index=False, encoding="utf-8-sig"),
+        lambda p: spreadsheet_safe(frame).to_csv(
+            p, index=False, encoding="utf-8-sig", lineterminator=CSV_LINE_TERMINATOR
+        ),
     )
 
 
@@ -99,6 +107,10 @@ def _atomic_write(path: Path, writer: Any) -> None:
     os.close(fd)
     try:
         writer(tmp)
+        # mkstemp makes the file private (0600); outputs get the usual umask-based mode.
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):

@@ -111,8 +111,20 @@ def analyze_file(
     encoding: str | None = None,
     reporter: Reporter | None = None,
     save_model: str | Path | None = None,
+    behavior_options: Any = None,
+    audiences: bool = True,
+    audience_options: Any = None,
+    report: bool = True,
 ) -> RunResult:
-    """``nlpseg analyze``: the whole pipeline on one file, outputs written to ``out_dir``."""
+    """``nlpseg analyze``: the whole pipeline on one file, outputs written to ``out_dir``.
+
+    ``audiences`` writes ``out_dir/audiences/`` (see :mod:`nlp_seg.audiences`; options in an
+    :class:`~nlp_seg.audiences.AudienceOptions`), ``report`` writes ``out_dir/report.html``
+    in the config's ``lang`` (see :mod:`nlp_seg.report`).
+
+    ``behavior_options`` (a :class:`nlp_seg.customer_job.BehaviorOptions`) joins orders and
+    events and picks the unit (review or customer) of the segments.
+    """
     started = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
     t0 = time.perf_counter()
     reporter = reporter or SilentReporter()
@@ -125,20 +137,34 @@ def analyze_file(
         + (f", behaviour columns {', '.join(spec.behavior)}" if spec.behavior else "")
     )
     seg = Segmenter(config or SegmenterConfig(), reporter=reporter)
-    behavior = frame[list(spec.behavior)] if spec.behavior else None
-    seg.fit(frame[spec.text].tolist(), behavior=behavior)
+    beh_run = None
+    if behavior_options is not None and behavior_options.active:
+        from nlp_seg.customer_job import run_behavior_job
+
+        beh_run = run_behavior_job(seg, frame, spec, behavior_options, Path(input_path).name)
+        if behavior_options.unit == "customer":  # a customer's reviews are pooled, as intended
+            warnings = [w for w in warnings if "duplicate values in id column" not in w]
+        warnings.extend(beh_run.warnings)
+    else:
+        behavior = frame[list(spec.behavior)] if spec.behavior else None
+        seg.fit(frame[spec.text].tolist(), behavior=behavior)
     note = seg.clusterer.describe().get("note") if seg.clusterer is not None else None
     if note:
         warnings.append(note)
     out = Path(out_dir)
     with timer("write"):
-        merged = merge_input_and_assignments(frame, seg.assignments_, ASSIGNMENT_COLUMNS)
+        if beh_run is not None:
+            merged = beh_run.table
+        else:
+            merged = merge_input_and_assignments(frame, seg.assignments_, ASSIGNMENT_COLUMNS)
         files = [out / "assignments.csv", out / "assignments.parquet", out / "segments.json"]
         write_csv(merged, files[0])
         write_parquet(merged, files[1])
         write_json(
             {
-                "naming_rules": "see README: satisfied / disappointed / awaiting-improvement / "
+                "naming_rules": beh_run.naming_rules
+                if beh_run is not None
+                else "see README: satisfied / disappointed / awaiting-improvement / "
                 "neutral from the sentiment mix and improvement-request share",
                 "segments": seg.segments_,
             },
@@ -148,6 +174,33 @@ def analyze_file(
             from nlp_seg.persistence import save_segmenter
 
             save_segmenter(seg, save_model, columns=spec)
+    audience_info = None
+    if audiences and seg.segments_:
+        with timer("audiences"):
+            from nlp_seg.audiences import write_audiences
+
+            id_in_table = spec.id if spec.id in merged.columns else None
+            aud_files, audience_info = write_audiences(
+                merged, merged, seg.segments_, out, id_in_table, audience_options
+            )
+            files.append(out / "audiences")
+    if report and seg.segments_:
+        with timer("report"):
+            from nlp_seg.report import build_report, map_coordinates, write_report
+
+            text_in_table = spec.text if spec.text in merged.columns else None
+            if text_in_table is not None:
+                page = build_report(
+                    merged,
+                    seg.segments_,
+                    text_col=text_in_table,
+                    date_col=spec.date if spec.date in merged.columns else None,
+                    coords=map_coordinates(seg) if beh_run is None else None,
+                    lang=seg.config.lang,
+                    input_name=Path(input_path).name,
+                    seed=seg.config.seed,
+                )
+                files.append(write_report(out / "report.html", page))
     seconds = {**timer.seconds, **{f"pipeline.{k}": v for k, v in seg.timings_.items()}}
     seconds["total"] = round(time.perf_counter() - t0, 3)
     status = status_counts(merged["status"])
@@ -163,6 +216,10 @@ def analyze_file(
         warnings,
         started,
     )
+    if beh_run is not None:
+        info["behavior"] = beh_run.info
+    if audience_info is not None:
+        info["audiences"] = audience_info
     write_json(info, out / "run.json")
     files.append(out / "run.json")
     return RunResult(
@@ -212,3 +269,93 @@ def score_file(
     run_json = out.with_name(out.stem + ".run.json")
     write_json(info, run_json)
     return RunResult(None, [out, run_json], n, len(merged), st, [], warnings, seconds["total"])
+
+
+def assign_file(
+    input_path: str | Path,
+    model_dir: str | Path,
+    out_dir: str | Path,
+    *,
+    text_col: str | None = None,
+    id_col: str | None = None,
+    encoding: str | None = None,
+    device: str | None = None,
+    batch_size: int | None = None,
+    cache_dir: str | None = None,
+    reporter: Reporter | None = None,
+) -> RunResult:
+    """``nlpseg assign``: label a new file with a saved segmenter (``analyze --save-model``).
+
+    Writes ``assignments.csv`` / ``assignments.parquet`` (the same contract columns as
+    ``analyze``) and ``run.json`` to ``out_dir``. Columns are found the way the segmenter was
+    fitted: the same text / id / behaviour column names when the new file has them, else
+    detected; a missing behaviour column counts as missing values (the fitted median).
+    """
+    from nlp_seg.persistence import load_segmenter
+
+    started = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+    t0 = time.perf_counter()
+    reporter = reporter or SilentReporter()
+    timer = StageTimer()
+    with timer("load_model"):
+        seg = load_segmenter(
+            model_dir, device=device, batch_size=batch_size, cache_dir=cache_dir, reporter=reporter
+        )
+    saved = seg.columns_
+    with timer("read"):
+        frame = read_table(input_path, encoding=encoding)
+        cols = set(frame.columns)
+        spec = detect_columns(
+            frame,
+            text_col=text_col or (saved.text if saved and saved.text in cols else None),
+            id_col=id_col or (saved.id if saved and saved.id in cols else None),
+            behavior_cols=[],
+        )
+    warnings: list[str] = []
+    behavior = None
+    if seg.behavior_scaler_ is not None:
+        wanted = list(seg.behavior_scaler_.columns_)
+        missing = [c for c in wanted if c not in cols]
+        if missing:
+            warnings.append(
+                f"behaviour columns {', '.join(missing)} are not in {Path(input_path).name}; "
+                "they count as missing (the fitted median)"
+            )
+        behavior = frame.reindex(columns=wanted)
+        spec = ColumnSpec(spec.text, spec.id, tuple(c for c in wanted if c in cols), spec.date)
+    reporter.message(
+        f"Read {len(frame):,} rows; text column [bold]{spec.text}[/bold]; "
+        f"{len(seg.segments_)} segments from {model_dir}"
+    )
+    with timer("assign"):
+        assignments = seg.predict(frame[spec.text].tolist(), behavior=behavior)
+    out = Path(out_dir)
+    with timer("write"):
+        merged = merge_input_and_assignments(frame, assignments, ASSIGNMENT_COLUMNS)
+        files = [out / "assignments.csv", out / "assignments.parquet"]
+        write_csv(merged, files[0])
+        write_parquet(merged, files[1])
+    seconds = {**timer.seconds, "total": round(time.perf_counter() - t0, 3)}
+    status = status_counts(merged["status"])
+    info = _run_info(
+        "assign", input_path, spec, seg, len(frame), len(merged), status, seconds, warnings, started
+    )
+    info["model_dir"] = str(model_dir)
+    info["saved_models"] = seg.model_info_
+    write_json(info, out / "run.json")
+    files.append(out / "run.json")
+    novel = int(merged["is_outlier"].sum())
+    if novel:
+        warnings.append(
+            f"{novel} rows are unlike the rows the segmenter was fitted on (is_outlier=true, "
+            "low segment_probability); they are placed in the nearest segment, check them"
+        )
+    segments = [
+        {**s, "size": int((assignments["segment_id"] == s["id"]).sum())} for s in seg.segments_
+    ]
+    total = max(sum(s["size"] for s in segments), 1)
+    for s in segments:
+        s["share"] = round(s["size"] / total, 4)
+    return RunResult(
+        out, files, len(frame), len(merged), status, segments, warnings, seconds["total"]
+    )

@@ -166,9 +166,12 @@ def describe_models() -> list[str]:
 def _availability(model_id: str) -> str:
     if model_id == BUNDLED_ENCODER:
         try:
-            from nlp_seg.bundled_model import is_prepared
+            from nlp_seg.bundled_model import bundled_encoder_dir, is_prepared
 
-            return "ready" if is_prepared() else "prepared on first use (nlpseg models prepare)"
+            where = bundled_encoder_dir()
+            if is_prepared():
+                return f"ready: {where}"
+            return f"converted on first use into {where} (or now: nlpseg models prepare)"
         except Exception as exc:  # noqa: BLE001
             return f"unavailable: {exc}"
     if model_id == BUNDLED_SENTIMENT:

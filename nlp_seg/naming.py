@@ -93,272 +93,50 @@ REQUEST_PATTERNS = [
 ]
 _REQUEST_RE = re.compile("|".join(REQUEST_PATTERNS))
 
-STOPWORDS = set(
-    [
-        "và",
-        "là",
-        "của",
-        "có",
-        "không",
-        "thì",
-        "mà",
-        "này",
-        "cho",
-        "với",
-        "được",
-        "rất",
-        "cũng",
-        "nhưng",
-        "đã",
-        "một",
-        "những",
-        "các",
-        "khi",
-        "lại",
-        "ra",
-        "vào",
-        "nên",
-        "mình",
-        "em",
-        "anh",
-        "chị",
-        "tôi",
-        "bạn",
-        "nó",
-        "đó",
-        "để",
-        "từ",
-        "như",
-        "còn",
-        "hơn",
-        "quá",
-        "lắm",
-        "thấy",
-        "ạ",
-        "nha",
-        "nhé",
-        "luôn",
-        "đi",
-        "nữa",
-        "vì",
-        "do",
-        "bị",
-        "sẽ",
-        "đang",
-        "thế",
-        "rồi",
-        "ở",
-        "trong",
-        "ko",
-        "k",
-        "dc",
-        "đc",
-        "vs",
-        "mik",
-        "mk",
-        "thi",
-        "ma",
-        "nay",
-        "cho",
-        "voi",
-        "duoc",
-        "rat",
-        "cung",
-        "nhung",
-        "da",
-        "mot",
-        "nhung",
-        "cac",
-        "khi",
-        "lai",
-        "nen",
-        "minh",
-        "toi",
-        "ban",
-        "no",
-        "de",
-        "tu",
-        "nhu",
-        "con",
-        "hon",
-        "qua",
-        "lam",
-        "thay",
-        "nua",
-        "vi",
-        "bi",
-        "se",
-        "dang",
-        "the",
-        "roi",
-        "the",
-        "a",
-        "an",
-        "and",
-        "or",
-        "but",
-        "is",
-        "are",
-        "was",
-        "were",
-        "be",
-        "been",
-        "to",
-        "of",
-        "in",
-        "on",
-        "at",
-        "for",
-        "with",
-        "it",
-        "this",
-        "that",
-        "these",
-        "those",
-        "i",
-        "you",
-        "he",
-        "she",
-        "we",
-        "they",
-        "my",
-        "your",
-        "our",
-        "their",
-        "me",
-        "him",
-        "her",
-        "us",
-        "them",
-        "so",
-        "very",
-        "just",
-        "not",
-        "no",
-        "yes",
-        "do",
-        "does",
-        "did",
-        "have",
-        "has",
-        "had",
-        "from",
-        "as",
-        "by",
-        "about",
-        "if",
-        "then",
-        "than",
-        "too",
-        "also",
-        "can",
-        "will",
-        "would",
-        "all",
-        "any",
-        "some",
-        "more",
-        "most",
-        "de",
-        "la",
-        "le",
-        "les",
-        "des",
-        "du",
-        "un",
-        "une",
-        "et",
-        "est",
-        "en",
-        "que",
-        "qui",
-        "pas",
-        "pour",
-        "sur",
-        "au",
-        "aux",
-        "ce",
-        "il",
-        "elle",
-        "je",
-        "tu",
-        "nous",
-        "vous",
-        "der",
-        "die",
-        "das",
-        "und",
-        "ist",
-        "nicht",
-        "ein",
-        "eine",
-        "zu",
-        "mit",
-        "den",
-        "von",
-        "im",
-        "es",
-        "ich",
-        "sie",
-        "wir",
-        "auf",
-        "für",
-        "dem",
-        "o",
-        "os",
-        "as",
-        "um",
-        "uma",
-        "e",
-        "é",
-        "da",
-        "do",
-        "das",
-        "dos",
-        "em",
-        "no",
-        "na",
-        "nos",
-        "nas",
-        "que",
-        "se",
-        "não",
-        "por",
-        "para",
-        "com",
-        "muito",
-        "mas",
-        "foi",
-        "el",
-        "los",
-        "las",
-        "y",
-        "es",
-        "en",
-        "un",
-        "una",
-        "que",
-        "no",
-        "por",
-        "con",
-        "para",
-        "muy",
-        "pero",
-        "fue",
-        "lo",
-        "del",
-        "al",
-        "se",
-        "su",
-        "user",
-        "http",
-        "email",
-    ]
+#: Languages whose stopword lists (from the ``stopwordsiso`` package, the Stopwords ISO
+#: collection) are removed from keywords; reviews mix languages, so all are applied at once.
+STOPWORD_LANGS = ("vi", "en", "pt", "es", "fr", "de", "id", "zh", "ja", "ko")
+#: What the lists miss in reviews: Vietnamese written without diacritics or in teencode
+#: ("ko", "dc", "mik"), and web noise. Kept short on purpose: c-TF-IDF's IDF already mutes a
+#: word every segment uses.
+EXTRA_STOPWORDS = frozenset(
+    str.split(
+    "ko k kg khong dc đc duoc vs mik mk mjk t m thi ma nay cho voi rat cung nhung da mot cac "
+    "khi lai nen minh toi ban no de tu nhu con hon qua lam thay nua vi bi se dang roi va la co "
+    "cua thi nha nhe a ah ạ ak ok oke user http https www com email"
+    )
 )
+#: Negations are stopwords alone but start a phrase worth keeping: "không tốt", "not working",
+#: "não recomendo".
+NEGATIONS = frozenset(
+    str.split(
+    "không khong ko chưa chua chẳng chả đừng not no never don't doesn't didn't isn't wasn't "
+    "won't can't cannot não nao nem nunca sem jamais pas nicht kein keine tidak"
+    )
+)
+
+
+def _load_stopwords() -> frozenset[str]:
+    import stopwordsiso
+
+    words = {w.lower() for w in stopwordsiso.stopwords(list(STOPWORD_LANGS))}
+    return frozenset(words | EXTRA_STOPWORDS)
+
+
+STOPWORDS = _load_stopwords()
+#: Single Chinese/Japanese characters that are stopwords (的, 了, 是, 很, ...): CJK runs are
+#: cut at them (Hangul syllables are not: Korean particles are part of the word).
+_CJK_STOP_CHARS = frozenset(w for w in STOPWORDS if len(w) == 1 and 0x3040 <= ord(w) <= 0x9FFF)
+_CJK_STOP_RE = re.compile("[" + "".join(sorted(_CJK_STOP_CHARS)) + "]")
+#: Clause boundaries: a bigram never spans one ("tốt, giao" is not a phrase).
+_CLAUSE_RE = re.compile(r"[.,;:!?()\[\]{}\n\r\t\"“”…/|+=*&#@~<>。，、；：！？]+")
 CJK_RE = re.compile(r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af]+")
 WORD_RE = re.compile(r"[^\W\d_]+(?:['’][^\W\d_]+)?", re.UNICODE)
 
-BASE_NAMES = ("satisfied", "disappointed", "awaiting-improvement", "neutral")
+BASE_NAMES = ("satisfied", "disappointed", "awaiting-improvement", "neutral", "silent")
+#: Segments where fewer than this share of members wrote any text are named ``silent``: they
+#: were grouped on behaviour alone (customers known only from their orders and events).
+SILENT_TEXT_SHARE = 0.2
 
 
 def asks_improvement(texts: Sequence[str]) -> np.ndarray:
@@ -383,19 +161,27 @@ def base_name(mean_score: float, shares: Mapping[str, float], request_share: flo
 
 
 def analyze_tokens(text: str) -> list[str]:
-    """Unigrams and bigrams of words (Vietnamese syllables pair into phrases such as
-    "giao hàng"); CJK runs become character bigrams; stopwords and 1-letter tokens dropped."""
+    """Keyword candidates of one text: word unigrams and bigrams (Vietnamese syllables pair
+    into phrases such as "giao hàng"), CJK runs as character bigrams (cut at stopword
+    characters such as 的), without stopwords, stopword phrases ("bao giờ") or 1-letter words.
+    A negation starts a kept bigram ("không tốt", "not working", "não recomendo")."""
     text = text.lower()
     tokens: list[str] = []
     for run in CJK_RE.findall(text):
-        tokens.extend(run[i : i + 2] for i in range(max(1, len(run) - 1)))
-    text = CJK_RE.sub(" ", text)
-    words = [w for w in WORD_RE.findall(text) if len(w) > 1]
-    kept = [w for w in words if w not in STOPWORDS]
-    tokens.extend(kept)
-    for a, b in zip(words, words[1:], strict=False):
-        if a not in STOPWORDS and b not in STOPWORDS:
-            tokens.append(f"{a} {b}")
+        for piece in _CJK_STOP_RE.split(run) if _CJK_STOP_CHARS else [run]:
+            tokens.extend(
+                bg
+                for bg in (piece[i : i + 2] for i in range(len(piece) - 1))
+                if bg not in STOPWORDS
+            )
+    for clause in _CLAUSE_RE.split(CJK_RE.sub(" ", text)):
+        words = WORD_RE.findall(clause)
+        tokens.extend(w for w in words if len(w) > 1 and w not in STOPWORDS)
+        for a, b in zip(words, words[1:], strict=False):
+            if len(a) < 2 or len(b) < 2 or b in STOPWORDS or f"{a} {b}" in STOPWORDS:
+                continue
+            if a not in STOPWORDS or a in NEGATIONS:
+                tokens.append(f"{a} {b}")
     return tokens
 
 
@@ -426,15 +212,19 @@ def class_tfidf_keywords(
     idf = np.log(1 + avg / np.maximum(counts.sum(axis=0), 1))
     scores = tf * idf
     out: dict[int, list[str]] = {}
+    n_words = np.array([t.count(" ") + 1 for t in terms])
     for i, c in enumerate(classes):
-        order = np.argsort(-scores[i])
+        # Highest score first; on a tie the phrase ("pin trâu") before its words ("pin").
+        order = np.lexsort((-n_words, -np.round(scores[i], 12)))
         picked: list[str] = []
         for j in order:
             if counts[i, j] < 2 and len(joined[c]) > 5:
                 continue
             term = str(terms[j])
-            # Prefer a phrase over its own words already listed, and vice versa.
-            if any(term in p or p in term for p in picked):
+            # Prefer a phrase over its own words already listed, and vice versa; skip a phrase
+            # overlapping a listed one ("gói cẩn" after "cẩn thận": a pair across two words).
+            words = set(term.split())
+            if any(term in p or p in term or words & set(p.split()) for p in picked):
                 continue
             picked.append(term)
             if len(picked) >= top_n:
@@ -446,7 +236,8 @@ def class_tfidf_keywords(
 def representative_examples(
     texts: Sequence[str], embeddings: np.ndarray, k: int = 5, max_similarity: float = 0.95
 ) -> list[str]:
-    """Up to ``k`` texts closest to the segment's centre that are not near-copies of each other."""
+    """Up to ``k`` texts closest to the segment's centre that are not near-copies of each other
+    (same words once emoji and punctuation are ignored, or cosine > ``max_similarity``)."""
     if len(texts) == 0:
         return []
     emb = np.asarray(embeddings, dtype=np.float64)
@@ -457,7 +248,8 @@ def representative_examples(
     seen: set[str] = set()
     for i in order:
         t = texts[i]
-        key = t.strip().lower()
+        # Emoji and punctuation do not make a different quote ("tốt quá 😍" = "tốt quá 👍").
+        key = " ".join(re.sub(r"[\W_]+", " ", t.lower()).split())
         if key in seen or len(key) < 3:
             continue
         if chosen and (emb[chosen] @ emb[i]).max() > max_similarity:
@@ -466,6 +258,17 @@ def representative_examples(
         seen.add(key)
         if len(chosen) >= k:
             break
+    if len(chosen) < min(3, k):
+        # Near-identical embeddings (a very uniform segment): still show up to three distinct
+        # texts, the most central first, rather than a single quote.
+        for i in order:
+            key = " ".join(re.sub(r"[\W_]+", " ", texts[i].lower()).split())
+            if key in seen or len(key) < 3:
+                continue
+            chosen.append(int(i))
+            seen.add(key)
+            if len(chosen) >= min(3, k):
+                break
     if not chosen:
         chosen = [int(order[0])]
     return [texts[i] for i in chosen]
@@ -521,4 +324,200 @@ def disambiguate(names: dict[int, str], keywords: dict[int, list[str]]) -> dict[
         if out[sid] in seen:
             out[sid] = f"{out[sid]} #{sid}"
         seen[out[sid]] = sid
+    return out
+
+
+# --------------------------------------------------------------------------- tiers
+# Value and loyalty tiers qualify the sentiment name ("disappointed · VIP · at-risk"). The
+# thresholds are quantiles of this run's own customers (those with at least one purchase), so
+# the rules adapt to any shop's scale and currency; they are written to segments.json.
+NAME_SEPARATOR = " · "
+VALUE_TIERS = ("VIP", "mid-value", "low-value", "no-orders")
+LOYALTY_TIERS = ("new", "at-risk", "loyal", "regular", "no-orders")
+#: Tiers that describe the middle of the distribution: true, but not worth a word in a name.
+UNSHOWN_TIERS = ("mid-value", "regular", "mixed", "no-orders", "")
+VIP_QUANTILE = 0.8
+LOW_VALUE_QUANTILE = 0.3
+NEW_TENURE_QUANTILE = 0.25
+AT_RISK_RECENCY_QUANTILE = 0.75
+LOYAL_FREQUENCY_QUANTILE = 0.75
+SEGMENT_TIER_MIN_SHARE = 0.5
+
+
+class TierRules:
+    """Data-relative value and loyalty tiers per customer; fitted thresholds end with ``_``.
+
+    Value (basis: ``clv`` when known, else ``monetary``), over customers with a purchase:
+
+    * ``VIP``: value >= the 80th percentile (and > 0);
+    * ``low-value``: value <= the 30th percentile;
+    * ``mid-value``: in between; ``no-orders``: no purchase in the orders.
+
+    Loyalty, tried in this order:
+
+    * ``new``: first purchase no longer ago than the 25th percentile of tenure;
+    * ``at-risk``: last purchase at least as long ago as the 75th percentile of recency;
+    * ``loyal``: at least the 75th percentile of orders (and at least 2);
+    * ``regular``: the rest; ``no-orders``: no purchase.
+
+    Recency and tenure are counted in days back from the data's latest date, not from today.
+    """
+
+    def fit(self, features: Any) -> TierRules:
+        import pandas as pd
+
+        f = features
+        buyers = f[pd.to_numeric(f.get("frequency"), errors="coerce").fillna(0) > 0]
+        basis = "clv" if "clv" in f and f["clv"].notna().any() else "monetary"
+        self.value_basis_ = basis
+        value = pd.to_numeric(buyers.get(basis), errors="coerce").dropna()
+        self.vip_min_ = float(value.quantile(VIP_QUANTILE)) if len(value) else float("inf")
+        self.low_max_ = float(value.quantile(LOW_VALUE_QUANTILE)) if len(value) else float("-inf")
+        ten = pd.to_numeric(buyers.get("tenure_days"), errors="coerce").dropna()
+        rec = pd.to_numeric(buyers.get("recency_days"), errors="coerce").dropna()
+        frq = pd.to_numeric(buyers.get("frequency"), errors="coerce").dropna()
+        self.new_max_tenure_days_ = float(ten.quantile(NEW_TENURE_QUANTILE)) if len(ten) else -1.0
+        self.at_risk_min_recency_days_ = (
+            float(rec.quantile(AT_RISK_RECENCY_QUANTILE)) if len(rec) else float("inf")
+        )
+        self.loyal_min_frequency_ = max(
+            2.0, float(frq.quantile(LOYAL_FREQUENCY_QUANTILE)) if len(frq) else 2.0
+        )
+        self.n_customers_ = len(buyers)
+        return self
+
+    def assign(self, features: Any) -> tuple[Any, Any]:
+        """``(value_tier, loyalty_tier)`` string Series aligned with ``features``."""
+        import pandas as pd
+
+        f = features
+        idx = f.index
+
+        def col(name: str) -> pd.Series:
+            if name in f:
+                return pd.to_numeric(f[name], errors="coerce")
+            return pd.Series(np.nan, index=idx)
+
+        buyer = col("frequency").fillna(0) > 0
+        v = col(self.value_basis_)
+        value = np.where(
+            ~buyer,
+            "no-orders",
+            np.where(
+                (v >= self.vip_min_) & (v > 0),
+                "VIP",
+                np.where(v <= self.low_max_, "low-value", "mid-value"),
+            ),
+        )
+        ten, rec, frq = col("tenure_days"), col("recency_days"), col("frequency")
+        loyalty = np.select(
+            [
+                ~buyer,
+                ten <= self.new_max_tenure_days_,
+                rec >= self.at_risk_min_recency_days_,
+                frq >= self.loyal_min_frequency_,
+            ],
+            ["no-orders", "new", "at-risk", "loyal"],
+            default="regular",
+        )
+        return (
+            pd.Series(value, index=idx, dtype="object"),
+            pd.Series(loyalty, index=idx, dtype="object"),
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        """The thresholds, as written under ``naming_rules`` in segments.json."""
+
+        def r(x: float) -> float | None:
+            return round(float(x), 4) if np.isfinite(x) else None
+
+        return {
+            "value_tier": {
+                "basis": self.value_basis_,
+                "VIP": f"{self.value_basis_} >= {r(self.vip_min_)} (P{VIP_QUANTILE * 100:.0f})",
+                "low-value": f"{self.value_basis_} <= {r(self.low_max_)} "
+                f"(P{LOW_VALUE_QUANTILE * 100:.0f})",
+                "mid-value": "in between",
+                "no-orders": "no purchase in the orders",
+                "vip_min": r(self.vip_min_),
+                "low_value_max": r(self.low_max_),
+            },
+            "loyalty_tier": {
+                "order": ["no-orders", "new", "at-risk", "loyal", "regular"],
+                "new": f"tenure_days <= {r(self.new_max_tenure_days_)} "
+                f"(P{NEW_TENURE_QUANTILE * 100:.0f})",
+                "at-risk": f"recency_days >= {r(self.at_risk_min_recency_days_)} "
+                f"(P{AT_RISK_RECENCY_QUANTILE * 100:.0f})",
+                "loyal": f"frequency >= {r(self.loyal_min_frequency_)} "
+                f"(P{LOYAL_FREQUENCY_QUANTILE * 100:.0f}, at least 2)",
+                "regular": "the rest",
+                "new_max_tenure_days": r(self.new_max_tenure_days_),
+                "at_risk_min_recency_days": r(self.at_risk_min_recency_days_),
+                "loyal_min_frequency": r(self.loyal_min_frequency_),
+            },
+            "segment_tier": f"the tier of at least {SEGMENT_TIER_MIN_SHARE:.0%} of the segment's "
+            "members, else 'mixed'; names show VIP, low-value, new, at-risk and loyal",
+            "customers_with_orders": self.n_customers_,
+        }
+
+
+def segment_tier(tiers: Sequence[str], min_share: float = SEGMENT_TIER_MIN_SHARE) -> str:
+    """The tier most members share (at least ``min_share`` of them), else ``mixed``."""
+    if len(tiers) == 0:
+        return "mixed"
+    values, counts = np.unique([str(t) for t in tiers], return_counts=True)
+    top = int(np.argmax(counts))
+    return str(values[top]) if counts[top] / len(tiers) >= min_share else "mixed"
+
+
+def tier_shares(tiers: Sequence[str]) -> dict[str, float]:
+    """Share of the segment's members in each tier (largest first)."""
+    if len(tiers) == 0:
+        return {}
+    values, counts = np.unique([str(t) for t in tiers], return_counts=True)
+    order = np.argsort(-counts, kind="stable")
+    return {str(values[i]): round(float(counts[i]) / len(tiers), 4) for i in order}
+
+
+def qualified_name(base: str, value_tier: str | None, loyalty_tier: str | None) -> str:
+    """``disappointed · VIP · at-risk``: the base name plus the tiers worth a word."""
+    parts = [base] + [t for t in (value_tier, loyalty_tier) if t and t not in UNSHOWN_TIERS]
+    return NAME_SEPARATOR.join(parts)
+
+
+def segment_qualifiers(
+    row_info: Any, labels: np.ndarray, seg_mask: np.ndarray, seg_ids: Sequence[int]
+) -> dict[int, dict[str, Any]]:
+    """Per segment: its value and loyalty tiers (for the name), and the profile fields
+    ``value_tier``, ``loyalty_tier``, ``tier_shares`` and ``benefits`` (share of members whose
+    texts mention each benefit) taken from the per-row ``row_info`` columns present."""
+    from nlp_seg.benefits import benefit_shares
+
+    out: dict[int, dict[str, Any]] = {}
+    cols = set(row_info.columns)
+    for sid in seg_ids:
+        members = np.flatnonzero(seg_mask & (labels == sid))
+        sub = row_info.iloc[members]
+        fields: dict[str, Any] = {}
+        vt = lt = ""
+        if "value_tier" in cols:
+            vt = segment_tier(sub["value_tier"].astype(str).tolist())
+            fields["value_tier"] = vt
+        if "loyalty_tier" in cols:
+            lt = segment_tier(sub["loyalty_tier"].astype(str).tolist())
+            fields["loyalty_tier"] = lt
+        if "value_tier" in cols or "loyalty_tier" in cols:
+            fields["tier_shares"] = {
+                k: tier_shares(sub[k].astype(str).tolist())
+                for k in ("value_tier", "loyalty_tier")
+                if k in cols
+            }
+        if "benefit_sought" in cols:
+            tags = [
+                [t for t in str(v).split(";") if t] if isinstance(v, str) else []
+                for v in sub["benefit_sought"].tolist()
+            ]
+            fields["benefits"] = benefit_shares(tags)
+        tiers = (vt, lt) if sid >= 0 else ("", "")
+        out[int(sid)] = {"tiers": tiers, "fields": fields}
     return out

@@ -46,7 +46,7 @@ def normalize_text(raw: object, max_chars: int | None = None) -> NormalizedText:
         return NormalizedText("", STATUS_EMPTY)
     text = str(raw)
     if LITERAL_ESCAPE_RE.search(text):
-        text = LITERAL_ESCAPE_RE.sub(lambda m: chr(int(m.group(1), 16)), text)
+        text = _decode_literal_escapes(text)
     text = unicodedata.normalize("NFC", text)
     text = CONTROL_RE.sub(" ", text)
     text = URL_RE.sub(URL_TOKEN, text)
@@ -58,6 +58,17 @@ def normalize_text(raw: object, max_chars: int | None = None) -> NormalizedText:
     if not text or text.lower() in {"nan", "none", "null", "n/a"}:
         return NormalizedText("", STATUS_EMPTY)
     return NormalizedText(text, STATUS_OK)
+
+
+def _decode_literal_escapes(text: str) -> str:
+    """Turn literal ``\\u2019`` escapes (common in scraped tweets) into the characters.
+
+    Escaped surrogate pairs (an emoji written as ``\\ud83d\\ude0d``) are joined; a lone
+    surrogate, which no encoder can take, is dropped rather than crashing the run later.
+    """
+    text = LITERAL_ESCAPE_RE.sub(lambda m: chr(int(m.group(1), 16)), text)
+    text = text.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
+    return text.replace("\ufffd", "")
 
 
 def normalize_texts(values: Iterable[object], max_chars: int | None = 2000) -> list[NormalizedText]:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -23,12 +23,15 @@ from nlp_seg.clustering import HdbscanClusterer
 from nlp_seg.fusion import BlockFuser, parse_weights
 from nlp_seg.model_registry import PROFILES
 from nlp_seg.naming import (
+    SILENT_TEXT_SHARE,
     asks_improvement,
     base_name,
     class_tfidf_keywords,
     disambiguate,
     load_playbook,
+    qualified_name,
     representative_examples,
+    segment_qualifiers,
     suggest_action,
 )
 from nlp_seg.normalize import STATUS_OK, normalize_texts
@@ -159,10 +162,30 @@ class Segmenter:
             timer("sentiment"),
             self.reporter.stage("Scoring sentiment", total=len(uniq_list)) as advance,
         ):
-            probs = scorer.predict_proba(
-                uniq_list, embeddings=emb if scorer.needs_embeddings else None, progress=advance
-            )
+            if scorer.needs_embeddings:
+                probs = scorer.predict_proba(uniq_list, embeddings=emb, progress=advance)
+            else:
+                probs = self._cached_proba(scorer, uniq_list, advance)
         return emb[inverse], np.asarray(probs, dtype=np.float64)[inverse]
+
+    def _cached_proba(self, scorer: Any, texts: list[str], advance: Any) -> np.ndarray:
+        """A separate sentiment transformer's probabilities through the on-disk cache (it costs
+        as much as the embedding to recompute); counts land in ``sentiment_cache_``."""
+        from pathlib import Path
+
+        from nlp_seg.cache import cached_rows
+
+        folder = Path(self.config.cache_dir) / "sentiment" if self.config.cache_dir else None
+        namespace = f"tf|{scorer.model_id}|{getattr(scorer, 'max_length', None)}"
+        probs, hits, computed = cached_rows(
+            folder, namespace, texts, lambda t: scorer.predict_proba(t, progress=advance)
+        )
+        stats = getattr(self, "sentiment_cache_", {"hits": 0, "computed": 0})
+        self.sentiment_cache_ = {
+            "hits": stats["hits"] + hits,
+            "computed": stats["computed"] + computed,
+        }
+        return probs
 
     def score_sentiment(self, texts: Sequence[str], timer: StageTimer | None = None) -> np.ndarray:
         """``(n, 3)`` sentiment probabilities of clean texts; embeds only if the scorer reads
@@ -177,7 +200,7 @@ class Segmenter:
             timer("sentiment"),
             self.reporter.stage("Scoring sentiment", total=len(uniq)) as advance,
         ):
-            probs = scorer.predict_proba([str(t) for t in uniq], progress=advance)
+            probs = self._cached_proba(scorer, [str(t) for t in uniq], advance)
         return np.asarray(probs, dtype=np.float64)[inverse]
 
     def _fuse_blocks(
@@ -223,6 +246,7 @@ class Segmenter:
         behavior: pd.DataFrame | None = None,
         segmentable: np.ndarray | None = None,
         timer: StageTimer | None = None,
+        row_info: pd.DataFrame | None = None,
     ) -> Segmenter:
         """Fit from already-encoded rows (all arrays have one row per input row).
 
@@ -230,7 +254,11 @@ class Segmenter:
         ``status`` is ``ok``. Callers that segment rows without text (customers known only by
         their behaviour) mark them segmentable and pass imputed embedding/sentiment rows;
         their sentiment columns stay empty in the outputs because their status is not ``ok``.
+        ``row_info`` (one row per input row; optional columns ``value_tier``, ``loyalty_tier``,
+        ``benefit_sought``) qualifies segment names with tiers and profiles with benefits (see
+        :mod:`nlp_seg.customer_job`).
         """
+        self.row_info_ = row_info.reset_index(drop=True) if row_info is not None else None
         cfg = self.config
         timer = timer or StageTimer()
         status = np.asarray(status, dtype=object)
@@ -260,6 +288,7 @@ class Segmenter:
             labels[seg_mask], strength[seg_mask], outlier[seg_mask] = self._fit_cluster(
                 fused, timer
             )
+            self.fit_rows_ = np.flatnonzero(seg_mask)[self.fit_sample_]
 
         with timer("naming"), self.reporter.stage("Naming and profiling segments"):
             self.segments_ = self._profile(
@@ -289,18 +318,33 @@ class Segmenter:
         self.fit_sample_size_ = len(sample)
         if self.reducer is None:
             self.reducer = UmapReducer(
-                n_components=cfg.n_components, n_neighbors=cfg.n_neighbors, seed=cfg.seed
+                n_components=cfg.n_components,
+                n_neighbors=cfg.n_neighbors,
+                seed=cfg.seed,
+                backend="cpu" if cfg.device == "cpu" else "auto",  # cuML's when on a GPU
             )
         if self.clusterer is None:
             self.clusterer = HdbscanClusterer(
                 min_cluster_size=cfg.min_cluster_size,
                 min_samples=cfg.min_samples,
                 keep_outliers=cfg.keep_outliers,
+                backend="cpu" if cfg.device == "cpu" else "auto",
             )
         with timer("reduction"), self.reporter.stage(f"UMAP on {len(sample):,} rows"):
             reduced_sample = self.reducer.fit_transform(fused[sample])
+        # The fit sample's reduced coordinates (positions among the clustered rows), for the
+        # report's map; fit_rows_ (set by fit_encoded) says which input rows they are.
+        self.fit_sample_ = sample
+        self.fit_coords_ = np.asarray(reduced_sample, dtype=np.float32)
         with timer("clustering"), self.reporter.stage("HDBSCAN clustering"):
             self.clusterer.fit(reduced_sample)
+        from nlp_seg.novelty import FitNeighbours
+
+        # Kept so predict() places new rows by their fitted neighbours and flags rows unlike
+        # anything fitted (see nlp_seg.novelty).
+        self.neighbours_: FitNeighbours | None = FitNeighbours(seed=cfg.seed).fit(
+            fused[sample], self.clusterer.labels_, self.clusterer.outlier_mask_
+        )
         labels = np.zeros(n, dtype=int)
         strength = np.zeros(n)
         outlier = np.zeros(n, dtype=bool)
@@ -364,6 +408,8 @@ class Segmenter:
                 shares = {lab: 0.0 for lab in LABELS}
                 mean_score, req = 0.0, 0.0
             b = base_name(mean_score, shares, req) if sid >= 0 else "outliers"
+            if sid >= 0 and m.sum() < SILENT_TEXT_SHARE * members.sum():
+                b = "silent"  # grouped on behaviour alone: too few members wrote anything
             base[sid] = b
             prof: dict[str, Any] = {
                 "id": int(sid),
@@ -392,13 +438,23 @@ class Segmenter:
                     for c in behavior.columns
                 }
             profiles.append(prof)
+        info = getattr(self, "row_info_", None)
+        qual = segment_qualifiers(info, labels, seg_mask, seg_ids) if info is not None else {}
         names = disambiguate(
-            {s: base[s] for s in seg_ids if s >= 0}, {s: keywords.get(s, []) for s in seg_ids}
+            {
+                s: qualified_name(base[s], *qual.get(s, {}).get("tiers", ("", "")))
+                for s in seg_ids
+                if s >= 0
+            },
+            {s: keywords.get(s, []) for s in seg_ids},
         )
         for prof in profiles:
             if prof["id"] >= 0:
                 prof["name"] = names[prof["id"]]
-            prof["action"] = suggest_action(playbook, {"base": prof["base_name"]}, lang=cfg.lang)
+            q = qual.get(prof["id"], {})
+            prof.update(q.get("fields", {}))
+            key = {"base": prof["base_name"], **q.get("fields", {})}
+            prof["action"] = suggest_action(playbook, key, lang=cfg.lang)
         return profiles
 
     def fit_predict(
@@ -408,9 +464,18 @@ class Segmenter:
 
     # ----------------------------------------------------------------- predict
     def predict(
-        self, texts: Sequence[object], behavior: pd.DataFrame | None = None
+        self,
+        texts: Sequence[object],
+        behavior: pd.DataFrame | None = None,
+        *,
+        encode: Callable[[list[str]], tuple[np.ndarray, np.ndarray]] | None = None,
     ) -> pd.DataFrame:
-        """Label new rows with the learned segments; returns the assignment columns."""
+        """Label new rows with the learned segments; returns the assignment columns.
+
+        ``encode`` replaces :meth:`encode` (clean texts -> embeddings, sentiment
+        probabilities): the HTTP service encodes a micro-batch of requests once and then
+        places each request through this same method.
+        """
         if not hasattr(self, "segments_"):
             from nlp_seg.errors import NlpsegError
 
@@ -424,31 +489,52 @@ class Segmenter:
         outlier = np.zeros(n, dtype=bool)
         probs = np.full((n, 3), np.nan)
         if ok.any():
-            emb, p = self.encode([x.text for x, k in zip(norm, ok, strict=True) if k])
+            emb, p = (encode or self.encode)([x.text for x, k in zip(norm, ok, strict=True) if k])
             probs[ok] = p
             frame = None
             if self.behavior_scaler_ is not None:
                 frame = behavior if behavior is not None else pd.DataFrame(index=range(n))
                 frame = frame.loc[ok] if len(frame) == n else frame
-            lab, st, out = self.place_encoded(emb, p, frame)
+            lab, st, out = self.place_encoded(emb, p, frame, new_rows=True)
             labels[ok], strength[ok], outlier[ok] = lab, st, out
         names = {s["id"]: s["name"] for s in self.segments_}
         return build_assignments(labels, strength, outlier, probs, status, names)
 
     def place_encoded(
-        self, embeddings: np.ndarray, probs: np.ndarray, behavior: pd.DataFrame | None = None
+        self,
+        embeddings: np.ndarray,
+        probs: np.ndarray,
+        behavior: pd.DataFrame | None = None,
+        new_rows: bool = False,
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Labels, strengths and outlier flags of already-encoded rows (all scorable).
 
         The placement half of :meth:`predict`, apart so that ``nlpseg batch`` can place
         millions of stored rows chunk by chunk with the fitted fuser, reducer and clusterer.
+        ``new_rows`` (what :meth:`predict` uses) places rows by the vote of their nearest
+        fitted rows in the fused space instead, and flags rows far from every fitted row
+        (``is_outlier``, lowered strength) rather than forcing them in; see
+        :mod:`nlp_seg.novelty`.
         """
         beh = None
         if self.behavior_scaler_ is not None:
             frame = behavior if behavior is not None else pd.DataFrame(index=range(len(probs)))
             beh = self.behavior_scaler_.transform(frame)
         fused = self.fuser_.transform(self._fuse_blocks(embeddings, probs, beh))
+        neighbours = getattr(self, "neighbours_", None)
+        if new_rows and neighbours is not None:
+            labels, strength, outlier = neighbours.place(fused)
+            if not self.config.keep_outliers:
+                return labels, strength, outlier
+            return np.where(outlier, -1, labels), strength, outlier
         return self.clusterer.predict(self.reducer.transform(fused))
+
+    def save(self, path: str) -> str:
+        """Save the fitted segmenter to folder ``path`` (see :mod:`nlp_seg.persistence`);
+        :func:`load_segmenter` reads it back to label new rows the same way."""
+        from nlp_seg.persistence import save_segmenter
+
+        return str(save_segmenter(self, path, columns=getattr(self, "columns_", None)))
 
     def describe(self) -> dict[str, Any]:
         """What this segmenter used: models, parameters, learned sizes (for ``run.json``)."""
@@ -457,6 +543,8 @@ class Segmenter:
             info["embedding"] = self.embedder.describe()
         if self.sentiment is not None:
             info["sentiment"] = self.sentiment.describe()
+            if hasattr(self, "sentiment_cache_"):
+                info["sentiment"]["cache"] = dict(self.sentiment_cache_)
         if self.reducer is not None and hasattr(self.reducer, "describe"):
             info["reduction"] = self.reducer.describe()
         if self.clusterer is not None and hasattr(self.clusterer, "describe"):

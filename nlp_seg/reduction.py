@@ -36,7 +36,15 @@ def configure_numba_cache() -> None:
     import importlib
     import warnings
 
+    from numba.core import config as numba_config
     from numba.core.dispatcher import Dispatcher
+
+    # numba reads NUMBA_CACHE_DIR when it is imported and otherwise only when it next compiles;
+    # a cache locator is chosen when a dispatcher's cache is created (at import for
+    # pynndescent's ``cache=True`` functions, below for umap's). Reload now, before importing
+    # umap, so every cache lands in NLPSEG_HOME/numba, not in a site-packages __pycache__
+    # that a read-only install cannot write.
+    numba_config.reload_config()
 
     warnings.filterwarnings("ignore", message="n_jobs value", category=UserWarning)
     for name in (

@@ -259,6 +259,59 @@ def worker_ablation(a: argparse.Namespace) -> dict[str, Any]:
     return res
 
 
+UMAP_SNIPPET = """
+import sys, time
+t0 = time.perf_counter()
+if sys.argv[1] == "nlpseg":
+    from nlp_seg.reduction import configure_numba_cache
+    configure_numba_cache()
+import numpy as np
+import umap
+x = np.random.default_rng(0).normal(size=(500, 32)).astype("float32")
+umap.UMAP(random_state=42).fit(x)
+print(time.perf_counter() - t0)
+"""
+
+
+def cold_start(tmp: Path) -> dict[str, Any]:
+    """Seconds of ``import umap; UMAP().fit(500 x 32)`` in fresh processes, with and without
+    nlpseg's numba cache (each variant starts from an empty cache folder), and ``nlpseg --help``.
+    """
+    res: dict[str, Any] = {}
+    for variant in ("plain", "nlpseg"):
+        cache = tmp / f"numba_cold_{variant}"
+        env = {"NUMBA_CACHE_DIR": str(cache)}  # pynndescent's cache=True functions use it too
+        times = []
+        for _ in range(2):
+            r = _popen_wait4([sys.executable, "-c", UMAP_SNIPPET, variant], env)
+            times.append(float(r["stdout"].strip().splitlines()[-1]))
+        res[variant] = times
+    helps = []
+    for _ in range(3):
+        t0 = time.perf_counter()
+        _popen_wait4([sys.executable, "-m", "nlp_seg", "--help"], {})
+        helps.append(time.perf_counter() - t0)
+    res["help"] = helps
+    return res
+
+
+def cold_start_lines(c: dict[str, Any]) -> list[str]:
+    p, n = c["plain"], c["nlpseg"]
+    return [
+        "Cold start (`import umap; UMAP(random_state=42).fit(500 x 32)` in a fresh process, "
+        "from an empty numba cache; seconds):",
+        "",
+        "| | 1st process | 2nd process |",
+        "| --- | ---: | ---: |",
+        f"| umap-learn as shipped (no numba cache for umap's own functions) | {p[0]:.1f} | "
+        f"{p[1]:.1f} |",
+        f"| with nlpseg's numba cache (`NLPSEG_HOME/numba`) | {n[0]:.1f} | {n[1]:.1f} |",
+        "",
+        f"`nlpseg --help` (a fresh process, heavy imports lazy): {min(c['help']):.2f} s best of "
+        f"3 ({', '.join(f'{h:.2f}' for h in c['help'])}).",
+    ]
+
+
 # --------------------------------------------------------------------------- orchestration
 def hardware() -> list[str]:
     cpu = "unknown CPU"
@@ -474,7 +527,11 @@ def ablation_lines(a: dict[str, Any]) -> list[str]:
 
 
 def render(
-    args: argparse.Namespace, rows: list[list[str]], abl: dict | None, notes: list[str]
+    args: argparse.Namespace,
+    rows: list[list[str]],
+    abl: dict | None,
+    notes: list[str],
+    cold: dict | None = None,
 ) -> str:
     out = [
         START,
@@ -495,6 +552,8 @@ def render(
     ]
     if abl:
         out += ablation_lines(abl) + [""]
+    if cold:
+        out += cold_start_lines(cold) + [""]
     out.append(END)
     return "\n".join(out) + "\n"
 
@@ -518,6 +577,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--sizes", default="1000,10000", help="Comma-separated row counts.")
     p.add_argument("--skip-bertopic", action="store_true")
     p.add_argument("--skip-ablation", action="store_true")
+    p.add_argument("--skip-coldstart", action="store_true")
     p.add_argument("--ablation-size", type=int, default=None, help="Default: smallest size.")
     p.add_argument("--out", type=Path, default=None, help="Markdown file to write/update.")
     p.add_argument("--profile", default="bundled")
@@ -553,7 +613,10 @@ def main(argv: list[str] | None = None) -> None:
     rows: list[list[str]] = []
     notes: list[str] = []
     results: dict[str, Any] = {}
-    abl = None
+    abl = cold = None
+    if not args.skip_coldstart:
+        print("cold start ...", file=sys.stderr, flush=True)
+        cold = results["cold_start"] = cold_start(tmp)
     if not args.skip_ablation:
         n_abl = args.ablation_size or min(sizes)
         print(f"ablation on {n_abl:,} rows ...", file=sys.stderr, flush=True)
@@ -564,8 +627,8 @@ def main(argv: list[str] | None = None) -> None:
         r = bench_size(n, pool, tmp, args, rows)
         results[str(n)] = r
         notes.append(f"{n:,} rows = {r['note']}")
-        print(render(args, rows, abl, notes), file=sys.stderr, flush=True)
-    block = render(args, rows, abl, notes)
+        print(render(args, rows, abl, notes, cold), file=sys.stderr, flush=True)
+    block = render(args, rows, abl, notes, cold)
     print(block)
     (tmp / "results.json").write_text(json.dumps(results, indent=2, default=float))
     if args.out:

@@ -93,3 +93,12 @@ def test_normalisation_composes_vietnamese_and_masks_pii() -> None:
     assert normalize_text("   ").status == "empty_text"
     assert normalize_text(float("nan")).status == "empty_text"
     assert normalize_text("x" * 5000, max_chars=100).text == "x" * 100
+
+
+def test_literal_escapes_become_characters_and_lone_surrogates_are_dropped() -> None:
+    from nlp_seg.normalize import normalize_text
+
+    got = normalize_text(r"love it \ud83d\ude0d, don\u2019t \ud83d stop")
+    assert got.status == "ok"
+    assert got.text == "love it 😍, don’t stop"
+    got.text.encode("utf-8")  # a lone surrogate would raise here

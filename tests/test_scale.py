@@ -12,34 +12,30 @@ import numpy as np
 import pandas as pd
 
 
-class _FakeST:
-    """Records what each ``encode`` call receives; returns one-hot-ish vectors."""
+def test_embedder_encodes_distinct_texts_in_length_order(tiny_models) -> None:
+    """Repeats are encoded once, and the model sees texts shortest first (low padding)."""
+    from nlp_seg.embedding import SentenceTransformerEmbedder, embedding_dimension
 
-    def __init__(self) -> None:
-        self.calls: list[list[str]] = []
+    emb = SentenceTransformerEmbedder(str(tiny_models["embedding"]), batch_size=2)
+    st = emb._load()
+    seen: list[str] = []
+    real_encode = st.encode
 
-    def encode(self, texts: list[str], **kwargs: object) -> np.ndarray:
-        self.calls.append(list(texts))
-        return np.ones((len(texts), 4), dtype=np.float32) / 2
+    def recording_encode(texts: list[str], **kwargs: object) -> np.ndarray:
+        seen.extend(texts)
+        return real_encode(texts, **kwargs)
 
-    def get_sentence_embedding_dimension(self) -> int:
-        return 4
-
-
-def test_embedder_encodes_distinct_texts_in_length_order() -> None:
-    from nlp_seg.embedding import SentenceTransformerEmbedder
-
-    emb = SentenceTransformerEmbedder("unused", batch_size=2)
-    fake = _FakeST()
-    emb._st = fake
+    st.encode = recording_encode  # a spy: the real model still encodes every text
+    words = ["good", "bad", "phone", "battery", "very", "slow", "delivery", "tốt", "quá"]
     rng = np.random.default_rng(0)
-    texts = ["x" * int(n) for n in rng.integers(1, 400, size=700)]
-    out = emb.embed(texts + texts[:50])  # repeats are encoded once
-    assert out.shape == (750, 4)
-    seen = [t for call in fake.calls for t in call]
-    assert len(seen) == len(set(texts))
+    texts = [" ".join(rng.choice(words, size=int(n))) for n in rng.integers(1, 40, size=300)]
+    out = emb.embed(texts + texts[:50])
+    assert out.shape == (350, embedding_dimension(st))
+    np.testing.assert_allclose(np.linalg.norm(out, axis=1), 1.0, atol=1e-5)
+    np.testing.assert_array_equal(out[300:], out[:50])
+    assert sorted(seen) == sorted(set(texts))  # each distinct text once
     lengths = [len(t) for t in seen]
-    assert lengths == sorted(lengths)  # padding stays low in every batch
+    assert lengths == sorted(lengths)
 
 
 def _reviews(tmp: Path) -> Path:
@@ -64,13 +60,22 @@ def test_rerun_with_other_clustering_reads_embeddings_from_the_cache(
         "cache_dir": str(tmp_path / "cache"),
     }
     first = Segmenter(SegmenterConfig(**base)).fit(texts)
+    distinct = first.embedder.describe()["cache"]["encoded"]
+    assert distinct > 0 and first.embedder.describe()["cache"]["hits"] == 0
     second = Segmenter(SegmenterConfig(**base, min_cluster_size=40)).fit(texts)
-    assert second.embedder._st is None  # the encoder was never even loaded
+    info = second.describe()
+    assert info["embedding"]["loaded"] is False  # the encoder was never even loaded
+    assert info["embedding"]["cache"] == {"dir": base["cache_dir"], "hits": distinct, "encoded": 0}
+    # The separate sentiment transformer (two-model path) is served from the cache too.
+    assert info["sentiment"]["cache"] == {"hits": distinct, "computed": 0}
     np.testing.assert_array_equal(first.embeddings_, second.embeddings_)
-    assert second.timings_["embedding"] < max(0.5, first.timings_["embedding"])
+    np.testing.assert_array_equal(first.sentiment_proba_, second.sentiment_proba_)
+    assert second.clusterer.describe()["min_cluster_size"] == 40
 
 
 def test_cli_rerun_skips_encoding(tmp_path: Path, tiny_models) -> None:
+    """``nlpseg analyze`` twice with other clustering settings: run.json's counters show the
+    second run encoded nothing and never loaded the encoder; its sentiment is unchanged."""
     path = _reviews(tmp_path)
     common = [
         "--embedding-model",
@@ -80,7 +85,7 @@ def test_cli_rerun_skips_encoding(tmp_path: Path, tiny_models) -> None:
         "--cache-dir",
         str(tmp_path / "cache"),
     ]
-    seconds = []
+    runs = []
     for i, extra in enumerate(([], ["--min-cluster-size", "30"])):
         out = tmp_path / f"o{i}"
         proc = subprocess.run(
@@ -93,20 +98,41 @@ def test_cli_rerun_skips_encoding(tmp_path: Path, tiny_models) -> None:
             env=dict(os.environ),
         )
         assert proc.returncode == 0, proc.stderr[-2000:]
-        seconds.append(json.loads((out / "run.json").read_text())["seconds"])
-    assert seconds[1]["pipeline.embedding"] < 1.0
-    assert seconds[1]["pipeline.embedding"] <= seconds[0]["pipeline.embedding"]
+        runs.append(json.loads((out / "run.json").read_text()))
+    first, second = (r["models"]["embedding"] for r in runs)
+    assert first["loaded"] is True and first["cache"]["encoded"] > 0
+    assert second["loaded"] is False
+    assert second["cache"]["encoded"] == 0
+    assert second["cache"]["hits"] == first["cache"]["encoded"]
+    assert runs[1]["pipeline"]["sentiment"]["cache"]["computed"] == 0
+    assert runs[1]["parameters"]["min_cluster_size"] == 30
+    a, b = (pd.read_parquet(tmp_path / f"o{i}" / "assignments.parquet") for i in range(2))
+    cols = ["sentiment_label", "sentiment_score", "sentiment_confidence", "status"]
+    pd.testing.assert_frame_equal(a[cols], b[cols])
 
 
-def test_warmup_compiles_the_numba_cache() -> None:
-    proc = subprocess.run(
-        [sys.executable, "-m", "nlp_seg", "warmup"],
-        capture_output=True,
-        text=True,
-        timeout=900,
-        env=dict(os.environ),
-    )
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    assert "numba cache:" in proc.stdout
-    folder = Path(os.environ.get("NUMBA_CACHE_DIR") or Path(os.environ["NLPSEG_HOME"]) / "numba")
-    assert any(folder.rglob("*.nbi"))
+def _numba_files(folder: Path) -> dict[str, int]:
+    return {str(p.relative_to(folder)): p.stat().st_mtime_ns for p in folder.rglob("*.nb[ic]")}
+
+
+def test_warmup_compiles_once_then_loads(tmp_path: Path) -> None:
+    """The first process fills NLPSEG_HOME/numba; a second loads it and compiles nothing
+    (numba rewrites a cache index only when it compiles, so no file may change)."""
+    env = {k: v for k, v in os.environ.items() if k != "NUMBA_CACHE_DIR"}
+    env["NLPSEG_HOME"] = str(tmp_path / "home")
+    folder = tmp_path / "home" / "numba"
+    snapshots = []
+    for _ in range(2):
+        proc = subprocess.run(
+            [sys.executable, "-m", "nlp_seg", "warmup"],
+            capture_output=True,
+            text=True,
+            timeout=900,
+            env=env,
+        )
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        assert f"numba cache: {folder}" in proc.stdout
+        snapshots.append(_numba_files(folder))
+    assert any("umap" in name for name in snapshots[0])  # umap's own functions, not only
+    assert any("pynndescent" in name for name in snapshots[0])  # pynndescent's
+    assert snapshots[1] == snapshots[0]

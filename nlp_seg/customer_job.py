@@ -1,0 +1,535 @@
+"""Texts + orders + events -> review-level or customer-level segments with behaviour.
+
+``nlpseg analyze reviews.csv --orders orders.csv [--events events.csv] --unit review|customer``
+lands here (via :func:`nlp_seg.jobs.analyze_file`). The steps:
+
+1. read and clean the orders and events (:mod:`nlp_seg.customers`), join them to the texts by
+   customer id, and report ids that match nothing;
+2. normalise and encode the texts once (embedding + sentiment), tag benefits sought
+   (:mod:`nlp_seg.benefits`);
+3. per customer: order/event features, CLV (:mod:`nlp_seg.clv`), review features, value and
+   loyalty tiers (:class:`nlp_seg.naming.TierRules`);
+4. ``--unit review``: every review row gets its customer's features; ``--unit customer``: a
+   customer's texts are pooled (mean embedding re-normalised, mean sentiment probabilities)
+   and every customer appears once, those without text segmented on behaviour alone
+   (``status = no_text``);
+5. :meth:`nlp_seg.pipeline.Segmenter.fit_encoded` fuses, reduces, clusters, names (with tier
+   qualifiers) and profiles.
+
+The in-memory entry point :func:`segment_with_behavior` takes already-encoded texts, so the
+evaluation (scripts/eval_behavior.py) and the tests run exactly this code on precomputed
+embeddings.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from nlp_seg.customers import (
+    BLOCK_FEATURES,
+    EVENT_FEATURES,
+    ORDER_FEATURES,
+    REVIEW_FEATURES,
+    customer_features,
+    find_rating_column,
+    id_keys,
+    join_report,
+    read_events,
+    read_orders,
+    review_features,
+)
+from nlp_seg.errors import InputError
+from nlp_seg.input import ColumnSpec
+from nlp_seg.normalize import STATUS_OK, normalize_texts
+from nlp_seg.pipeline import ASSIGNMENT_COLUMNS, Segmenter
+from nlp_seg.progress import StageTimer
+
+UNITS = ("review", "customer")
+STATUS_NO_TEXT = "no_text"
+#: Columns added before the contract's assignment columns, in this order.
+CLV_COLUMNS = ("clv", "clv_method")
+TIER_COLUMNS = ("value_tier", "loyalty_tier", "benefit_sought")
+
+
+@dataclass
+class BehaviorOptions:
+    """Where the behaviour comes from and at which unit to segment."""
+
+    orders: str | Path | None = None
+    events: str | Path | None = None
+    unit: str = "review"
+    orders_id_col: str | None = None
+    orders_date_col: str | None = None
+    orders_amount_col: str | None = None
+    events_id_col: str | None = None
+    events_type_col: str | None = None
+    events_time_col: str | None = None
+    encoding: str | None = None
+    clv_horizon_days: int = 365
+    benefits: bool = True
+
+    @property
+    def active(self) -> bool:
+        return self.orders is not None or self.events is not None or self.unit != "review"
+
+
+@dataclass
+class BehaviorResult:
+    """What :func:`segment_with_behavior` produced: the output table and run metadata."""
+
+    table: pd.DataFrame
+    naming_rules: dict[str, Any]
+    info: dict[str, Any]
+    warnings: list[str] = field(default_factory=list)
+
+
+def load_behavior(
+    opts: BehaviorOptions,
+) -> tuple[pd.DataFrame | None, pd.DataFrame | None, dict[str, Any], list[str]]:
+    """Read the orders and events files named in ``opts``."""
+    from nlp_seg.export import file_sha256
+
+    orders = events = None
+    info: dict[str, Any] = {}
+    warnings: list[str] = []
+    if opts.orders is not None:
+        orders, cols, w = read_orders(
+            opts.orders,
+            id_col=opts.orders_id_col,
+            date_col=opts.orders_date_col,
+            amount_col=opts.orders_amount_col,
+            encoding=opts.encoding,
+        )
+        info["orders"] = {
+            "path": str(opts.orders),
+            "sha256": file_sha256(opts.orders),
+            "rows": len(orders),
+            "purchases": int(orders["purchase"].sum()),
+            "columns": cols,
+        }
+        warnings += w
+    if opts.events is not None:
+        events, cols, w = read_events(
+            opts.events,
+            id_col=opts.events_id_col,
+            type_col=opts.events_type_col,
+            time_col=opts.events_time_col,
+            encoding=opts.encoding,
+        )
+        info["events"] = {
+            "path": str(opts.events),
+            "sha256": file_sha256(opts.events),
+            "rows_used": len(events),
+            "columns": cols,
+        }
+        warnings += w
+    return orders, events, info, warnings
+
+
+def encode_texts(
+    seg: Segmenter, texts: list[object], timer: StageTimer
+) -> tuple[list[str], np.ndarray, np.ndarray, np.ndarray]:
+    """Normalise and encode: clean texts, statuses, embeddings (zeros where no text) and
+    sentiment probabilities (NaN where no text), one row per input row."""
+    with timer("normalize"):
+        norm = normalize_texts(texts, max_chars=seg.config.max_chars)
+    status = np.array([n.status for n in norm], dtype=object)
+    clean = [n.text for n in norm]
+    ok = status == STATUS_OK
+    emb = np.zeros((len(clean), 0), np.float32)
+    probs = np.full((len(clean), 3), np.nan)
+    if ok.any():
+        emb_ok, probs_ok = seg.encode([c for c, k in zip(clean, ok, strict=True) if k], timer)
+        emb = np.zeros((len(clean), emb_ok.shape[1]), np.float32)
+        emb[ok], probs[ok] = emb_ok, probs_ok
+    return clean, status, emb, probs
+
+
+def segment_with_behavior(
+    seg: Segmenter,
+    frame: pd.DataFrame,
+    spec: ColumnSpec,
+    clean: list[str],
+    status: np.ndarray,
+    embeddings: np.ndarray,
+    probs: np.ndarray,
+    *,
+    orders: pd.DataFrame | None,
+    events: pd.DataFrame | None,
+    unit: str = "review",
+    benefit_embed: Any = None,
+    clv_horizon_days: int = 365,
+    text_file: str = "the texts",
+    timer: StageTimer | None = None,
+) -> BehaviorResult:
+    """Fit ``seg`` on encoded texts joined with behaviour; returns the output table.
+
+    ``benefit_embed`` (a function from texts to embedding rows, the same encoder as
+    ``embeddings``) enables benefit tagging; ``None`` leaves ``benefit_sought`` empty.
+    """
+    timer = timer or StageTimer()
+    if unit not in UNITS:
+        raise InputError(f"unknown --unit {unit!r}; choose review or customer")
+    if spec.id is None:
+        raise InputError(
+            "--orders, --events and --unit customer need a customer id column in "
+            f"{text_file}; name it with --id-col"
+        )
+    warnings: list[str] = []
+    keys = id_keys(frame[spec.id]).reset_index(drop=True)
+    n_missing = int(keys.isna().sum())
+    ok = np.asarray(status, dtype=object) == STATUS_OK
+
+    with timer("behavior_features"):
+        feats, ref, clv_info, w = customer_features(orders, events, horizon_days=clv_horizon_days)
+        warnings += w
+        for name, table in (("orders", orders), ("events", events)):
+            if table is not None:
+                tkeys = pd.Index(table["customer_key"].dropna().unique())
+                if name == "orders":
+                    tkeys = pd.Index(table.loc[table["purchase"], "customer_key"].unique())
+                warnings += join_report(
+                    keys, tkeys, source=f"the {name}", text_file=text_file, text_id_col=spec.id
+                )
+    if n_missing:
+        warnings.append(
+            f"{n_missing} rows in {text_file} have no customer id; they are kept "
+            + (
+                "without behaviour features"
+                if unit == "review"
+                else "each as a customer of its own (customer_id empty)"
+            )
+        )
+
+    # Benefits per text.
+    tags_per_row: list[list[str]] = [[] for _ in range(len(frame))]
+    benefit_info: dict[str, Any] | None = None
+    if benefit_embed is not None and ok.any():
+        from nlp_seg.benefits import BenefitTagger
+
+        with timer("benefits"):
+            tagger = BenefitTagger().fit(benefit_embed, embeddings[ok])
+            for i, t in zip(np.flatnonzero(ok), tagger.tags(embeddings[ok]), strict=True):
+                tags_per_row[i] = t
+            benefit_info = tagger.describe()
+
+    scores = np.where(ok, probs[:, 2] - probs[:, 0], np.nan)
+    rating_col = find_rating_column(frame, exclude=(spec.text, spec.id))
+    date_col = spec.date if spec.date in frame.columns else None
+    rf = review_features(
+        keys,
+        scores,
+        frame[rating_col] if rating_col else None,
+        frame[date_col] if date_col else None,
+    )
+
+    if unit == "review":
+        result = _review_unit(
+            seg,
+            frame,
+            spec,
+            clean,
+            status,
+            embeddings,
+            probs,
+            keys,
+            feats,
+            rf,
+            tags_per_row,
+            timer,
+        )
+    else:
+        result = _customer_unit(
+            seg,
+            frame,
+            spec,
+            clean,
+            status,
+            embeddings,
+            probs,
+            keys,
+            feats,
+            rf,
+            tags_per_row,
+            timer,
+            rating_col,
+        )
+    table, rules, n_customers, block_cols = result
+    naming = {
+        "base": "see README: satisfied / disappointed / awaiting-improvement / neutral from the "
+        "sentiment mix and improvement-request share; silent when under "
+        "20% of members wrote text",
+        **rules,
+        "reference_date": str(ref.date()),
+        "separator": " · ",
+    }
+    info = {
+        "unit": unit,
+        "customers": n_customers,
+        "reference_date": str(ref.date()),
+        "rating_column": rating_col,
+        "features": [c for c in table.columns if c in _ALL_FEATURES],
+        "behavior_block": block_cols,
+        "clv": clv_info,
+        "tier_rules": rules,
+        "benefits": benefit_info,
+    }
+    return BehaviorResult(table, naming, info, warnings)
+
+
+_ALL_FEATURES = (*ORDER_FEATURES, *EVENT_FEATURES, *REVIEW_FEATURES, *CLV_COLUMNS)
+
+
+def _feature_table(feats: pd.DataFrame, rf: pd.DataFrame, index: pd.Index) -> pd.DataFrame:
+    """Features in contract order for the customers in ``index`` (NaN where unknown)."""
+    out = pd.DataFrame(index=index)
+    for c in ORDER_FEATURES + EVENT_FEATURES:
+        if c in feats.columns and feats[c].notna().any():
+            out[c] = feats[c].reindex(index)
+    for c in REVIEW_FEATURES:
+        if c in rf.columns and rf[c].notna().any():
+            out[c] = rf[c].reindex(index)
+    if "review_count" in out:
+        out["review_count"] = out["review_count"].fillna(0.0)
+    if "frequency" in feats.columns:
+        # A reviewer absent from the orders has bought nothing (as far as the orders know).
+        for c in ("frequency", "monetary"):
+            if c in out:
+                out[c] = out[c].fillna(0.0)
+    for c in CLV_COLUMNS:
+        if c in feats.columns:
+            out[c] = feats[c].reindex(index)
+    if "clv" in out:
+        out["clv"] = out["clv"].fillna(0.0)
+        out["clv_method"] = out["clv_method"].fillna("no_orders")
+    return out
+
+
+def _tiers(features: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, Any]]:
+    from nlp_seg.naming import TierRules
+
+    if "frequency" not in features:
+        return pd.DataFrame(index=features.index), {}
+    rules = TierRules().fit(features)
+    vt, lt = rules.assign(features)
+    return pd.DataFrame({"value_tier": vt, "loyalty_tier": lt}), rules.to_dict()
+
+
+def _block(features: pd.DataFrame, extra: pd.DataFrame | None) -> pd.DataFrame:
+    """The behaviour block: order/event features and CLV, plus the texts' own behaviour
+    columns (e.g. a star rating); all-missing columns are left out."""
+    cols = [c for c in BLOCK_FEATURES if c in features and features[c].notna().any()]
+    block = features[cols].astype(float).reset_index(drop=True)
+    if extra is not None:
+        for c in extra.columns:
+            if c not in block and pd.to_numeric(extra[c], errors="coerce").notna().any():
+                block[c] = pd.to_numeric(extra[c], errors="coerce").to_numpy()
+    return block
+
+
+def _review_unit(
+    seg: Segmenter,
+    frame: pd.DataFrame,
+    spec: ColumnSpec,
+    clean: list[str],
+    status: np.ndarray,
+    embeddings: np.ndarray,
+    probs: np.ndarray,
+    keys: pd.Series,
+    feats: pd.DataFrame,
+    rf: pd.DataFrame,
+    tags: list[list[str]],
+    timer: StageTimer,
+) -> tuple[pd.DataFrame, dict[str, Any], int, list[str]]:
+    from nlp_seg.benefits import join_tags
+
+    customers = pd.Index(sorted(set(keys.dropna()) | set(feats.index)))
+    per_customer = _feature_table(feats, rf, customers)
+    tiers, rules = _tiers(per_customer)
+    per_customer = per_customer.join(tiers)
+    rows = per_customer.reindex(keys.where(keys.notna(), "\0missing")).reset_index(drop=True)
+    for c in ("value_tier", "loyalty_tier"):
+        if c in rows:
+            rows[c] = rows[c].fillna("unknown")
+    rows["benefit_sought"] = [join_tags(t) for t in tags]
+    extra = frame[list(spec.behavior)].reset_index(drop=True) if spec.behavior else None
+    block = _block(rows, extra)
+    seg.fit_encoded(
+        clean,
+        status,
+        embeddings,
+        probs,
+        behavior=block if block.shape[1] else None,
+        timer=timer,
+        row_info=rows[[c for c in (*TIER_COLUMNS,) if c in rows]],
+    )
+    from nlp_seg.export import merge_input_and_assignments
+
+    added = rows.reset_index(drop=True)
+    base = frame.reset_index(drop=True)
+    base = base.rename(columns={c: f"input_{c}" for c in base.columns if c in added.columns})
+    left = pd.concat([base, added], axis=1)
+    table = merge_input_and_assignments(left, seg.assignments_, ASSIGNMENT_COLUMNS)
+    return table, rules, len(customers), list(block.columns)
+
+
+def _customer_unit(
+    seg: Segmenter,
+    frame: pd.DataFrame,
+    spec: ColumnSpec,
+    clean: list[str],
+    status: np.ndarray,
+    embeddings: np.ndarray,
+    probs: np.ndarray,
+    keys: pd.Series,
+    feats: pd.DataFrame,
+    rf: pd.DataFrame,
+    tags: list[list[str]],
+    timer: StageTimer,
+    rating_col: str | None = None,
+) -> tuple[pd.DataFrame, dict[str, Any], int, list[str]]:
+    from nlp_seg.benefits import join_tags, pool_tags
+
+    n = len(frame)
+    # Customer of each row: its id, or a customer of its own when the id is missing.
+    owner = keys.copy()
+    missing = owner.isna()
+    owner[missing] = [f"\0row{i}" for i in np.flatnonzero(missing)]
+    first_seen = list(dict.fromkeys(owner.tolist()))
+    only_behavior = sorted(set(feats.index) - set(first_seen))
+    order = first_seen + only_behavior
+    index = pd.Index(order)
+    pos = pd.Series(np.arange(len(order)), index=index)
+    row_owner = pos.reindex(owner).to_numpy()
+    m = len(order)
+
+    ok = np.asarray(status, dtype=object) == STATUS_OK
+    dim = embeddings.shape[1]
+    emb = np.zeros((m, dim), np.float32)
+    prob = np.zeros((m, 3))
+    count = np.zeros(m)
+    if ok.any():
+        np.add.at(emb, row_owner[ok], embeddings[ok])
+        np.add.at(prob, row_owner[ok], probs[ok])
+        np.add.at(count, row_owner[ok], 1)
+    has_text = count > 0
+    if dim:
+        emb[has_text] /= np.maximum(np.linalg.norm(emb[has_text], axis=1, keepdims=True), 1e-12)
+    prob[has_text] /= count[has_text, None]
+    prob[~has_text] = np.nan
+    if has_text.any() and (~has_text).any():
+        # Customers without text sit at the centre of the text and sentiment blocks, so only
+        # their behaviour tells them apart.
+        centre = emb[has_text].mean(axis=0)
+        emb[~has_text] = centre / max(float(np.linalg.norm(centre)), 1e-12)
+    cust_status = np.where(has_text, STATUS_OK, STATUS_NO_TEXT).astype(object)
+    probs_fit = prob.copy()
+    if has_text.any():
+        probs_fit[~has_text] = prob[has_text].mean(axis=0)
+
+    texts_by_owner: list[list[str]] = [[] for _ in range(m)]
+    rows_by_owner: list[list[str]] = [[] for _ in range(m)]
+    for i in range(n):
+        rows_by_owner[row_owner[i]].append(str(i))
+        if ok[i]:
+            texts_by_owner[row_owner[i]].append(clean[i])
+    joined = [" | ".join(t) for t in texts_by_owner]
+
+    feat_keys = pd.Index([k if not str(k).startswith("\0row") else None for k in order])
+    per_customer = _feature_table(feats, rf, feat_keys)
+    per_customer.index = index
+    if "review_count" in per_customer:
+        per_customer["review_count"] = [float(len(r)) for r in rows_by_owner]
+    tiers, rules = _tiers(per_customer)
+    per_customer = per_customer.join(tiers)
+    pooled = pool_tags([tags[i] for i in range(n)], list(row_owner))
+    per_customer["benefit_sought"] = [join_tags(pooled.get(j, [])) for j in range(m)]
+
+    extra = None
+    # The texts' own behaviour columns, averaged per customer; a star rating is already
+    # there as avg_rating.
+    extra_cols = [c for c in spec.behavior if c != rating_col]
+    if extra_cols:
+        num = frame[extra_cols].apply(pd.to_numeric, errors="coerce")
+        extra = num.groupby(row_owner).mean().reindex(range(m)).reset_index(drop=True)
+    block = _block(per_customer, extra)
+    if rating_col in spec.behavior and "avg_rating" in per_customer:
+        block["avg_rating"] = per_customer["avg_rating"].to_numpy(dtype=float)
+    seg.fit_encoded(
+        joined,
+        cust_status,
+        emb,
+        probs_fit if has_text.any() else np.zeros((m, 3)),
+        behavior=block if block.shape[1] else None,
+        segmentable=np.ones(m, dtype=bool),
+        timer=timer,
+        row_info=per_customer[[c for c in TIER_COLUMNS if c in per_customer]].reset_index(
+            drop=True
+        ),
+    )
+    ids = [None if str(k).startswith("\0row") else k for k in order]
+    out = pd.DataFrame(
+        {
+            "customer_id": pd.array(ids, dtype="string"),
+            spec.text: pd.array([j if j else None for j in joined], dtype="string"),
+            "review_rows": pd.array(
+                [";".join(r) if r else None for r in rows_by_owner], dtype="string"
+            ),
+        }
+    )
+    feats_out = per_customer.reset_index(drop=True)
+    if extra is not None:
+        for c in extra.columns:
+            if c not in feats_out:
+                feats_out[c] = extra[c].to_numpy()
+    table = pd.concat([out, feats_out, seg.assignments_.reset_index(drop=True)], axis=1)
+    return table, rules, m, list(block.columns)
+
+
+def run_behavior_job(
+    seg: Segmenter, frame: pd.DataFrame, spec: ColumnSpec, opts: BehaviorOptions, text_file: str
+) -> BehaviorResult:
+    """The file-level run behind ``nlpseg analyze --orders/--events/--unit``: read the
+    behaviour files, encode the texts once, segment (see :func:`segment_with_behavior`)."""
+    if opts.unit not in UNITS:
+        raise InputError(f"unknown --unit {opts.unit!r}; choose review or customer")
+    if spec.id is None:
+        raise InputError(
+            "--orders, --events and --unit customer need a customer id column in "
+            f"{text_file}; name it with --id-col"
+        )
+    timer = StageTimer()
+    with timer("read_behavior"):
+        orders, events, files_info, warnings = load_behavior(opts)
+    clean, status, emb, probs = encode_texts(seg, frame[spec.text].tolist(), timer)
+    embed = None
+    if opts.benefits and emb.shape[1]:
+        embedder = seg._embedder()
+
+        def embed(texts: list[str]) -> np.ndarray:
+            return embedder.embed(texts)
+
+    result = segment_with_behavior(
+        seg,
+        frame,
+        spec,
+        clean,
+        status,
+        emb,
+        probs,
+        orders=orders,
+        events=events,
+        unit=opts.unit,
+        benefit_embed=embed,
+        clv_horizon_days=opts.clv_horizon_days,
+        text_file=text_file,
+        timer=timer,
+    )
+    result.warnings[:0] = warnings
+    result.info = {**files_info, **result.info}
+    return result

@@ -1,0 +1,493 @@
+"""``DIR/report.html``: one self-contained page a CX lead can read without nlpseg.
+
+Everything is inline (plotly.js included once, no CDN, no web fonts), so the file opens
+offline, can be mailed, and shows the same thing in a year. The page has:
+
+* a summary line and a table of segments (size, share, mean sentiment, suggested action);
+* a 2-D **map** of the segments: the fit sample's UMAP coordinates (the space HDBSCAN
+  clustered), projected to their two principal components with PCA; hovering a point shows
+  its text;
+* segment **sizes**, **sentiment by segment** (negative / neutral / positive shares) and, when
+  the input has a date column, **sentiment over time** (monthly mean score per segment);
+* one **card per segment**: sentiment mix, behaviour means, what they talk about (benefits when
+  the behaviour data has them), keywords, representative quotes and the suggested action.
+
+The page's own words come in English or Vietnamese (``lang``); quotes and keywords stay as the
+customers wrote them. All customer text is HTML-escaped.
+"""
+
+from __future__ import annotations
+
+import html
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from nlp_seg.errors import NlpsegError
+
+MAX_MAP_POINTS = 5000
+
+STRINGS: dict[str, dict[str, str]] = {
+    "en": {
+        "title": "Customer segments",
+        "summary": "{rows} rows, {segments} segments, from {input}",
+        "overview": "Overview",
+        "segment": "Segment",
+        "size": "Size",
+        "share": "Share",
+        "mean_sentiment": "Mean sentiment",
+        "action": "Suggested action",
+        "map": "Map of the segments",
+        "map_note": "Each dot is one review in the fit sample, placed by the segmenter's UMAP "
+        "coordinates projected to 2-D (PCA). Dots close together wrote similar things. "
+        "Hover to read the text.",
+        "sizes": "Segment sizes",
+        "sentiment_by_segment": "Sentiment by segment",
+        "over_time": "Sentiment over time",
+        "over_time_note": "Monthly mean sentiment score (−1 to +1) per segment; months with "
+        "fewer than 3 texts are left out.",
+        "negative": "negative",
+        "neutral": "neutral",
+        "positive": "positive",
+        "keywords": "What they talk about",
+        "benefits": "Benefits sought",
+        "quotes": "In their words",
+        "behaviour": "Behaviour (mean)",
+        "details": "Segments in detail",
+        "month": "Month",
+        "score": "Mean sentiment score",
+        "outliers": "flagged as outliers",
+        "improvement": "ask for a fix or feature",
+        "tiers": "Tiers",
+        "footer": "Made by nlpseg {version}. Segment names follow documented rules on the "
+        "sentiment mix (README, Naming). Suggested actions come from the playbook.",
+        "none": "none",
+    },
+    "vi": {
+        "title": "Phân khúc khách hàng",
+        "summary": "{rows} dòng, {segments} phân khúc, từ {input}",
+        "overview": "Tổng quan",
+        "segment": "Phân khúc",
+        "size": "Số lượng",
+        "share": "Tỷ lệ",
+        "mean_sentiment": "Cảm xúc trung bình",
+        "action": "Hành động đề xuất",
+        "map": "Bản đồ phân khúc",
+        "map_note": "Mỗi chấm là một đánh giá trong mẫu huấn luyện, đặt theo toạ độ UMAP của "
+        "mô hình chiếu xuống 2 chiều (PCA). Các chấm gần nhau viết về điều tương tự. "
+        "Rê chuột để đọc nội dung.",
+        "sizes": "Quy mô phân khúc",
+        "sentiment_by_segment": "Cảm xúc theo phân khúc",
+        "over_time": "Cảm xúc theo thời gian",
+        "over_time_note": "Điểm cảm xúc trung bình theo tháng (−1 đến +1) của từng phân khúc; "
+        "bỏ qua tháng có dưới 3 đánh giá.",
+        "negative": "tiêu cực",
+        "neutral": "trung lập",
+        "positive": "tích cực",
+        "keywords": "Họ nói về điều gì",
+        "benefits": "Lợi ích họ tìm kiếm",
+        "quotes": "Lời khách hàng",
+        "behaviour": "Hành vi (trung bình)",
+        "details": "Chi tiết từng phân khúc",
+        "month": "Tháng",
+        "score": "Điểm cảm xúc trung bình",
+        "outliers": "là điểm ngoại lai",
+        "improvement": "yêu cầu sửa lỗi/tính năng",
+        "tiers": "Hạng",
+        "footer": "Tạo bởi nlpseg {version}. Tên phân khúc theo quy tắc công khai dựa trên "
+        "tỷ lệ cảm xúc (README, Naming). Hành động đề xuất lấy từ playbook.",
+        "none": "không có",
+    },
+}
+
+#: Segment base names in the report's language (the names themselves stay as in the data).
+BASE_LABELS = {
+    "vi": {
+        "satisfied": "hài lòng",
+        "disappointed": "thất vọng",
+        "awaiting-improvement": "chờ cải thiện",
+        "neutral": "trung lập",
+        "silent": "không viết",
+        "outliers": "ngoại lai",
+    }
+}
+BASE_COLOURS = {
+    "satisfied": "#1b9e77",
+    "disappointed": "#d7301f",
+    "awaiting-improvement": "#e6a817",
+    "neutral": "#7f7f7f",
+    "silent": "#a6bddb",
+    "outliers": "#bdbdbd",
+}
+SENTIMENT_COLOURS = {"negative": "#d7301f", "neutral": "#bdbdbd", "positive": "#1b9e77"}
+PALETTE = [
+    "#1f77b4",
+    "#ff7f0e",
+    "#2ca02c",
+    "#d62728",
+    "#9467bd",
+    "#8c564b",
+    "#e377c2",
+    "#17becf",
+    "#bcbd22",
+    "#7f7f7f",
+    "#393b79",
+    "#637939",
+    "#8c6d31",
+    "#843c39",
+    "#7b4173",
+    "#3182bd",
+    "#e6550d",
+    "#31a354",
+    "#756bb1",
+    "#636363",
+]
+
+CSS = """
+body{font-family:system-ui,-apple-system,"Segoe UI",Roboto,"Noto Sans",Arial,sans-serif;
+margin:0;background:#f6f7f9;color:#1d2433;line-height:1.45}
+header{background:#1d2433;color:#fff;padding:20px 32px}
+header h1{margin:0 0 4px;font-size:26px} header p{margin:0;opacity:.85}
+main{max-width:1180px;margin:0 auto;padding:16px 24px 48px}
+section{background:#fff;border-radius:10px;padding:16px 20px;margin:16px 0;
+box-shadow:0 1px 3px rgba(0,0,0,.08)}
+h2{font-size:19px;margin:0 0 8px} .note{color:#5b6475;font-size:13px;margin:0 0 8px}
+table{border-collapse:collapse;width:100%;font-size:14px}
+th,td{text-align:left;padding:6px 8px;border-bottom:1px solid #e8eaef;vertical-align:top}
+th{background:#f0f2f5} td.num{text-align:right;white-space:nowrap}
+.swatch{display:inline-block;width:11px;height:11px;border-radius:3px;margin-right:6px;
+vertical-align:baseline}
+.grid{display:grid;grid-template-columns:1fr 1fr;gap:16px}
+@media (max-width:900px){.grid{grid-template-columns:1fr}}
+.card{border-left:6px solid #999;padding-left:16px}
+.card h3{margin:0 0 2px;font-size:18px} .meta{color:#5b6475;font-size:13px;margin-bottom:8px}
+.bar{display:flex;height:14px;border-radius:7px;overflow:hidden;margin:6px 0 10px;max-width:420px}
+.bar span{display:block;height:100%}
+.chips span{display:inline-block;background:#eef1f6;border-radius:12px;padding:2px 10px;
+margin:2px 4px 2px 0;font-size:13px}
+blockquote{margin:4px 0;padding:4px 10px;border-left:3px solid #d0d5dd;background:#fafbfc;
+font-size:14px}
+.action{background:#fff7e0;border:1px solid #f0d58a;border-radius:8px;padding:8px 12px;
+margin-top:10px} .action b{display:block;font-size:12px;text-transform:uppercase;
+letter-spacing:.04em;color:#8a6d1a}
+.cols{display:grid;grid-template-columns:1fr 1fr;gap:12px}
+@media (max-width:900px){.cols{grid-template-columns:1fr}}
+h4{margin:8px 0 4px;font-size:14px;color:#3b4456}
+footer{color:#5b6475;font-size:12px;text-align:center;margin-top:24px}
+"""
+
+
+def _t(lang: str) -> dict[str, str]:
+    if lang not in STRINGS:
+        raise NlpsegError(f"unknown report language {lang!r}; choose one of {', '.join(STRINGS)}")
+    return STRINGS[lang]
+
+
+def _e(value: object) -> str:
+    return html.escape(str(value), quote=True)
+
+
+def segment_colours(segments: Sequence[Mapping[str, Any]]) -> dict[int, str]:
+    """A stable colour per segment id (palette order by id)."""
+    ids = sorted(int(s["id"]) for s in segments)
+    return {sid: PALETTE[i % len(PALETTE)] if sid >= 0 else "#bdbdbd" for i, sid in enumerate(ids)}
+
+
+def map_coordinates(seg: Any) -> tuple[np.ndarray, np.ndarray] | None:
+    """``(rows, xy)``: input rows of the fit sample and their 2-D map positions, or ``None``
+    when the segmenter kept no coordinates (a custom reducer slot, or nothing segmented)."""
+    coords = getattr(seg, "fit_coords_", None)
+    rows = getattr(seg, "fit_rows_", None)
+    if coords is None or rows is None or len(coords) != len(rows) or len(coords) == 0:
+        return None
+    x = np.asarray(coords, dtype=np.float64)
+    if x.shape[1] >= 2 and len(x) >= 3:
+        from sklearn.decomposition import PCA
+
+        xy = PCA(n_components=2, random_state=0).fit_transform(x)
+    elif x.shape[1] >= 2:
+        xy = x[:, :2]
+    else:
+        xy = np.hstack([x[:, :1], np.zeros((len(x), 1))])
+    return np.asarray(rows), xy
+
+
+def _figure_html(fig: Any, first: bool) -> str:
+    return fig.to_html(
+        full_html=False,
+        include_plotlyjs=bool(first),
+        config={"displaylogo": False, "responsive": True},
+    )
+
+
+def build_report(
+    frame: pd.DataFrame,
+    segments: Sequence[Mapping[str, Any]],
+    *,
+    text_col: str,
+    date_col: str | None = None,
+    coords: tuple[np.ndarray, np.ndarray] | None = None,
+    lang: str = "en",
+    input_name: str = "",
+    seed: int | None = None,
+) -> str:
+    """The report as one HTML string. ``frame`` is the merged output (input columns plus the
+    contract columns), one row per input row."""
+    try:
+        import plotly.graph_objects as go
+    except ImportError as exc:  # pragma: no cover - plotly is a main dependency
+        raise NlpsegError("the HTML report needs plotly: pip install plotly") from exc
+    from nlp_seg import __version__
+
+    t = _t(lang)
+    colours = segment_colours(segments)
+    segs = sorted(segments, key=lambda s: -int(s["size"]))
+    base_label = BASE_LABELS.get(lang, {})
+    figs: list[str] = []
+
+    def add(fig: Any) -> str:
+        fig.update_layout(
+            margin={"l": 10, "r": 10, "t": 30, "b": 10},
+            paper_bgcolor="white",
+            plot_bgcolor="white",
+            font={"family": "system-ui, Arial, sans-serif", "size": 13},
+        )
+        out = _figure_html(fig, first=not figs)
+        figs.append(out)
+        return out
+
+    # -- map
+    map_html = ""
+    if coords is not None:
+        rows, xy = coords
+        if len(rows) > MAX_MAP_POINTS:
+            keep = np.sort(
+                np.random.default_rng(seed or 0).choice(len(rows), MAX_MAP_POINTS, False)
+            )
+            rows, xy = rows[keep], xy[keep]
+        texts = frame[text_col].astype("string").fillna("").to_numpy()[rows]
+        sids = frame["segment_id"].to_numpy()[rows]
+        fig = go.Figure()
+        for s in sorted(segments, key=lambda s: int(s["id"])):
+            m = sids == s["id"]
+            if not m.any():
+                continue
+            hover = [_e(x[:160] + ("…" if len(x) > 160 else "")) for x in texts[m]]
+            fig.add_trace(
+                go.Scattergl(
+                    x=xy[m, 0],
+                    y=xy[m, 1],
+                    mode="markers",
+                    name=f"{s['id']}: {s['name']}",
+                    marker={"size": 7, "color": colours[int(s["id"])], "opacity": 0.75},
+                    text=hover,
+                    hovertemplate="<b>" + _e(s["name"]) + "</b><br>%{text}<extra></extra>",
+                )
+            )
+        fig.update_xaxes(visible=False)
+        fig.update_yaxes(visible=False)
+        fig.update_layout(height=560, legend={"orientation": "h", "y": -0.02, "yanchor": "top"})
+        map_html = add(fig)
+
+    # -- sizes and sentiment mix
+    names = [f"{s['id']}: {s['name']}" for s in segs]
+    fig = go.Figure(
+        go.Bar(
+            y=names,
+            x=[s["size"] for s in segs],
+            orientation="h",
+            marker={"color": [colours[int(s["id"])] for s in segs]},
+            text=[f"{s['size']:,} ({s['share']:.0%})" for s in segs],
+            textposition="auto",
+            hovertemplate="%{y}: %{x:,}<extra></extra>",
+        )
+    )
+    fig.update_yaxes(autorange="reversed")
+    fig.update_layout(height=max(260, 34 * len(segs) + 60), showlegend=False)
+    sizes_html = add(fig)
+
+    fig = go.Figure()
+    for lab in ("negative", "neutral", "positive"):
+        fig.add_trace(
+            go.Bar(
+                y=names,
+                x=[s["sentiment"].get(lab, 0.0) for s in segs],
+                orientation="h",
+                name=t[lab],
+                marker={"color": SENTIMENT_COLOURS[lab]},
+                hovertemplate="%{y}: %{x:.0%} " + t[lab] + "<extra></extra>",
+            )
+        )
+    fig.update_xaxes(tickformat=".0%", range=[0, 1])
+    fig.update_yaxes(autorange="reversed")
+    fig.update_layout(
+        barmode="stack",
+        height=max(260, 34 * len(segs) + 80),
+        legend={"orientation": "h", "y": -0.15},
+    )
+    sentiment_html = add(fig)
+
+    # -- sentiment over time
+    time_html = ""
+    if date_col and date_col in frame.columns:
+        dates = pd.to_datetime(frame[date_col], errors="coerce", format="mixed")
+        ok = dates.notna() & frame["sentiment_score"].notna() & (frame["segment_id"] >= 0)
+        if ok.sum() >= 3 and dates[ok].dt.to_period("M").nunique() >= 2:
+            d = pd.DataFrame(
+                {
+                    "month": dates[ok].dt.to_period("M").dt.to_timestamp(),
+                    "sid": frame.loc[ok, "segment_id"].to_numpy(),
+                    "score": frame.loc[ok, "sentiment_score"].to_numpy(),
+                }
+            )
+            g = d.groupby(["sid", "month"])["score"].agg(["mean", "size"]).reset_index()
+            g = g[g["size"] >= 3]
+            fig = go.Figure()
+            for s in sorted(segments, key=lambda s: int(s["id"])):
+                gs = g[g["sid"] == s["id"]].sort_values("month")
+                if len(gs) < 1:
+                    continue
+                fig.add_trace(
+                    go.Scatter(
+                        x=gs["month"],
+                        y=gs["mean"],
+                        mode="lines+markers",
+                        name=f"{s['id']}: {s['name']}",
+                        line={"color": colours[int(s["id"])]},
+                        customdata=gs["size"],
+                        hovertemplate="%{x|%Y-%m}: %{y:+.2f} (n=%{customdata})<extra></extra>",
+                    )
+                )
+            fig.update_yaxes(range=[-1.05, 1.05], title=t["score"], zeroline=True)
+            fig.update_xaxes(title=t["month"])
+            fig.update_layout(height=420)
+            if fig.data:
+                time_html = add(fig)
+
+    # -- overview table and cards
+    rows_html = []
+    for s in segs:
+        rows_html.append(
+            "<tr>"
+            f'<td><span class="swatch" style="background:{colours[int(s["id"])]}"></span>'
+            f"<b>{_e(s['id'])}: {_e(s['name'])}</b></td>"
+            f'<td class="num">{s["size"]:,}</td><td class="num">{s["share"]:.1%}</td>'
+            f'<td class="num">{s["sentiment"]["mean_score"]:+.2f}</td>'
+            f"<td>{_e(s.get('action') or '')}</td></tr>"
+        )
+    table = (
+        f"<table><thead><tr><th>{t['segment']}</th><th>{t['size']}</th><th>{t['share']}</th>"
+        f"<th>{t['mean_sentiment']}</th><th>{t['action']}</th></tr></thead>"
+        f"<tbody>{''.join(rows_html)}</tbody></table>"
+    )
+    cards = [_card(s, t, colours[int(s["id"])], base_label) for s in segs]
+
+    n_rows = len(frame)
+    summary = t["summary"].format(
+        rows=f"{n_rows:,}", segments=sum(1 for s in segments if s["id"] >= 0), input=input_name
+    )
+    parts = [
+        "<!DOCTYPE html>",
+        f'<html lang="{lang}"><head><meta charset="utf-8">',
+        '<meta name="viewport" content="width=device-width, initial-scale=1">',
+        f"<title>{_e(t['title'])} · {_e(input_name)}</title><style>{CSS}</style></head><body>",
+        f"<header><h1>{_e(t['title'])}</h1><p>{_e(summary)}</p></header><main>",
+        f'<section id="overview"><h2>{t["overview"]}</h2>{table}</section>',
+    ]
+    if map_html:
+        parts.append(
+            f'<section id="map"><h2>{t["map"]}</h2><p class="note">{t["map_note"]}</p>'
+            f"{map_html}</section>"
+        )
+    parts.append(
+        f'<div class="grid"><section id="sizes"><h2>{t["sizes"]}</h2>{sizes_html}</section>'
+        f'<section id="sentiment"><h2>{t["sentiment_by_segment"]}</h2>{sentiment_html}'
+        "</section></div>"
+    )
+    if time_html:
+        parts.append(
+            f'<section id="over-time"><h2>{t["over_time"]}</h2>'
+            f'<p class="note">{t["over_time_note"]}</p>{time_html}</section>'
+        )
+    parts.append(f'<h2 style="margin-top:24px">{t["details"]}</h2>')
+    parts.extend(cards)
+    parts.append(
+        f"<footer>{_e(t['footer'].format(version=__version__))}</footer></main></body></html>"
+    )
+    return "\n".join(parts)
+
+
+def _card(s: Mapping[str, Any], t: dict[str, str], colour: str, base_label: dict) -> str:
+    sent = s["sentiment"]
+    bar = "".join(
+        f'<span style="width:{100 * sent.get(lab, 0):.1f}%;background:{SENTIMENT_COLOURS[lab]}"'
+        f' title="{t[lab]} {sent.get(lab, 0):.0%}"></span>'
+        for lab in ("negative", "neutral", "positive")
+    )
+    mix = " · ".join(
+        f"{sent.get(lab, 0):.0%} {t[lab]}" for lab in ("negative", "neutral", "positive")
+    )
+    base = str(s.get("base_name", ""))
+    meta = [
+        f"{s['size']:,} {t['size'].lower()} ({s['share']:.1%})",
+        f"{t['mean_sentiment'].lower()} {sent['mean_score']:+.2f}",
+    ]
+    if base in base_label:
+        meta.insert(0, base_label[base])
+    if s.get("improvement_request_share"):
+        meta.append(f"{s['improvement_request_share']:.0%} {t['improvement']}")
+    if s.get("outlier_share"):
+        meta.append(f"{s['outlier_share']:.0%} {t['outliers']}")
+    tiers = [str(s[k]) for k in ("value_tier", "loyalty_tier") if s.get(k)]
+    if tiers:
+        meta.append(f"{t['tiers'].lower()}: {' / '.join(tiers)}")
+    kw = s.get("keywords") or []
+    chips = "".join(f"<span>{_e(k)}</span>" for k in kw[:10]) or _e(t["none"])
+    quotes = "".join(f"<blockquote>{_e(q)}</blockquote>" for q in (s.get("examples") or [])[:5])
+    left = f'<h4>{t["keywords"]}</h4><div class="chips">{chips}</div>'
+    benefits = s.get("benefits")
+    if isinstance(benefits, Mapping) and benefits:
+        top = sorted(benefits.items(), key=lambda kv: -float(kv[1] or 0))[:6]
+        left += (
+            f'<h4>{t["benefits"]}</h4><div class="chips">'
+            + "".join(f"<span>{_e(k)} {float(v):.0%}</span>" for k, v in top)
+            + "</div>"
+        )
+    behaviour = s.get("behavior") or {}
+    if behaviour:
+        items = "".join(
+            f'<tr><td>{_e(k)}</td><td class="num">{_fmt(v)}</td></tr>' for k, v in behaviour.items()
+        )
+        left += f"<h4>{t['behaviour']}</h4><table>{items}</table>"
+    right = f"<h4>{t['quotes']}</h4>{quotes or _e(t['none'])}"
+    action = s.get("action") or ""
+    action_html = f'<div class="action"><b>{t["action"]}</b>{_e(action)}</div>' if action else ""
+    return (
+        f'<section class="card segment" id="segment-{_e(s["id"])}" data-segment-id="{_e(s["id"])}"'
+        f' style="border-left-color:{colour}">'
+        f'<h3>{_e(s["id"])}: {_e(s["name"])}</h3><div class="meta">{_e(" · ".join(meta))}</div>'
+        f'<div class="bar" title="{_e(mix)}">{bar}</div><div class="note">{_e(mix)}</div>'
+        f'<div class="cols"><div>{left}</div><div>{right}</div></div>{action_html}</section>'
+    )
+
+
+def _fmt(v: object) -> str:
+    if v is None:
+        return "–"
+    try:
+        x = float(v)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return _e(v)
+    return f"{x:,.0f}" if abs(x) >= 100 else f"{x:,.2f}"
+
+
+def write_report(path: str | Path, html_text: str) -> Path:
+    """Write the report atomically (readers never see half a page)."""
+    from nlp_seg.export import _atomic_write
+
+    p = Path(path)
+    _atomic_write(p, lambda tmp: Path(tmp).write_text(html_text, encoding="utf-8"))
+    return p

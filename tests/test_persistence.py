@@ -1,0 +1,157 @@
+"""Saved segmenters: save, verify, load, assign new rows the same way, refuse tampered folders.
+
+Fitted once per module on the bundled example with the tiny local models (real UMAP, real
+HDBSCAN, real files); the CLI is exercised through a real subprocess.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from nlp_seg.pipeline import ASSIGNMENT_COLUMNS, SegmenterConfig
+
+REPO = Path(__file__).resolve().parent.parent
+EXAMPLE = REPO / "examples" / "reviews.csv"
+
+
+@pytest.fixture(scope="module")
+def saved(tiny_models: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> dict:
+    from nlp_seg.jobs import analyze_file
+
+    root = tmp_path_factory.mktemp("persist")
+    # A private copy of the encoder, so one test may alter it without touching the others.
+    enc = root / "encoder"
+    shutil.copytree(tiny_models["embedding"], enc)
+    cfg = SegmenterConfig(
+        embedding_model=str(enc), sentiment_model=str(tiny_models["sentiment"]), seed=3
+    )
+    analyze_file(EXAMPLE, root / "out", cfg, save_model=root / "model")
+    return {"root": root, "model": root / "model", "out": root / "out", "encoder": enc}
+
+
+def test_folder_layout_and_manifest(saved: dict) -> None:
+    from nlp_seg.persistence import file_sha256
+
+    model = saved["model"]
+    names = {p.name for p in model.iterdir()}
+    assert {"segmenter.json", "manifest.json", "reducer.joblib", "clusterer.joblib"} <= names
+    manifest = json.loads((model / "manifest.json").read_text())
+    for name, digest in manifest["files"].items():
+        assert digest == file_sha256(model / name)
+    state = json.loads((model / "segmenter.json").read_text())
+    assert state["config"]["seed"] == 3
+    assert state["models"]["embedding"]["id"] == str(saved["encoder"])
+    assert len(state["models"]["embedding"]["sha256"]) == 64
+    assert state["columns"]["text"] == "review"
+    assert state["behavior_scaler"]["columns"] == ["rating"]
+    segments = json.loads((saved["out"] / "segments.json").read_text())["segments"]
+    assert [s["name"] for s in state["segments"]] == [s["name"] for s in segments]
+
+
+def test_assign_reproduces_training_segments(saved: dict, tmp_path: Path) -> None:
+    from nlp_seg.jobs import assign_file
+
+    result = assign_file(EXAMPLE, saved["model"], tmp_path)
+    trained = pd.read_parquet(saved["out"] / "assignments.parquet")
+    again = pd.read_parquet(tmp_path / "assignments.parquet")
+    assert len(again) == len(trained) == result.rows_in
+    assert list(again.columns[-len(ASSIGNMENT_COLUMNS) :]) == list(ASSIGNMENT_COLUMNS)
+    assert again["review_id"].tolist() == trained["review_id"].tolist()
+    agree = float((again["segment_id"] == trained["segment_id"]).mean())
+    assert agree >= 0.95, f"only {agree:.1%} of training rows got their segment back"
+    names = dict(zip(trained["segment_id"], trained["segment_name"], strict=True))
+    pairs = zip(again["segment_id"], again["segment_name"], strict=True)
+    assert all(names[i] == n for i, n in pairs)
+    np.testing.assert_allclose(
+        again["sentiment_score"], trained["sentiment_score"], rtol=0, atol=1e-5
+    )
+    assert (tmp_path / "assignments.csv").exists()
+    run = json.loads((tmp_path / "run.json").read_text())
+    assert run["command"] == "assign" and run["rows_out"] == len(trained)
+
+
+def test_new_rows_unscoreable_kept_and_unlike_rows_flagged(saved: dict) -> None:
+    from nlp_seg.persistence import load_segmenter
+
+    seg = load_segmenter(saved["model"])
+    texts = ["Terrible quality, it broke after one week", "", None, "   "]
+    out = seg.predict(texts, behavior=pd.DataFrame({"rating": [1, 5, None, 3]}))
+    assert len(out) == 4
+    assert out["status"].tolist() == ["ok", "empty_text", "empty_text", "empty_text"]
+    assert out["segment_id"].tolist()[1:] == [-1, -1, -1]
+    assert not bool(out["is_outlier"].iloc[0])  # a training row is not novel
+
+    # Rows unlike anything fitted (embeddings pointing the other way): flagged, not forced.
+    emb, probs = seg.encode(["Terrible quality, it broke after one week", "great phone"])
+    beh = pd.DataFrame({"rating": [1, 5]})
+    _, strength_far, flagged_far = seg.place_encoded(-emb * 3, probs, beh, new_rows=True)
+    assert flagged_far.all()
+    assert (strength_far < 0.5).all()
+    _, _, flagged_near = seg.place_encoded(emb[:1], probs[:1], beh[:1], new_rows=True)
+    assert not flagged_near.any()
+
+
+def test_tampered_file_is_refused_before_unpickling(saved: dict, tmp_path: Path) -> None:
+    from nlp_seg.persistence import ModelFolderError, load_segmenter
+
+    bad = tmp_path / "model"
+    shutil.copytree(saved["model"], bad)
+    with open(bad / "clusterer.joblib", "ab") as f:
+        f.write(b"\x00")
+    with pytest.raises(ModelFolderError, match="clusterer.joblib does not match"):
+        load_segmenter(bad)
+    (bad / "manifest.json").unlink()
+    with pytest.raises(ModelFolderError, match="no manifest.json"):
+        load_segmenter(bad)
+    with pytest.raises(ModelFolderError, match="not found"):
+        load_segmenter(tmp_path / "nowhere")
+
+
+def test_changed_embedding_model_is_refused(saved: dict, tmp_path: Path) -> None:
+    from nlp_seg.persistence import ModelFolderError, load_segmenter
+
+    model = tmp_path / "model"
+    shutil.copytree(saved["model"], model)
+    enc = saved["encoder"]
+    cfg = enc / "config_sentence_transformers.json"
+    original = cfg.read_bytes()
+    try:
+        cfg.write_bytes(original + b"\n")
+        with pytest.raises(ModelFolderError, match="differs from the one this segmenter"):
+            load_segmenter(model)
+        load_segmenter(model, verify_models=False)  # an explicit opt-out still loads
+    finally:
+        cfg.write_bytes(original)
+
+
+def test_segmenter_save_method_round_trip(saved: dict, tmp_path: Path) -> None:
+    from nlp_seg.persistence import load_segmenter
+
+    seg = load_segmenter(saved["model"])
+    again = Path(seg.save(str(tmp_path / "copy")))
+    loaded = load_segmenter(again)
+    assert loaded.segments_ == seg.segments_
+    assert loaded.columns_ == seg.columns_
+
+
+def test_cli_assign_and_tampered_one_line_error(saved: dict, tmp_path: Path) -> None:
+    from test_cli import assert_one_line_error, nlpseg
+
+    proc = nlpseg(
+        "-q", "assign", str(EXAMPLE), "--model", str(saved["model"]), "--out", str(tmp_path / "a")
+    )
+    assert proc.returncode == 0, proc.stderr
+    out = pd.read_csv(tmp_path / "a" / "assignments.csv", encoding="utf-8-sig")
+    assert len(out) == len(pd.read_csv(EXAMPLE))
+    bad = tmp_path / "bad"
+    shutil.copytree(saved["model"], bad)
+    (bad / "segmenter.json").write_text("{}")
+    proc = nlpseg("assign", str(EXAMPLE), "--model", str(bad), "--out", str(tmp_path / "b"))
+    assert_one_line_error(proc, "does not match its SHA-256")
+    assert proc.returncode == 2

@@ -1,0 +1,138 @@
+"""report.html in a real headless browser (Debian's Chromium driven by Playwright).
+
+The page must open from disk with the network cut off, log no console error, render its
+charts and show a card for every segment; customer text must be shown, never run.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from nlp_seg.pipeline import SegmenterConfig
+
+REPO = Path(__file__).resolve().parent.parent
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+BROWSER_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+
+@pytest.fixture(scope="module")
+def reports(tiny_models: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> dict:
+    from nlp_seg.jobs import analyze_file
+
+    root = tmp_path_factory.mktemp("report")
+    df = pd.read_csv(REPO / "examples" / "reviews.csv", dtype=str)
+    df.loc[1, "review"] = "<script>window.__pwned = 1</script><img src=x onerror=alert(1)> tệ"
+    df.to_csv(root / "in.csv", index=False)
+    out = {}
+    for lang in ("en", "vi"):
+        cfg = SegmenterConfig(
+            embedding_model=str(tiny_models["embedding"]),
+            sentiment_model=str(tiny_models["sentiment"]),
+            lang=lang,
+        )
+        analyze_file(root / "in.csv", root / lang, cfg, audiences=False)
+        out[lang] = root / lang
+    return out
+
+
+def open_in_chromium(path: Path) -> dict:
+    sync_api = pytest.importorskip("playwright.sync_api", reason="pip install -e '.[dev]'")
+    if CHROMIUM is None:
+        pytest.skip("chromium not installed (apt-get install chromium; CI installs it)")
+    errors: list[str] = []
+    external: list[str] = []
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=BROWSER_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1280, "height": 900})
+            page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+            page.on("pageerror", lambda e: errors.append(str(e)))
+            page.on("dialog", lambda d: (errors.append(f"dialog: {d.message}"), d.dismiss()))
+
+            def block(route: object) -> None:  # offline: anything not from the file fails
+                url = route.request.url  # type: ignore[attr-defined]
+                if url.startswith(("file:", "data:", "blob:")):
+                    route.continue_()  # type: ignore[attr-defined]
+                else:
+                    external.append(url)
+                    route.abort()  # type: ignore[attr-defined]
+
+            page.route("**/*", block)
+            page.goto(path.as_uri())
+            page.wait_for_function("document.querySelectorAll('.js-plotly-plot .main-svg').length")
+            result = {
+                "errors": errors,
+                "external": external,
+                "cards": page.eval_on_selector_all(
+                    "section.segment", "els => els.map(e => e.dataset.segmentId)"
+                ),
+                "titles": page.eval_on_selector_all(
+                    "section.segment h3", "els => els.map(e => e.innerText)"
+                ),
+                "plots": page.locator(".js-plotly-plot").count(),
+                "text": page.inner_text("body"),
+                "pwned": page.evaluate("window.__pwned === 1"),
+                "lang": page.get_attribute("html", "lang"),
+            }
+        finally:
+            browser.close()
+    return result
+
+
+@pytest.mark.parametrize("lang", ["en", "vi"])
+def test_report_opens_offline_and_shows_every_segment(reports: dict, lang: str) -> None:
+    out = reports[lang]
+    html = (out / "report.html").read_text(encoding="utf-8")
+    assert "<script src=" not in html and "<link " not in html  # everything inline
+    segments = json.loads((out / "segments.json").read_text())["segments"]
+    page = open_in_chromium(out / "report.html")
+    assert page["errors"] == []
+    assert page["external"] == []
+    assert sorted(map(int, page["cards"])) == sorted(s["id"] for s in segments)
+    for s in segments:
+        assert any(s["name"] in title for title in page["titles"]), s["name"]
+        if s["action"]:
+            assert s["action"] in page["text"]
+    assert page["plots"] >= 4  # map, sizes, sentiment by segment, sentiment over time (dates)
+    assert not page["pwned"]  # the injected review is shown as text, never run
+    assert page["lang"] == lang
+    words = {"en": ["Map of the segments", "Suggested action"], "vi": ["Bản đồ phân khúc"]}
+    for w in words[lang]:
+        assert w in page["text"]
+
+
+def test_report_html_escapes_customer_text(reports: dict) -> None:
+    from nlp_seg.report import build_report
+
+    frame = pd.DataFrame(
+        {
+            "review": ["<b>bold</b> & co", "ok"],
+            "sentiment_score": [0.5, -0.5],
+            "segment_id": [0, 0],
+        }
+    )
+    seg = {
+        "id": 0,
+        "name": "satisfied (<i>x</i>)",
+        "base_name": "satisfied",
+        "size": 2,
+        "share": 1.0,
+        "sentiment": {"negative": 0.5, "neutral": 0.0, "positive": 0.5, "mean_score": 0.0},
+        "keywords": ["<k>"],
+        "examples": ["<b>bold</b> & co"],
+        "action": "call <them>",
+    }
+    page = build_report(frame, [seg], text_col="review", lang="en", input_name="<f>.csv")
+    assert "<b>bold</b>" not in page and "&lt;b&gt;bold&lt;/b&gt; &amp; co" in page
+    assert "satisfied (&lt;i&gt;x&lt;/i&gt;)" in page and "call &lt;them&gt;" in page

@@ -1,0 +1,525 @@
+"""The HTTP service (``nlpseg serve``), tested as a client sees it.
+
+Every test talks HTTP to a real uvicorn server on a free localhost port (in a thread of this
+process, or ``nlpseg serve`` in a subprocess), serving a segmenter fitted on the bundled
+example with the tiny local models. Nothing is mocked: the model calls, the micro-batcher,
+the limits and the authentication are the ones a deployment runs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import math
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+pytest.importorskip("fastapi")
+pytest.importorskip("uvicorn")
+httpx = pytest.importorskip("httpx")
+
+from nlp_seg.pipeline import SCORE_COLUMNS, Segmenter, SegmenterConfig  # noqa: E402
+from nlp_seg.service import ServiceSettings, create_app, frame_records  # noqa: E402
+
+REPO = Path(__file__).resolve().parent.parent
+API_KEY = "s3cret-test-key-\u00e9"[:16]
+LIMITS = {"max_texts": 8, "max_text_chars": 300, "max_body_bytes": 20_000}
+ROWS = [
+    {"id": "C1", "text": "Sản phẩm rất tốt, giao hàng nhanh 😍", "behavior": {"rating": 5}},
+    {"id": 2, "text": "terrible battery, the screen is bad 😡", "behavior": {"rating": 1}},
+    {"id": "C3", "text": "", "behavior": {"rating": 3}},
+    {"id": None, "text": "mong shop cải thiện pin", "behavior": {"rating": None}},
+    {"text": "great camera, fast delivery"},
+    {"id": "C6", "text": None, "behavior": {"rating": 4}},
+]
+
+
+# ----------------------------------------------------------------------------- fixtures
+
+
+@contextlib.contextmanager
+def running(app: object) -> Iterator[str]:
+    """Serve ``app`` with uvicorn on a free localhost port in a thread; yield its base URL."""
+    import uvicorn
+
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on"))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 60
+    while not server.started:
+        assert thread.is_alive(), "server thread died"
+        assert time.monotonic() < deadline, "server did not start"
+        time.sleep(0.05)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_ready(url)
+        yield url
+    finally:
+        server.should_exit = True
+        thread.join(30)
+        sock.close()
+
+
+def wait_ready(url: str, timeout: float = 300) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with contextlib.suppress(httpx.TransportError):
+            r = httpx.get(f"{url}/readyz", timeout=5)
+            if r.status_code == 200:
+                return
+            assert r.status_code == 503, r.text
+        time.sleep(0.2)
+    raise AssertionError("service never became ready")
+
+
+@pytest.fixture(scope="module")
+def fitted(tiny_models: dict[str, Path]) -> Segmenter:
+    frame = pd.read_csv(REPO / "examples" / "reviews.csv")
+    seg = Segmenter(
+        SegmenterConfig(
+            embedding_model=str(tiny_models["embedding"]),
+            sentiment_model=str(tiny_models["sentiment"]),
+            device="cpu",
+            seed=7,
+        )
+    )
+    return seg.fit(frame["review"].tolist(), frame[["rating"]])
+
+
+@pytest.fixture(scope="module")
+def base_url(fitted: Segmenter) -> Iterator[str]:
+    settings = ServiceSettings(**LIMITS, max_wait_ms=20, api_key=None)
+    with running(create_app(fitted, settings)) as url:
+        yield url
+
+
+@pytest.fixture(scope="module")
+def client(base_url: str) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=base_url, timeout=60) as c:
+        yield c
+
+
+def expected_assign(seg: Segmenter, rows: list[dict]) -> list[dict]:
+    """What ``Segmenter.predict`` says for ``rows`` (the reference for the service)."""
+    behavior = pd.DataFrame(
+        [(r.get("behavior") or {}) for r in rows], columns=["rating"], dtype=float
+    )
+    frame = seg.predict([r.get("text") for r in rows], behavior)
+    out = frame_records(frame)
+    for r, o in zip(rows, out, strict=True):
+        o["id"] = r.get("id")
+    return out
+
+
+def assert_error(r: httpx.Response, status: int, code: str, needle: str = "") -> dict:
+    assert r.status_code == status, r.text
+    assert r.headers["content-type"].startswith("application/json")
+    err = r.json()["error"]
+    assert err["code"] == code
+    assert needle.lower() in err["message"].lower(), err["message"]
+    return err
+
+
+# ----------------------------------------------------------------------------- happy paths
+
+
+def test_health_ready_segments_and_spec(client: httpx.Client, fitted: Segmenter) -> None:
+    assert client.get("/healthz").json() == {"status": "ok"}
+    assert client.get("/readyz").json()["status"] == "ready"
+    segs = client.get("/v1/segments").json()["segments"]
+    assert [s["id"] for s in segs] == [s["id"] for s in fitted.segments_]
+    assert [s["name"] for s in segs] == [s["name"] for s in fitted.segments_]
+    assert segs[0]["size"] == fitted.segments_[0]["size"]
+    spec = client.get("/openapi.json").json()
+    assert {"/v1/score", "/v1/assign", "/v1/segments", "/healthz", "/readyz", "/metrics"} <= set(
+        spec["paths"]
+    )
+    # the limits are part of the documented schema
+    text = json.dumps(spec)
+    assert '"maxItems": 8' in text and '"maxLength": 300' in text
+
+
+def test_assign_is_identical_to_predict(client: httpx.Client, fitted: Segmenter) -> None:
+    r = client.post("/v1/assign", json={"rows": ROWS})
+    assert r.status_code == 200, r.text
+    got = r.json()["results"]
+    assert got == expected_assign(fitted, ROWS)
+    assert [g["id"] for g in got] == ["C1", 2, "C3", None, None, "C6"]
+    assert [g["status"] for g in got] == ["ok", "ok", "empty_text", "ok", "ok", "empty_text"]
+    names = {s["id"]: s["name"] for s in fitted.segments_}
+    for g in got:
+        if g["status"] == "ok":
+            assert g["segment_name"] == names[g["segment_id"]]
+            assert g["sentiment_label"] in {"negative", "neutral", "positive"}
+            assert 0 <= g["segment_probability"] <= 1
+        else:
+            assert g["sentiment_label"] is None and g["sentiment_score"] is None
+
+
+def test_score_matches_segmenter(client: httpx.Client, fitted: Segmenter) -> None:
+    texts = ["Sản phẩm tốt quá 👍", "  ", None, "awful service, slow delivery", "ok"]
+    r = client.post("/v1/score", json={"texts": texts})
+    assert r.status_code == 200, r.text
+    got = r.json()["results"]
+    want = frame_records(fitted.predict(texts)[list(SCORE_COLUMNS)])
+    assert got == want
+    assert [g["status"] for g in got] == ["ok", "empty_text", "empty_text", "ok", "ok"]
+    for g in got:
+        if g["status"] == "ok":
+            assert -1 <= g["sentiment_score"] <= 1 and 0 <= g["sentiment_confidence"] <= 1
+
+
+def test_metrics_count_requests_and_batches(client: httpx.Client) -> None:
+    client.post("/v1/score", json={"texts": ["good phone"]})
+    text = client.get("/metrics").text
+    assert 'nlpseg_http_requests_total{endpoint="/v1/score",method="POST",status="200"}' in text
+    assert 'nlpseg_http_request_duration_seconds_bucket{endpoint="/v1/score"' in text
+    assert 'nlpseg_batch_texts_count{kind="score"}' in text
+    assert 'nlpseg_model_call_duration_seconds_count{kind="assign"}' in text
+
+
+# ----------------------------------------------------------------------------- limits and bad input
+
+
+def test_too_many_texts_and_rows(client: httpx.Client) -> None:
+    err = assert_error(
+        client.post("/v1/score", json={"texts": ["ok"] * 9}), 422, "invalid_request", "at most 8"
+    )
+    assert err["details"][0]["loc"] == "body.texts"
+    assert_error(
+        client.post("/v1/assign", json={"rows": [{"text": "ok"}] * 9}),
+        422,
+        "invalid_request",
+        "at most 8",
+    )
+    assert_error(client.post("/v1/score", json={"texts": []}), 422, "invalid_request", "at least")
+
+
+def test_text_too_long(client: httpx.Client) -> None:
+    long = "a" * 301
+    err = assert_error(
+        client.post("/v1/score", json={"texts": ["ok", long]}), 422, "invalid_request", "300"
+    )
+    assert err["details"][0]["loc"] == "body.texts.1"
+    assert long not in json.dumps(err)  # the input is never echoed back
+    assert_error(
+        client.post("/v1/assign", json={"rows": [{"text": long}]}), 422, "invalid_request", "300"
+    )
+    # exactly at the limit is fine
+    assert client.post("/v1/score", json={"texts": ["a" * 300]}).status_code == 200
+
+
+def test_body_too_large(client: httpx.Client) -> None:
+    body = json.dumps({"texts": ["x" * 250] * 100}).encode()
+    assert len(body) > LIMITS["max_body_bytes"]
+    assert_error(
+        client.post("/v1/score", content=body, headers={"content-type": "application/json"}),
+        413,
+        "payload_too_large",
+        "20000 bytes",
+    )
+
+    def chunks() -> Iterator[bytes]:  # no Content-Length: chunked transfer encoding
+        for i in range(0, len(body), 4096):
+            yield body[i : i + 4096]
+
+    with httpx.Client(base_url=str(client.base_url), timeout=30) as fresh:
+        r = fresh.post("/v1/score", content=chunks(), headers={"content-type": "application/json"})
+    assert_error(r, 413, "payload_too_large")
+    # the server still answers afterwards
+    assert client.get("/healthz").status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("path", "payload", "needle"),
+    [
+        ("/v1/score", b'{"texts": ["ok"', "json"),
+        ("/v1/score", b"", "body"),
+        ("/v1/score", b"not json at all", "json"),
+        ("/v1/score", b'\xff\xfe{"texts": ["ok"]}', "utf-8"),
+        ("/v1/score", b'{"texts": "just a string"}', "list"),
+        ("/v1/score", b'{"texts": [1, 2]}', "string"),
+        ("/v1/score", b'{"texts": ["ok"], "extra": 1}', "extra"),
+        ("/v1/score", b"[]", "object"),
+        ("/v1/assign", b'{"rows": [{"text": 5}]}', "string"),
+        ("/v1/assign", b'{"rows": [{"text": "ok", "behavior": {"rating": "5"}}]}', "number"),
+        ("/v1/assign", b'{"rows": [{"text": "ok", "behavior": {"spend": 5}}]}', "extra"),
+        ("/v1/assign", b'{"rows": [{"text": "ok", "behavior": {"rating": NaN}}]}', "finite"),
+        ("/v1/assign", b'{"rows": [{"text": "ok", "id": [1]}]}', "rows.0.id"),
+        ("/v1/assign", b'{"rows": {"text": "ok"}}', "list"),
+    ],
+)
+def test_bad_json_and_wrong_types_are_422(
+    client: httpx.Client, path: str, payload: bytes, needle: str
+) -> None:
+    r = client.post(path, content=payload, headers={"content-type": "application/json"})
+    err = assert_error(r, 422, "invalid_request")
+    assert needle.lower() in json.dumps(err).lower(), err
+
+
+def test_unknown_path_and_method_are_json_errors(client: httpx.Client) -> None:
+    assert_error(client.get("/v1/nothing"), 404, "not_found")
+    assert_error(client.get("/v1/score"), 405, "method_not_allowed")
+    assert_error(client.post("/healthz"), 405, "method_not_allowed")
+
+
+def test_paths_never_reach_the_filesystem(client: httpx.Client) -> None:
+    for path in ("/../../etc/passwd", "/v1/segments/../../../etc/passwd", "/%2e%2e/etc/passwd"):
+        assert client.get(path).status_code == 404
+    r = client.post("/v1/score", json={"texts": ["/etc/passwd", "../../models"]})
+    assert r.status_code == 200  # just text to score
+    assert "root:" not in r.text
+
+
+# ----------------------------------------------------------------------------- auth
+
+
+@pytest.fixture(scope="module")
+def secured_url(fitted: Segmenter) -> Iterator[str]:
+    with running(create_app(fitted, ServiceSettings(api_key=API_KEY, warmup=False))) as url:
+        yield url
+
+
+def test_api_key(secured_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    with httpx.Client(base_url=secured_url, timeout=60) as c:
+        for path in ("/healthz", "/readyz"):
+            assert c.get(path).status_code == 200
+        assert_error(c.post("/v1/score", json={"texts": ["ok"]}), 401, "unauthorized", "missing")
+        for method, path in (
+            ("GET", "/v1/segments"),
+            ("GET", "/metrics"),
+            ("GET", "/openapi.json"),
+        ):
+            r = c.request(method, path)
+            assert_error(r, 401, "unauthorized")
+            assert r.headers["www-authenticate"] == "Bearer"
+        wrong = [{"X-API-Key": "nope"}, {"Authorization": f"Bearer {API_KEY}x"}, {"X-API-Key": ""}]
+        for headers in wrong:
+            assert_error(c.get("/v1/segments", headers=headers), 401, "unauthorized", "invalid")
+        assert_error(  # auth is checked before the body is even read
+            c.post("/v1/score", content=b"{bad", headers={"X-API-Key": "nope"}), 401, "unauthorized"
+        )
+        for headers in ({"X-API-Key": API_KEY}, {"Authorization": f"Bearer {API_KEY}"}):
+            assert c.get("/v1/segments", headers=headers).status_code == 200
+            r = c.post("/v1/score", json={"texts": ["good"]}, headers=headers)
+            assert r.status_code == 200, r.text
+    # the key comes from NLPSEG_API_KEY by default
+    monkeypatch.setenv("NLPSEG_API_KEY", "from-env")
+    assert ServiceSettings.from_env().api_key == "from-env"
+    monkeypatch.delenv("NLPSEG_API_KEY")
+    assert ServiceSettings.from_env().api_key is None
+
+
+# ----------------------------------------------------------------------------- load
+
+
+def test_concurrent_load_shares_model_calls(base_url: str, fitted: Segmenter) -> None:
+    """50 clients for ~3 s: no failed request, every answer right, and requests batched."""
+    texts = [r["text"] or "fine" for r in ROWS] + ["love it", "slow delivery", "ok phone"]
+    sequential: dict[str, dict] = {}
+    with httpx.Client(base_url=base_url, timeout=60) as c:
+        for t in texts:
+            sequential[t] = c.post("/v1/assign", json={"rows": [{"text": t}]}).json()["results"][0]
+
+    def batches_total() -> tuple[float, float]:
+        metrics = httpx.get(f"{base_url}/metrics").text
+        values = {}
+        for line in metrics.splitlines():
+            for key in (
+                'nlpseg_batch_requests_count{kind="assign"}',
+                'nlpseg_batch_requests_sum{kind="assign"}',
+            ):
+                if line.startswith(key):
+                    values[key] = float(line.split()[-1])
+        return tuple(values.values())  # type: ignore[return-value]
+
+    calls_before, requests_before = batches_total()
+    failures: list[str] = []
+    answered = 0
+
+    async def one_client(i: int, stop: float) -> None:
+        nonlocal answered
+        limits = httpx.Limits(max_connections=1)
+        async with httpx.AsyncClient(base_url=base_url, timeout=60, limits=limits) as ac:
+            k = i
+            while time.monotonic() < stop:
+                text = texts[k % len(texts)]
+                k += 1
+                r = await ac.post("/v1/assign", json={"rows": [{"id": k, "text": text}]})
+                if r.status_code != 200:
+                    failures.append(f"{r.status_code} {r.text[:200]}")
+                    continue
+                got = r.json()["results"][0]
+                want = sequential[text]
+                if (
+                    got["id"] != k
+                    or got["segment_id"] != want["segment_id"]
+                    or not math.isclose(
+                        got["sentiment_score"], want["sentiment_score"], abs_tol=1e-5
+                    )
+                ):
+                    failures.append(f"{text!r}: {got} != {want}")
+                answered += 1
+
+    async def main() -> None:
+        stop = time.monotonic() + 3.0
+        await asyncio.gather(*(one_client(i, stop) for i in range(50)))
+
+    asyncio.run(main())
+    assert not failures, failures[:5]
+    assert answered >= 50
+    calls_after, requests_after = batches_total()
+    calls, requests = calls_after - calls_before, requests_after - requests_before
+    assert requests == answered
+    assert calls < requests / 2, f"{requests} requests took {calls} model calls: no batching"
+
+
+# ----------------------------------------------------------------------------- fuzz
+
+
+def test_fuzz_schema_finds_no_server_error(base_url: str) -> None:
+    """Schemathesis reads /openapi.json and sends requests that fit the schema (positive) and
+    that break it (negative) to every operation: none may get a 5xx, and every answer must
+    conform to the spec (documented status codes, content types, response schemas). Bounded:
+    at most 25 examples per operation and mode, derandomized so CI runs the same cases."""
+    schemathesis = pytest.importorskip("schemathesis")
+    from hypothesis import HealthCheck, given, settings
+    from schemathesis import GenerationMode
+
+    schema = schemathesis.openapi.from_url(f"{base_url}/openapi.json")
+    operations = [result.ok() for result in schema.get_all_operations()]
+    assert {op.label for op in operations} >= {"POST /v1/score", "POST /v1/assign"}
+    ran = 0
+    for op in operations:
+        modes = [GenerationMode.POSITIVE]
+        if op.method.upper() == "POST":  # only a body can break the schema
+            modes.append(GenerationMode.NEGATIVE)
+        for mode in modes:
+
+            @given(case=op.as_strategy(generation_mode=mode))
+            @settings(
+                max_examples=25,
+                deadline=None,
+                derandomize=True,
+                database=None,
+                suppress_health_check=list(HealthCheck),
+            )
+            def check(case: object) -> None:
+                nonlocal ran
+                ran += 1
+                case.call_and_validate(base_url=base_url)  # type: ignore[attr-defined]
+
+            check()
+    assert ran >= 50
+
+
+# ----------------------------------------------------------------------------- nlpseg serve
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def test_serve_cli_bad_model_folder(tmp_path: Path) -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "nlp_seg", "serve", "--model", str(tmp_path / "missing")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ},
+    )
+    assert proc.returncode != 0
+    assert "Traceback" not in proc.stderr
+    assert proc.stderr.strip().splitlines()[-1].startswith("error: ")
+
+
+@pytest.fixture(scope="module")
+def saved_model(fitted: Segmenter, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    folder = tmp_path_factory.mktemp("service_model") / "model"
+    fitted.save(str(folder))
+    return folder
+
+
+def test_serve_cli_workers_auth_and_same_answers_as_assign(
+    saved_model: Path, tmp_path: Path
+) -> None:
+    """``nlpseg serve --workers 2`` with a key from NLPSEG_API_KEY answers exactly what
+    ``nlpseg assign`` writes for the same rows."""
+    frame = pd.DataFrame(
+        {
+            "customer_id": [f"C{i}" for i in range(len(ROWS))],
+            "review": [r["text"] for r in ROWS],
+            "rating": [(r.get("behavior") or {}).get("rating") for r in ROWS],
+        }
+    )
+    frame.to_csv(tmp_path / "new.csv", index=False)
+    proc = subprocess.run(
+        [sys.executable, "-m", "nlp_seg", "-q", "assign", str(tmp_path / "new.csv")]
+        + ["--model", str(saved_model), "--out", str(tmp_path / "out"), "--no-cache"],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert proc.returncode == 0, proc.stderr
+    written = pd.read_parquet(tmp_path / "out" / "assignments.parquet")
+
+    port = free_port()
+    env = {**os.environ, "NLPSEG_API_KEY": API_KEY}
+    server = subprocess.Popen(
+        [sys.executable, "-m", "nlp_seg", "-q", "serve", "--model", str(saved_model)]
+        + ["--port", str(port), "--workers", "2", "--max-texts", "10"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 300
+        while True:
+            assert server.poll() is None, server.stderr.read() if server.stderr else ""
+            with contextlib.suppress(httpx.TransportError):
+                if httpx.get(f"{url}/readyz", timeout=5).status_code == 200:
+                    break
+            assert time.monotonic() < deadline, "nlpseg serve never became ready"
+            time.sleep(0.5)
+        headers = {"Authorization": f"Bearer {API_KEY}"}
+        body = {
+            "rows": [
+                {"id": cid, "text": row["text"], "behavior": {} if pd.isna(x) else {"rating": x}}
+                for cid, row, x in zip(frame["customer_id"], ROWS, frame["rating"], strict=True)
+            ]
+        }
+        assert httpx.post(f"{url}/v1/assign", json=body).status_code == 401
+        got = []
+        for _ in range(4):  # several requests, so both workers are likely to answer
+            r = httpx.post(f"{url}/v1/assign", json=body, headers=headers, timeout=120)
+            assert r.status_code == 200, r.text
+            got.append(r.json()["results"])
+        assert all(g == got[0] for g in got)
+        too_many = {"texts": ["ok"] * 11}
+        r = httpx.post(f"{url}/v1/score", json=too_many, headers=headers)
+        assert r.status_code == 422  # the CLI's limit reached the workers
+    finally:
+        server.terminate()
+        server.wait(60)
+    want = frame_records(written[[c for c in written.columns if c not in frame.columns]])
+    for g, w, cid in zip(got[0], want, frame["customer_id"], strict=True):
+        assert g.pop("id") == cid
+        assert g == w
