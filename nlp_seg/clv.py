@@ -51,9 +51,16 @@ def estimate_clv(
     horizon_days: int = 365,
     min_repeat_customers: int = MIN_REPEAT_CUSTOMERS,
     penalizers: tuple[float, ...] = PENALIZERS,
+    params: dict[str, Any] | None = None,
 ) -> tuple[pd.DataFrame, dict[str, Any], list[str]]:
     """``clv`` and ``clv_method`` per customer (index: customer key), the model's description
-    (parameters, counts) for ``run.json``, and warnings."""
+    (parameters, counts) for ``run.json``, and warnings.
+
+    ``params`` (the ``params`` of an earlier run's description, as a saved segmenter keeps
+    them) predicts with that fitted model instead of fitting one on ``orders``: ``nlpseg
+    assign`` must value new customers on the scale the segments were learned on, and a small
+    new file could not fit the model anyway.
+    """
     warnings: list[str] = []
     buy = orders[orders["purchase"]]
     keys = pd.Index(sorted(buy["customer_key"].unique()), name="customer_key")
@@ -71,7 +78,9 @@ def estimate_clv(
         info["reason"] = "no order amounts"
         return out, info, warnings
     try:
-        fitted = _fit_lifetimes(priced, ref, horizon_days, min_repeat_customers, penalizers)
+        fitted = _fit_lifetimes(
+            priced, ref, horizon_days, min_repeat_customers, penalizers, fixed=params
+        )
     except Exception as exc:  # noqa: BLE001 - an unmaintained library must never stop a run
         fitted = None
         reason = f"{type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc) else ''}"
@@ -112,13 +121,17 @@ def _fit_lifetimes(
     horizon_days: int,
     min_repeat_customers: int,
     penalizers: tuple[float, ...],
+    fixed: dict[str, Any] | None = None,
 ) -> tuple[pd.Series, dict[str, Any]] | str:
-    """Fit both models on weekly periods; predictions for repeat customers, or why not."""
+    """Fit both models on weekly periods (or take ``fixed`` parameters); predictions for
+    repeat customers, or why not."""
     import contextlib
     import io
 
-    from lifetimes import BetaGeoFitter, GammaGammaFitter
-    from lifetimes.utils import summary_data_from_transaction_data
+    with _warnings.catch_warnings():  # it sets a pandas option that pandas 3 deprecates
+        _warnings.simplefilter("ignore")
+        from lifetimes import BetaGeoFitter, GammaGammaFitter
+        from lifetimes.utils import summary_data_from_transaction_data
 
     summary = summary_data_from_transaction_data(
         priced,
@@ -129,6 +142,19 @@ def _fit_lifetimes(
         freq="W",
     )
     repeat = summary[(summary["frequency"] > 0) & (summary["monetary_value"] > 0)]
+    if fixed is not None:
+        bg, gg = BetaGeoFitter(), GammaGammaFitter()
+        bg.params_ = pd.Series(fixed["bgnbd"], dtype=float)
+        gg.params_ = pd.Series(fixed["gamma_gamma"], dtype=float)
+        with _warnings.catch_warnings(), np.errstate(all="ignore"):
+            _warnings.simplefilter("ignore")
+            purchases = bg.conditional_expected_number_of_purchases_up_to_time(
+                horizon_days / 7.0, repeat["frequency"], repeat["recency"], repeat["T"]
+            )
+            spend = gg.conditional_expected_average_profit(
+                repeat["frequency"], repeat["monetary_value"]
+            )
+        return (purchases * spend).astype(float), {**fixed, "fitted_on": "saved model"}
     if len(repeat) < min_repeat_customers:
         return (
             f"only {len(repeat)} customers bought in two or more different weeks "

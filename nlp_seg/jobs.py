@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from nlp_seg.errors import InputError
 from nlp_seg.export import (
     file_sha256,
     merge_input_and_assignments,
@@ -26,6 +27,7 @@ from nlp_seg.export import (
     write_parquet,
 )
 from nlp_seg.input import ColumnSpec, detect_columns, read_table
+from nlp_seg.naming import naming_rules
 from nlp_seg.pipeline import ASSIGNMENT_COLUMNS, SCORE_COLUMNS, Segmenter, SegmenterConfig
 from nlp_seg.progress import Reporter, SilentReporter, StageTimer
 
@@ -141,6 +143,9 @@ def analyze_file(
     if behavior_options is not None and behavior_options.active:
         from nlp_seg.customer_job import run_behavior_job
 
+        if audience_options is not None:  # the same contact columns as the audiences
+            behavior_options.email_col = behavior_options.email_col or audience_options.email_col
+            behavior_options.phone_col = behavior_options.phone_col or audience_options.phone_col
         beh_run = run_behavior_job(seg, frame, spec, behavior_options, Path(input_path).name)
         if behavior_options.unit == "customer":  # a customer's reviews are pooled, as intended
             warnings = [w for w in warnings if "duplicate values in id column" not in w]
@@ -162,10 +167,7 @@ def analyze_file(
         write_parquet(merged, files[1])
         write_json(
             {
-                "naming_rules": beh_run.naming_rules
-                if beh_run is not None
-                else "see README: satisfied / disappointed / awaiting-improvement / "
-                "neutral from the sentiment mix and improvement-request share",
+                "naming_rules": beh_run.naming_rules if beh_run is not None else naming_rules(),
                 "segments": seg.segments_,
             },
             files[2],
@@ -180,6 +182,8 @@ def analyze_file(
             from nlp_seg.audiences import write_audiences
 
             id_in_table = spec.id if spec.id in merged.columns else None
+            if beh_run is not None and beh_run.info.get("unit") == "customer":
+                id_in_table = "customer_id"  # one row per customer, whatever the input called it
             aud_files, audience_info = write_audiences(
                 merged, merged, seg.segments_, out, id_in_table, audience_options
             )
@@ -283,8 +287,14 @@ def assign_file(
     batch_size: int | None = None,
     cache_dir: str | None = None,
     reporter: Reporter | None = None,
+    behavior_options: Any = None,
 ) -> RunResult:
     """``nlpseg assign``: label a new file with a saved segmenter (``analyze --save-model``).
+
+    ``behavior_options`` (a :class:`nlp_seg.customer_job.BehaviorOptions` with ``orders`` /
+    ``events``) computes a behaviour model's features for the new rows and places them at the
+    saved unit (see :func:`nlp_seg.customer_job.assign_with_behavior`); without it a
+    behaviour model places on text alone, with a warning.
 
     Writes ``assignments.csv`` / ``assignments.parquet`` (the same contract columns as
     ``analyze``) and ``run.json`` to ``out_dir``. Columns are found the way the segmenter was
@@ -313,7 +323,20 @@ def assign_file(
         )
     warnings: list[str] = []
     behavior = None
-    if seg.behavior_scaler_ is not None:
+    setup = getattr(seg, "behavior_setup_", None)
+    with_files = behavior_options is not None and (
+        behavior_options.orders is not None or behavior_options.events is not None
+    )
+    if with_files and not setup:
+        raise InputError(
+            f"{model_dir} was saved from a run without --orders / --events; it cannot use them "
+            "(re-fit with nlpseg analyze --orders ... --save-model)"
+        )
+    if setup and not with_files:
+        from nlp_seg.customer_job import text_only_warning
+
+        warnings.append(text_only_warning(setup))
+    if seg.behavior_scaler_ is not None and not with_files:
         wanted = list(seg.behavior_scaler_.columns_)
         missing = [c for c in wanted if c not in cols]
         if missing:
@@ -327,11 +350,29 @@ def assign_file(
         f"Read {len(frame):,} rows; text column [bold]{spec.text}[/bold]; "
         f"{len(seg.segments_)} segments from {model_dir}"
     )
-    with timer("assign"):
-        assignments = seg.predict(frame[spec.text].tolist(), behavior=behavior)
+    beh_run = None
+    if with_files:
+        from nlp_seg.customer_job import assign_with_behavior
+
+        if spec.id is None and saved is not None and saved.id is not None:
+            raise InputError(
+                f"{Path(input_path).name} has no column {saved.id!r} (the customer id the "
+                "model was fitted with); name the id column with --id-col"
+            )
+        beh_run = assign_with_behavior(
+            seg, frame, spec, behavior_options, Path(input_path).name, timer
+        )
+        warnings.extend(beh_run.warnings)
+        assignments = beh_run.table[list(ASSIGNMENT_COLUMNS)]
+    else:
+        with timer("assign"):
+            assignments = seg.predict(frame[spec.text].tolist(), behavior=behavior)
     out = Path(out_dir)
     with timer("write"):
-        merged = merge_input_and_assignments(frame, assignments, ASSIGNMENT_COLUMNS)
+        if beh_run is not None:
+            merged = beh_run.table
+        else:
+            merged = merge_input_and_assignments(frame, assignments, ASSIGNMENT_COLUMNS)
         files = [out / "assignments.csv", out / "assignments.parquet"]
         write_csv(merged, files[0])
         write_parquet(merged, files[1])
@@ -342,13 +383,17 @@ def assign_file(
     )
     info["model_dir"] = str(model_dir)
     info["saved_models"] = seg.model_info_
+    if beh_run is not None:
+        info["behavior"] = beh_run.info
+    elif setup:
+        info["behavior"] = {"unit": "review", "placement": "text-only", "saved": setup}
     write_json(info, out / "run.json")
     files.append(out / "run.json")
     novel = int(merged["is_outlier"].sum())
     if novel:
         warnings.append(
-            f"{novel} rows are unlike the rows the segmenter was fitted on (is_outlier=true, "
-            "low segment_probability); they are placed in the nearest segment, check them"
+            f"{novel} rows are flagged is_outlier=true (unlike every fitted row, or among "
+            "the fit's outliers); each is still placed in its nearest segment: check them"
         )
     segments = [
         {**s, "size": int((assignments["segment_id"] == s["id"]).sum())} for s in seg.segments_

@@ -131,6 +131,10 @@ _CJK_STOP_RE = re.compile("[" + "".join(sorted(_CJK_STOP_CHARS)) + "]")
 #: Clause boundaries: a bigram never spans one ("tốt, giao" is not a phrase).
 _CLAUSE_RE = re.compile(r"[.,;:!?()\[\]{}\n\r\t\"“”…/|+=*&#@~<>。，、；：！？]+")
 CJK_RE = re.compile(r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af]+")
+#: A CJK run split by script: hiragana, katakana (with the long-vowel mark), Han, Hangul.
+_SCRIPT_RUN_RE = re.compile(
+    r"[\u3040-\u309f]+|[\u30a0-\u30ff]+|[\u3400-\u4dbf\u4e00-\u9fff]+|[\uac00-\ud7af]+"
+)
 WORD_RE = re.compile(r"[^\W\d_]+(?:['’][^\W\d_]+)?", re.UNICODE)
 
 BASE_NAMES = ("satisfied", "disappointed", "awaiting-improvement", "neutral", "silent")
@@ -169,11 +173,19 @@ def analyze_tokens(text: str) -> list[str]:
     tokens: list[str] = []
     for run in CJK_RE.findall(text):
         for piece in _CJK_STOP_RE.split(run) if _CJK_STOP_CHARS else [run]:
-            tokens.extend(
-                bg
-                for bg in (piece[i : i + 2] for i in range(len(piece) - 1))
-                if bg not in STOPWORDS
-            )
+            for script_run in _SCRIPT_RUN_RE.findall(piece):
+                first = script_run[0]
+                if "\u3040" <= first <= "\u309f":
+                    continue  # hiragana: Japanese grammar (ます, ました), not a topic
+                if "\u30a0" <= first <= "\u30ff":
+                    if len(script_run) >= 2:  # katakana: loanwords, kept whole (バッテリー)
+                        tokens.append(script_run)
+                    continue
+                tokens.extend(
+                    bg
+                    for bg in (script_run[i : i + 2] for i in range(len(script_run) - 1))
+                    if bg not in STOPWORDS
+                )
     for clause in _CLAUSE_RE.split(CJK_RE.sub(" ", text)):
         words = WORD_RE.findall(clause)
         tokens.extend(w for w in words if len(w) > 1 and w not in STOPWORDS)
@@ -185,13 +197,19 @@ def analyze_tokens(text: str) -> list[str]:
     return tokens
 
 
+#: A keyword syllable is replaced by its strongest phrase when the phrase scores at least
+#: this share of the syllable's score in the segment.
+PHRASE_RATIO = 0.5
+
+
 def class_tfidf_keywords(
     texts: Sequence[str], labels: np.ndarray, top_n: int = 10
 ) -> dict[int, list[str]]:
     """Top keywords per label by class-based TF-IDF (BERTopic's c-TF-IDF).
 
     A term scores high in a class when it is frequent there and rare across classes:
-    ``tf(t, c) * log(1 + A / f(t))`` with ``A`` the mean word count per class.
+    ``tf(t, c) * log(1 + A / f(t)) * log(1 + lift(t, c))`` with ``A`` the mean word count per
+    class and ``lift`` the term's share in the class over its share overall.
     """
     from sklearn.feature_extraction.text import CountVectorizer
 
@@ -210,22 +228,43 @@ def class_tfidf_keywords(
     tf = counts / np.maximum(counts.sum(axis=1, keepdims=True), 1)
     avg = counts.sum() / max(len(classes), 1)
     idf = np.log(1 + avg / np.maximum(counts.sum(axis=0), 1))
-    scores = tf * idf
+    # With a handful of segments the IDF barely separates words every segment uses ("máy",
+    # "mua"); weighting by log(1 + lift), lift = P(term | segment) / P(term), favours what
+    # this segment says more than the others.
+    p_term = counts.sum(axis=0) / max(counts.sum(), 1.0)
+    lift = tf / np.maximum(p_term, 1e-12)
+    scores = tf * idf * np.log1p(lift)
     out: dict[int, list[str]] = {}
     n_words = np.array([t.count(" ") + 1 for t in terms])
+    phrases_with: dict[str, list[int]] = {}
+    for j in np.flatnonzero(n_words == 2):
+        for w in set(str(terms[j]).split()):
+            phrases_with.setdefault(w, []).append(int(j))
     for i, c in enumerate(classes):
         # Highest score first; on a tie the phrase ("pin trâu") before its words ("pin").
         order = np.lexsort((-n_words, -np.round(scores[i], 12)))
         picked: list[str] = []
+        min_count = 2 if len(joined[c]) > 5 else 1
         for j in order:
-            if counts[i, j] < 2 and len(joined[c]) > 5:
+            if counts[i, j] < min_count:
                 continue
             term = str(terms[j])
+            if n_words[j] == 1 and term in phrases_with:
+                # A syllable that mostly occurs inside one phrase is shown as that phrase
+                # ("màn" -> "màn hình"): Vietnamese words are often two syllables.
+                cand = phrases_with[term]
+                best = cand[int(np.argmax(scores[i, cand]))]
+                if counts[i, best] >= min_count and scores[i, best] >= PHRASE_RATIO * scores[i, j]:
+                    term = str(terms[best])
             # Prefer a phrase over its own words already listed, and vice versa; skip a phrase
             # overlapping a listed one ("gói cẩn" after "cẩn thận": a pair across two words).
             words = set(term.split())
             if any(term in p or p in term or words & set(p.split()) for p in picked):
                 continue
+            if CJK_RE.fullmatch(term) and any(
+                CJK_RE.fullmatch(p) and (p[-1] == term[0] or p[0] == term[-1]) for p in picked
+            ):
+                continue  # "马逊" after "亚马": two bigrams of one word (亚马逊)
             picked.append(term)
             if len(picked) >= top_n:
                 break
@@ -332,6 +371,20 @@ def disambiguate(names: dict[int, str], keywords: dict[int, list[str]]) -> dict[
 # thresholds are quantiles of this run's own customers (those with at least one purchase), so
 # the rules adapt to any shop's scale and currency; they are written to segments.json.
 NAME_SEPARATOR = " · "
+#: The base-name rule, as written under ``naming_rules["base"]`` in segments.json.
+BASE_RULE = (
+    "see README: satisfied / disappointed / awaiting-improvement / neutral from the sentiment "
+    "mix and improvement-request share; silent when under 20% of members wrote text"
+)
+
+
+def naming_rules(tier_rules: dict[str, Any] | None = None, **extra: Any) -> dict[str, Any]:
+    """The ``naming_rules`` object of segments.json: always an object (``base``, plus the tier
+    thresholds and their reference date with ``--orders`` / ``--events``), so readers never
+    have to check its type."""
+    return {"base": BASE_RULE, **(tier_rules or {}), **extra}
+
+
 VALUE_TIERS = ("VIP", "mid-value", "low-value", "no-orders")
 LOYALTY_TIERS = ("new", "at-risk", "loyal", "regular", "no-orders")
 #: Tiers that describe the middle of the distribution: true, but not worth a word in a name.
@@ -424,6 +477,25 @@ class TierRules:
             pd.Series(value, index=idx, dtype="object"),
             pd.Series(loyalty, index=idx, dtype="object"),
         )
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> TierRules:
+        """Rules back from :meth:`to_dict` (a saved segmenter keeps them, so that ``nlpseg
+        assign`` tiers new customers with the thresholds the segments were named with)."""
+
+        def f(x: Any, missing: float) -> float:
+            return missing if x is None else float(x)
+
+        rules = cls()
+        value, loyalty = d["value_tier"], d["loyalty_tier"]
+        rules.value_basis_ = str(value["basis"])
+        rules.vip_min_ = f(value.get("vip_min"), float("inf"))
+        rules.low_max_ = f(value.get("low_value_max"), float("-inf"))
+        rules.new_max_tenure_days_ = f(loyalty.get("new_max_tenure_days"), -1.0)
+        rules.at_risk_min_recency_days_ = f(loyalty.get("at_risk_min_recency_days"), float("inf"))
+        rules.loyal_min_frequency_ = f(loyalty.get("loyal_min_frequency"), 2.0)
+        rules.n_customers_ = int(d.get("customers_with_orders", 0))
+        return rules
 
     def to_dict(self) -> dict[str, Any]:
         """The thresholds, as written under ``naming_rules`` in segments.json."""

@@ -145,6 +145,9 @@ def save_segmenter(seg: Any, path: str | Path, columns: Any = None) -> Path:
             "fit_sample_size": int(getattr(seg, "fit_sample_size_", 0)),
         },
         "segments": seg.segments_,
+        # --orders/--events runs: unit, behaviour feature columns, reference date, tier
+        # thresholds and CLV parameters, so `nlpseg assign --orders` computes the same features.
+        "behavior": getattr(seg, "behavior_setup_", None),
     }
     from nlp_seg.export import write_json
 
@@ -278,6 +281,7 @@ def load_segmenter(
         seg.neighbours_ = FitNeighbours.from_state(state["neighbours"], arrays)
     seg.segments_ = state["segments"]
     seg.columns_ = _columns_from(state.get("columns"))
+    seg.behavior_setup_ = state.get("behavior")
     seg.model_info_ = state["models"]
     seg.saved_state_ = {k: state[k] for k in ("nlpseg_version", "versions", "fit") if k in state}
     seg.fit_sample_size_ = int(state.get("fit", {}).get("fit_sample_size", 0))

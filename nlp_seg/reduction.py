@@ -92,7 +92,9 @@ class UmapReducer:
         metric: str = "euclidean",
         seed: int = 42,
         backend: str = "auto",
+        n_epochs: int | None = 200,
     ) -> None:
+        self.n_epochs = n_epochs
         self.n_components = n_components
         self.n_neighbors = n_neighbors
         self.min_dist = min_dist
@@ -128,6 +130,7 @@ class UmapReducer:
                 min_dist=self.min_dist,
                 metric=self.metric,
                 random_state=self.seed,
+                n_epochs=self.n_epochs,
             )
         else:
             configure_numba_cache()
@@ -146,6 +149,10 @@ class UmapReducer:
                 init="pca" if n > components + 1 and x.shape[1] >= components else "random",
                 low_memory=True,
                 transform_seed=self.seed,
+                # umap-learn's own default for more than 10,000 rows; below that it runs 500
+                # epochs, which polish a picture for the eye but move few rows between dense
+                # groups, and cost most of UMAP's time on a small CPU. None restores it.
+                n_epochs=self.n_epochs,
             )
         emb = self.model_.fit_transform(x)
         return np.asarray(emb, dtype=np.float32)
@@ -163,4 +170,5 @@ class UmapReducer:
             "min_dist": self.min_dist,
             "metric": self.metric,
             "seed": self.seed,
+            "n_epochs": self.n_epochs,
         }

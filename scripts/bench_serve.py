@@ -172,6 +172,8 @@ def run(args: argparse.Namespace, model: Path) -> list[dict[str, Any]]:
     texts = frame["review"].astype(str).tolist()
     rows: list[dict[str, Any]] = []
     base = ["--max-wait-ms", str(args.max_wait_ms), "--max-batch-size", str(args.max_batch_size)]
+    if args.threads:
+        base += ["--threads", str(args.threads)]
     with server(model, base) as url:
         asyncio.run(load(url, "/v1/assign", [{"rows": [{"text": texts[0]}]}], 1, 1.0))
         for name, path, bodies, clients in scenarios(texts, args.clients):
@@ -179,7 +181,7 @@ def run(args: argparse.Namespace, model: Path) -> list[dict[str, Any]]:
             rows.append({"scenario": name, **result})
             print(json.dumps(rows[-1]), flush=True)
     if args.compare_unbatched:
-        unbatched = ["--max-batch-size", "1", "--max-wait-ms", "0"]
+        unbatched = ["--max-batch-size", "1", "--max-wait-ms", "0", *base[4:]]
         with server(model, unbatched) as url:
             asyncio.run(load(url, "/v1/assign", [{"rows": [{"text": texts[0]}]}], 1, 1.0))
             name, path, bodies, clients = scenarios(texts, args.clients)[1]
@@ -198,6 +200,7 @@ def main() -> None:
     ap.add_argument("--clients", type=int, default=16, help="concurrent clients")
     ap.add_argument("--max-batch-size", type=int, default=64)
     ap.add_argument("--max-wait-ms", type=float, default=5.0)
+    ap.add_argument("--threads", type=int, help="nlpseg serve --threads (torch CPU threads)")
     ap.add_argument("--compare-unbatched", action="store_true")
     ap.add_argument("--json", type=Path, help="also write the results here")
     args = ap.parse_args()
@@ -212,10 +215,11 @@ def main() -> None:
         "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, "
         f"Python {platform.python_version()}",
         "model": str(args.model or "fitted on examples/reviews.csv"),
+        "threads": args.threads or "torch default",
         "results": rows,
     }
     print()
-    print(f"{info['machine']}; model: {info['model']}")
+    print(f"{info['machine']}; model: {info['model']}; torch threads: {info['threads']}")
     print("| scenario | requests/s | texts/s | p50 ms | p99 ms | requests/model call | failed |")
     print("| --- | --- | --- | --- | --- | --- | --- |")
     for r in rows:

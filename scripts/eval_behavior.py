@@ -145,7 +145,7 @@ def run_once(
     cfg = SegmenterConfig(
         weights={"text": 1.0, "sentiment": 1.0, "behavior": behavior_weight},
         seed=seed,
-        min_cluster_size=min_cluster_size or max(5, len(customers) // 10),
+        min_cluster_size=min_cluster_size,  # None: the package default (~2% of rows)
     )
     seg = Segmenter(cfg)
     status = np.array(["ok"] * len(customers), dtype=object)
@@ -181,6 +181,31 @@ def separation(table: pd.DataFrame, groups: pd.Series) -> dict[str, Any]:
     return out
 
 
+def poisson_orders(n: int, seed: int = 0) -> tuple[pd.DataFrame, pd.Series]:
+    """Customers buying as Poisson processes with known rates (some stop), amounts ~ gamma."""
+    rng = np.random.default_rng(seed)
+    rows, rates = [], {}
+    end = pd.Timestamp("2025-12-31")
+    for i in range(n):
+        rate = rng.gamma(1.0, 1 / 30)  # orders per day, mean one a month
+        start = int(rng.integers(60, 700))
+        alive = int(rng.integers(30, start + 1)) if rng.random() < 0.3 else start
+        rates[f"c{i}"] = rate if alive == start else 0.0
+        t = 0.0
+        first = True
+        while True:
+            t += rng.exponential(1 / rate) if not first else 0.0
+            first = False
+            if t > alive:
+                break
+            day = end - pd.Timedelta(days=start - t)
+            rows.append((f"c{i}", day.normalize(), float(rng.gamma(4, 25))))
+    orders = pd.DataFrame(rows, columns=["customer_key", "order_date", "amount"])
+    orders["purchase"] = True
+    orders["refund"] = False
+    return orders, pd.Series(rates)
+
+
 def sentiment_purity(sentiment: pd.Series, labels: np.ndarray) -> float:
     """Share of customers whose segment's majority sentiment is their own."""
     df = pd.DataFrame({"s": sentiment.to_numpy(), "l": labels})
@@ -208,7 +233,7 @@ def benefit_eval(cache: Path | None, n: int = 400) -> dict[str, Any]:
     }
     from sklearn.metrics import roc_auc_score
 
-    z = tagger.z_scores(emb)
+    z = tagger.relative_scores(emb)
     out = {}
     for b, t in truth.items():
         hit = np.array([b in x for x in tags])
@@ -223,15 +248,43 @@ def benefit_eval(cache: Path | None, n: int = 400) -> dict[str, Any]:
     return out
 
 
+def clv_bench(n: int) -> None:
+    """Time BG/NBD + Gamma-Gamma on ``n`` simulated buyers; rank correlation with true rates."""
+    import time
+
+    from scipy.stats import spearmanr
+
+    from nlp_seg.clv import estimate_clv
+
+    orders, rates = poisson_orders(n)
+    t0 = time.perf_counter()
+    clv, info, _ = estimate_clv(orders, orders["order_date"].max())
+    seconds = time.perf_counter() - t0
+    model = clv[clv["clv_method"] == "bgnbd_gg"]
+    rho = spearmanr(model["clv"], rates.reindex(model.index)).statistic
+    print(
+        f"{n:,} customers, {len(orders):,} orders: {seconds:.2f} s, {info['used']}, "
+        f"{len(model):,} by the model, Spearman rho with the true rate {rho:.3f}"
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n-per-group", type=int, default=100)
-    parser.add_argument("--weights", default="0,0.5,1,1.5,2,3", help="behaviour weights to compare")
+    parser.add_argument(
+        "--weights", default="0,0.25,0.5,0.75,1,1.5,2,3", help="behaviour weights to compare"
+    )
     parser.add_argument("--seeds", default="42,7,123")
     parser.add_argument("--sentiment", choices=["stars", "head"], default="stars")
     parser.add_argument("--cache", type=Path, default=Path("/tmp/nlpseg_eval_cache"))
     parser.add_argument("--benefits", action="store_true", help="also evaluate benefit tags")
+    parser.add_argument(
+        "--clv-bench", type=int, default=0, help="only time the CLV model on N simulated buyers"
+    )
     args = parser.parse_args()
+    if args.clv_bench:
+        clv_bench(args.clv_bench)
+        return
     if not DATA.is_dir():
         sys.exit(f"error: {DATA} not found (the real corpora live in ../shared/data)")
     from sklearn.metrics import adjusted_rand_score as ari

@@ -167,6 +167,7 @@ def test_folder_of_files_equals_one_file(
     src.iloc[:1000].to_csv(folder / "a.csv", index=False)
     src.iloc[1000:].to_csv(folder / "b.csv", index=False)
     out = tmp_path / "out"
+    # Without the cache (the uninterrupted run had one): the results must not depend on it.
     run_ok(batch_cmd([folder], out, tiny_models, "--no-cache", "--no-csv"))
     got = pd.read_parquet(out / "assignments.parquet")
     want = pd.read_parquet(uninterrupted / "assignments.parquet")

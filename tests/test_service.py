@@ -351,18 +351,16 @@ def test_concurrent_load_shares_model_calls(base_url: str, fitted: Segmenter) ->
     failures: list[str] = []
     answered = 0
 
-    async def one_client(i: int, stop: float) -> None:
+    async def one_client(ac: httpx.AsyncClient, i: int, stop: float) -> None:
         nonlocal answered
-        limits = httpx.Limits(max_connections=1)
-        async with httpx.AsyncClient(base_url=base_url, timeout=60, limits=limits) as ac:
-            k = i
-            while time.monotonic() < stop:
-                text = texts[k % len(texts)]
-                k += 1
-                r = await ac.post("/v1/assign", json={"rows": [{"id": k, "text": text}]})
-                if r.status_code != 200:
-                    failures.append(f"{r.status_code} {r.text[:200]}")
-                    continue
+        k = i
+        while True:  # at least one request each, then until the clock runs out
+            text = texts[k % len(texts)]
+            k += 50
+            r = await ac.post("/v1/assign", json={"rows": [{"id": k, "text": text}]})
+            if r.status_code != 200:
+                failures.append(f"{r.status_code} {r.text[:200]}")
+            else:
                 got = r.json()["results"][0]
                 want = sequential[text]
                 if (
@@ -374,10 +372,15 @@ def test_concurrent_load_shares_model_calls(base_url: str, fitted: Segmenter) ->
                 ):
                     failures.append(f"{text!r}: {got} != {want}")
                 answered += 1
+            if time.monotonic() >= stop:
+                return
 
     async def main() -> None:
-        stop = time.monotonic() + 3.0
-        await asyncio.gather(*(one_client(i, stop) for i in range(50)))
+        # 50 concurrent connections (one per simulated client) from one connection pool
+        limits = httpx.Limits(max_connections=50, max_keepalive_connections=50)
+        async with httpx.AsyncClient(base_url=base_url, timeout=120, limits=limits) as ac:
+            stop = time.monotonic() + 3.0
+            await asyncio.gather(*(one_client(ac, i, stop) for i in range(50)))
 
     asyncio.run(main())
     assert not failures, failures[:5]
@@ -386,6 +389,28 @@ def test_concurrent_load_shares_model_calls(base_url: str, fitted: Segmenter) ->
     calls, requests = calls_after - calls_before, requests_after - requests_before
     assert requests == answered
     assert calls < requests / 2, f"{requests} requests took {calls} model calls: no batching"
+
+
+def test_full_queue_is_503_not_500(fitted: Segmenter) -> None:
+    """With room for one waiting request, a burst gets 503 + Retry-After for the overflow and
+    200 for the rest; nothing fails otherwise, and the server recovers."""
+    settings = ServiceSettings(max_queue=1, max_batch_texts=1, max_wait_ms=0, warmup=False)
+    with running(create_app(fitted, settings)) as url:
+
+        async def burst() -> list[httpx.Response]:
+            limits = httpx.Limits(max_connections=40)
+            async with httpx.AsyncClient(base_url=url, timeout=120, limits=limits) as ac:
+                body = {"texts": ["good phone, fast delivery " * 20]}
+                return await asyncio.gather(*(ac.post("/v1/score", json=body) for _ in range(40)))
+
+        responses = asyncio.run(burst())
+        codes = [r.status_code for r in responses]
+        assert set(codes) <= {200, 503}, codes
+        assert codes.count(200) >= 1 and codes.count(503) >= 1, codes
+        busy = next(r for r in responses if r.status_code == 503)
+        assert_error(busy, 503, "overloaded", "queue is full")
+        assert busy.headers["retry-after"] == "1"
+        assert httpx.post(f"{url}/v1/score", json={"texts": ["ok"]}).status_code == 200
 
 
 # ----------------------------------------------------------------------------- fuzz
