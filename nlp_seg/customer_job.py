@@ -583,11 +583,14 @@ def run_behavior_job(
 def text_only_warning(setup: dict[str, Any]) -> str:
     """Why ``nlpseg assign`` without the behaviour files places rows on text alone."""
     flags = " / ".join(f"--{s}" for s in setup.get("sources") or ["orders"])
+    computed = [c for c in setup.get("block_columns") or [] if c in BLOCK_FEATURES]
+    unit = setup.get("unit", "review")
     return (
-        f"this segmenter was fitted with behaviour ({', '.join(setup.get('block_columns') or [])}"
-        f"; unit {setup.get('unit', 'review')}) but no {flags} was given: placement is "
-        "text-only, every behaviour feature counts as missing (the fitted median); pass "
-        f"{flags} to place with behaviour"
+        f"this segmenter was fitted with {flags} (unit {unit}) but none was given: placement "
+        f"is text-only, the features {', '.join(computed)} count as missing (the fitted "
+        "median)"
+        + ("" if unit == "review" else " and rows are placed one by one, not per customer")
+        + f"; pass {flags} to place with behaviour"
     )
 
 

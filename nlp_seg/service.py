@@ -556,7 +556,13 @@ def frame_records(frame: pd.DataFrame) -> list[dict[str, Any]]:
 
 def _jsonable(obj: Any) -> Any:
     """Deep copy of ``obj`` with NumPy values made plain (segment profiles)."""
-    return json.loads(json.dumps(obj, default=lambda o: _clean(o) if np.isscalar(o) else str(o)))
+
+    def plain(o: Any) -> Any:
+        if isinstance(o, np.ndarray):
+            return o.tolist()
+        return _clean(o) if np.isscalar(o) else str(o)
+
+    return json.loads(json.dumps(obj, default=plain))
 
 
 # ----------------------------------------------------------------------------- the app
@@ -598,7 +604,7 @@ def create_app(segmenter: "Segmenter", settings: "ServiceSettings | None" = None
     state: dict[str, Any] = {"ready": False, "error": None}
 
     strict = ConfigDict(strict=True, extra="forbid")
-    Text = Annotated[str, Field(max_length=settings.max_text_chars)]  # noqa: N806 - a type
+    Text = Annotated[str, Field(max_length=settings.max_text_chars)]
 
     class ScoreRequest(BaseModel):
         model_config = strict
@@ -613,7 +619,7 @@ def create_app(segmenter: "Segmenter", settings: "ServiceSettings | None" = None
         f"col_{i}": (float | None, Field(default=None, alias=col, allow_inf_nan=False))
         for i, col in enumerate(behavior_cols)
     }
-    Behavior = create_model(  # noqa: N806 - a class
+    Behavior = create_model(
         "Behavior",
         __config__=ConfigDict(strict=True, extra="forbid", populate_by_name=False),
         **behavior_fields,

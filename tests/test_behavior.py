@@ -459,7 +459,8 @@ def test_assign_with_a_behaviour_model(tiny_models: dict[str, Path], tmp_path: P
         got = pd.read_parquet(out / "assignments.parquet")
         assert len(got) == len(fit)
         key = "customer_id" if unit == "customer" else "review_id"
-        fit, got = fit.set_index(key), got.set_index(key).loc[fit.index]
+        fit = fit.set_index(key)
+        got = got.set_index(key).loc[fit.index]
         for col in ("frequency", "monetary", "recency_days", "clv"):
             np.testing.assert_allclose(got[col], fit[col], rtol=1e-6, err_msg=col)
         assert (got["value_tier"] == fit["value_tier"]).all()
@@ -479,6 +480,11 @@ def test_assign_with_a_behaviour_model(tiny_models: dict[str, Path], tmp_path: P
         run = json.loads((out / "run.json").read_text(encoding="utf-8"))
         assert any("placement is text-only" in w for w in run["warnings"])
         assert run["behavior"]["placement"] == "text-only"
+        if unit == "review":  # the behaviour features did move rows (1.0 vs 0.8 here)
+            text_only = pd.read_parquet(out / "assignments.parquet").set_index(key)
+            text_agree = (text_only.loc[fit.index[placed], "segment_id"] == fit.loc[placed,
+                          "segment_id"]).mean()  # fmt: skip
+            assert text_agree < agree, (text_agree, agree)
 
     # A model fitted without behaviour refuses --orders in one line.
     model = tmp_path / "model_text"

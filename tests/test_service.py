@@ -32,7 +32,7 @@ from nlp_seg.pipeline import SCORE_COLUMNS, Segmenter, SegmenterConfig  # noqa: 
 from nlp_seg.service import ServiceSettings, create_app, frame_records  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
-API_KEY = "s3cret-test-key-\u00e9"[:16]
+API_KEY = "s3cret-test-key"
 LIMITS = {"max_texts": 8, "max_text_chars": 300, "max_body_bytes": 20_000}
 ROWS = [
     {"id": "C1", "text": "Sản phẩm rất tốt, giao hàng nhanh 😍", "behavior": {"rating": 5}},
