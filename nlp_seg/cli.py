@@ -477,7 +477,9 @@ def assign(
     orders: Annotated[
         Path | None,
         typer.Option(
-            "--orders", help="Orders of the new rows' customers (a model saved with --orders)."
+            "--orders",
+            help="Orders of the new rows' customers: a model saved from an --orders run then "
+            "places with behaviour at its saved unit (without: text-only, with a warning).",
         ),
     ] = None,
     events: Annotated[
@@ -493,11 +495,7 @@ def assign(
     events_type_col: Annotated[str | None, typer.Option("--events-type-col")] = None,
     events_time_col: Annotated[str | None, typer.Option("--events-time-col")] = None,
 ) -> None:
-    """Label new rows with a saved segmenter; unlike-anything-seen rows are flagged.
-
-    A segmenter saved from an --orders/--events run places with behaviour when given the new
-    customers' --orders/--events (same features, saved unit, CLV model and tier thresholds);
-    without them it places on text alone and says so."""
+    """Label new rows with a saved segmenter; unlike-anything-seen rows are flagged."""
 
     def run() -> None:
         from nlp_seg.customer_job import BehaviorOptions

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import os
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, Protocol
@@ -227,35 +226,19 @@ class SentenceTransformerEmbedder:
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 
 
-def cpu_has_native_bf16() -> bool:
-    """True on CPUs that compute bf16 in hardware (AMX tiles or AVX512-BF16).
-
-    There, bf16 autocast runs the encoder about 1.5-2x faster than fp32 at a cosine of
-    0.9999+ to the fp32 vectors (scripts/bench_encoder.py); elsewhere bf16 is emulated and
-    slower than fp32, so ``auto`` keeps fp32.
-    """
-    try:
-        import torch.cpu
-
-        return bool(torch.cpu._is_amx_tile_supported() or torch.cpu._is_avx512_bf16_supported())
-    except Exception:  # noqa: BLE001 - private torch helpers; absent means "do not assume"
-        return False
-
-
 def resolve_precision(device: str, precision: str = "auto") -> str:
-    """The precision the encoder runs in: ``fp16`` on CUDA, ``bf16`` autocast on CPUs with
-    native bf16, else ``fp32`` (``auto``); or what was asked for."""
+    """The precision the encoder runs in: ``auto`` is fp16 on CUDA and fp32 on CPU.
+
+    bf16 autocast on CPU is available on request but not chosen by ``auto``: measured on a
+    Xeon with AMX and AVX512-BF16 it was no faster than fp32 (0.92x, scripts/bench_encoder.py).
+    """
     if precision not in PRECISIONS:
         from nlp_seg.errors import NlpsegError
 
         raise NlpsegError(f"unknown encoder precision {precision!r}; use {', '.join(PRECISIONS)}")
     on_cuda = device.startswith("cuda")
     if precision == "auto":
-        if on_cuda:
-            return "fp16"
-        if os.environ.get("NLPSEG_CPU_BF16", "").strip().lower() in {"0", "false", "no", "off"}:
-            return "fp32"
-        return "bf16" if cpu_has_native_bf16() else "fp32"
+        return "fp16" if on_cuda else "fp32"
     if precision == "fp16" and not on_cuda:
         from nlp_seg.errors import NlpsegError
 

@@ -3,7 +3,9 @@
 A model folder holds::
 
     segmenter.json        format version, config, model ids + checksums, input columns,
-                          behaviour scaler and fuser state, novelty radius, segment profiles
+                          behaviour scaler and fuser state, novelty radius, segment profiles,
+                          and for --orders/--events runs the behaviour setup (unit, block
+                          columns, reference date, tier thresholds, CLV parameters)
     arrays.safetensors    the fit sample's fused vectors, segments and outlier flags, with
                           which new rows are placed (see nlp_seg.novelty)
     reducer.joblib        the fitted UMAP reducer          (pickle: see below)

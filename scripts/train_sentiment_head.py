@@ -36,7 +36,7 @@ from sentiment_data import embed_prefix, load_all  # noqa: E402
 
 from nlp_seg.sentiment_head import SentimentHead, balanced_weights  # noqa: E402
 
-DEFAULT_CAPS = {"umsab": 800, "uit-vsfc": 2000, "vlsp2016": 1200, "aivivn": 2000, "marc": 800}
+DEFAULT_CAPS = {"umsab": 600, "uit-vsfc": 1600, "vlsp2016": 600, "aivivn": 1400, "marc": 200}
 LICENCES = [
     {
         "name": "UMSAB (XLM-T sentiment)",
@@ -128,9 +128,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     ap.add_argument("--cached-only", action="store_true")
     ap.add_argument("--compare", action="store_true", help="print the model-selection table")
-    ap.add_argument("--kind", default="logreg")
-    ap.add_argument("--C", type=float, default=0.1)
-    ap.add_argument("--balance-power", type=float, default=0.5)
+    ap.add_argument("--kind", default="mlp")
+    ap.add_argument("--C", type=float, default=3.0, help="inverse L2 (mlp: alpha = 1/C)")
+    ap.add_argument("--balance-power", type=float, default=1.0)
     ap.add_argument("--no-emoji", action="store_true")
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args(argv)

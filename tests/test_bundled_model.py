@@ -238,16 +238,14 @@ def test_models_cli_prepare_and_list_show_the_folder(encoder_path: Path) -> None
     assert f"ready: {encoder_path}" in res.output
 
 
-def test_precision_choice(monkeypatch: pytest.MonkeyPatch) -> None:
-    from nlp_seg.embedding import cpu_has_native_bf16, resolve_precision
+def test_precision_choice() -> None:
+    from nlp_seg.embedding import resolve_precision
     from nlp_seg.errors import NlpsegError
 
-    monkeypatch.delenv("NLPSEG_CPU_BF16", raising=False)
-    assert resolve_precision("cpu") == ("bf16" if cpu_has_native_bf16() else "fp32")
-    assert resolve_precision("cuda") == "fp16"
-    assert resolve_precision("cpu", "fp32") == "fp32"
-    monkeypatch.setenv("NLPSEG_CPU_BF16", "0")
     assert resolve_precision("cpu") == "fp32"
+    assert resolve_precision("cuda") == "fp16"
+    assert resolve_precision("cuda:1", "bf16") == "bf16"
+    assert resolve_precision("cpu", "bf16") == "bf16"
     with pytest.raises(NlpsegError, match="CUDA"):
         resolve_precision("cpu", "fp16")
     with pytest.raises(NlpsegError, match="unknown encoder precision"):
@@ -257,8 +255,8 @@ def test_precision_choice(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_bf16_embeddings_stay_close_to_fp32_and_are_cached_apart(
     encoder_path: Path, tmp_path: Path
 ) -> None:
-    """bf16 autocast (chosen automatically on CPUs with native bf16) must not move vectors:
-    cosine >= 0.999 to fp32 on real-looking text, and its cache entries are kept apart."""
+    """bf16 autocast (opt-in) must not move vectors: cosine >= 0.999 to fp32, and its cache
+    entries are kept apart from fp32 ones (as CUDA fp16 ones are)."""
     from nlp_seg.embedding import SentenceTransformerEmbedder
     from nlp_seg.model_registry import BUNDLED_ENCODER
 
