@@ -49,6 +49,7 @@ import pyarrow.parquet as pq
 
 from nlp_seg.errors import InputError, NlpsegError
 from nlp_seg.export import (
+    CSV_LINE_TERMINATOR,
     _atomic_write,
     file_sha256,
     package_versions,
@@ -747,7 +748,9 @@ def _concat_outputs(
                 .reset_index()
             )
             if csv_fh is not None:
-                spreadsheet_safe(table.to_pandas()).to_csv(csv_fh, header=k == 0, index=False)
+                spreadsheet_safe(table.to_pandas()).to_csv(
+                    csv_fh, header=k == 0, index=False, lineterminator=CSV_LINE_TERMINATOR
+                )
     finally:
         if writer is not None:
             writer.close()

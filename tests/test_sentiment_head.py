@@ -280,7 +280,7 @@ def test_cli_train_sentiment_writes_a_head_score_uses(
     assert len(scored) == 26
     assert set(scored["sentiment_label"][:25]) <= {"negative", "positive"}  # no neutral seen
     assert scored["status"].tolist() == ["ok"] * 25 + ["empty_text"]
-    run = json.loads((tmp_path / "scores.csv.run.json").read_text())
+    run = json.loads((tmp_path / "scores.run.json").read_text())
     assert str(head_dir) in json.dumps(run)
 
 
