@@ -36,7 +36,7 @@ from sentiment_data import embed_prefix, load_all  # noqa: E402
 
 from nlp_seg.sentiment_head import SentimentHead, balanced_weights  # noqa: E402
 
-DEFAULT_CAPS = {"umsab": 600, "uit-vsfc": 1600, "vlsp2016": 600, "aivivn": 1400, "marc": 200}
+DEFAULT_CAPS = {"umsab": 1200, "uit-vsfc": 5000, "vlsp2016": 600, "aivivn": 2400, "marc": 400}
 LICENCES = [
     {
         "name": "UMSAB (XLM-T sentiment)",
@@ -86,7 +86,8 @@ def train_set(caps: dict, encode: bool):
     for part in load_all():
         if part.split != "train":
             continue
-        x, y, t = embed_prefix(part, caps.get(part.dataset), encode=encode)
+        cap = caps.get(f"{part.dataset}-{part.lang}", caps.get(part.dataset))
+        x, y, t = embed_prefix(part, cap, encode=encode)
         if not len(y):
             continue
         group = part.dataset if part.dataset in ("uit-vsfc", "vlsp2016", "aivivn") else part.key
