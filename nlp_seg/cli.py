@@ -132,6 +132,28 @@ CacheDir = Annotated[
     typer.Option("--cache-dir", help="Embedding cache folder (default: under NLPSEG_HOME)."),
 ]
 NoCache = Annotated[bool, typer.Option("--no-cache", help="Do not read or write the cache.")]
+# Options shared by analyze and batch.
+BehaviorCols = Annotated[
+    str | None,
+    typer.Option("--behavior-cols", help="Comma-separated numeric behaviour columns."),
+]
+Weights = Annotated[
+    str | None,
+    typer.Option("--weights", help="Block weights, e.g. text=1,sentiment=1,behavior=1."),
+]
+MinSamples = Annotated[int | None, typer.Option("--min-samples", min=1)]
+UmapComponents = Annotated[int, typer.Option("--umap-components", min=1)]
+UmapNeighbors = Annotated[int, typer.Option("--umap-neighbors", min=2)]
+Seed = Annotated[int, typer.Option("--seed", help="Same seed, same segments.")]
+KeepOutliers = Annotated[
+    bool, typer.Option("--keep-outliers", help="Leave outliers at segment -1.")
+]
+FitSampleSize = Annotated[
+    int, typer.Option("--fit-sample-size", min=100, help="Rows UMAP/HDBSCAN are fitted on.")
+]
+Playbook = Annotated[
+    str | None, typer.Option("--playbook", help="Edited playbook.json for actions.")
+]
 
 
 def _cache_dir(cache_dir: str | None, no_cache: bool) -> str | None:
@@ -150,39 +172,27 @@ def analyze(
     out: Annotated[Path, typer.Option("--out", "-o", help="Output folder.")] = Path("nlpseg_out"),
     text_col: TextCol = None,
     id_col: IdCol = None,
-    behavior_cols: Annotated[
-        str | None,
-        typer.Option("--behavior-cols", help="Comma-separated numeric behaviour columns."),
-    ] = None,
+    behavior_cols: BehaviorCols = None,
     encoding: Encoding = None,
     profile: Profile = "bundled",
     sentiment_model: SentimentModel = None,
     embedding_model: EmbeddingModel = None,
-    weights: Annotated[
-        str | None,
-        typer.Option("--weights", help="Block weights, e.g. text=1,sentiment=1,behavior=1."),
-    ] = None,
+    weights: Weights = None,
     min_cluster_size: Annotated[
         int | None, typer.Option("--min-cluster-size", min=2, help="Default: ~2% of rows.")
     ] = None,
-    min_samples: Annotated[int | None, typer.Option("--min-samples", min=1)] = None,
-    n_components: Annotated[int, typer.Option("--umap-components", min=1)] = 5,
-    n_neighbors: Annotated[int, typer.Option("--umap-neighbors", min=2)] = 15,
-    seed: Annotated[int, typer.Option("--seed", help="Same seed, same segments.")] = 42,
-    keep_outliers: Annotated[
-        bool, typer.Option("--keep-outliers", help="Leave outliers at segment -1.")
-    ] = False,
-    fit_sample_size: Annotated[
-        int, typer.Option("--fit-sample-size", min=100, help="Rows UMAP/HDBSCAN are fitted on.")
-    ] = 50_000,
+    min_samples: MinSamples = None,
+    n_components: UmapComponents = 5,
+    n_neighbors: UmapNeighbors = 15,
+    seed: Seed = 42,
+    keep_outliers: KeepOutliers = False,
+    fit_sample_size: FitSampleSize = 50_000,
     device: Device = "auto",
     batch_size: BatchSize = 32,
     max_seq_length: MaxSeq = 256,
     cache_dir: CacheDir = None,
     no_cache: NoCache = False,
-    playbook: Annotated[
-        str | None, typer.Option("--playbook", help="Edited playbook.json for actions.")
-    ] = None,
+    playbook: Playbook = None,
     lang: Annotated[
         str, typer.Option("--lang", help="Language of actions and report.html: en or vi.")
     ] = "en",
@@ -562,39 +572,27 @@ def batch(
     ] = False,
     text_col: TextCol = None,
     id_col: IdCol = None,
-    behavior_cols: Annotated[
-        str | None,
-        typer.Option("--behavior-cols", help="Comma-separated numeric behaviour columns."),
-    ] = None,
+    behavior_cols: BehaviorCols = None,
     encoding: Encoding = None,
     profile: Profile = "bundled",
     sentiment_model: SentimentModel = None,
     embedding_model: EmbeddingModel = None,
-    weights: Annotated[
-        str | None,
-        typer.Option("--weights", help="Block weights, e.g. text=1,sentiment=1,behavior=1."),
-    ] = None,
+    weights: Weights = None,
     min_cluster_size: Annotated[
         int | None, typer.Option("--min-cluster-size", min=2, help="Default: ~2% of the sample.")
     ] = None,
-    min_samples: Annotated[int | None, typer.Option("--min-samples", min=1)] = None,
-    n_components: Annotated[int, typer.Option("--umap-components", min=1)] = 5,
-    n_neighbors: Annotated[int, typer.Option("--umap-neighbors", min=2)] = 15,
-    seed: Annotated[int, typer.Option("--seed", help="Same seed, same segments.")] = 42,
-    keep_outliers: Annotated[
-        bool, typer.Option("--keep-outliers", help="Leave outliers at segment -1.")
-    ] = False,
-    fit_sample_size: Annotated[
-        int, typer.Option("--fit-sample-size", min=100, help="Rows UMAP/HDBSCAN are fitted on.")
-    ] = 50_000,
+    min_samples: MinSamples = None,
+    n_components: UmapComponents = 5,
+    n_neighbors: UmapNeighbors = 15,
+    seed: Seed = 42,
+    keep_outliers: KeepOutliers = False,
+    fit_sample_size: FitSampleSize = 50_000,
     device: Device = "auto",
     batch_size: BatchSize = 32,
     max_seq_length: MaxSeq = 256,
     cache_dir: CacheDir = None,
     no_cache: NoCache = False,
-    playbook: Annotated[
-        str | None, typer.Option("--playbook", help="Edited playbook.json for actions.")
-    ] = None,
+    playbook: Playbook = None,
     lang: Annotated[str, typer.Option("--lang", help="Language of actions: en or vi.")] = "en",
 ) -> None:
     """Any number of rows in bounded memory, chunk by chunk; killed and re-run, it resumes."""

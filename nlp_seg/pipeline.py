@@ -91,6 +91,32 @@ class SegmenterConfig:
         )
 
 
+def _same_model(a: str, b: str) -> bool:
+    """Two model ids name the same model: equal strings, or the same local folder."""
+    from pathlib import Path
+
+    if a == b:
+        return True
+    pa, pb = Path(a).expanduser(), Path(b).expanduser()
+    return pa.is_dir() and pb.is_dir() and pa.resolve() == pb.resolve()
+
+
+def _check_head_encoder(scorer: Any, embedder: Any) -> None:
+    """A sentiment head only means something on the embedding it was trained on: refuse to
+    apply it to another encoder's vectors (same size or not) before any text is embedded."""
+    from nlp_seg.errors import NlpsegError
+
+    trained_for = getattr(scorer, "trained_for", None)
+    encoder = getattr(embedder, "model_id", None)
+    if not trained_for or not encoder or _same_model(str(trained_for), str(encoder)):
+        return
+    raise NlpsegError(
+        f"sentiment head {getattr(scorer, 'model_id', '?')!r} was trained on embedding model "
+        f"{trained_for!r} but the encoder in use is {encoder!r}; pass --embedding-model "
+        f"{trained_for} or train a head for this encoder with `nlpseg train-sentiment`"
+    )
+
+
 class Segmenter:
     """Texts (+ optional behaviour) in, named segments out.
 
@@ -150,6 +176,9 @@ class Segmenter:
         texts = list(texts)
         uniq, inverse = np.unique(np.asarray(texts, dtype=object), return_inverse=True)
         uniq_list = [str(t) for t in uniq]
+        scorer = self._sentiment()
+        if scorer.needs_embeddings:
+            _check_head_encoder(scorer, self._embedder())
         with (
             timer("embedding"),
             self.reporter.stage(
@@ -157,7 +186,6 @@ class Segmenter:
             ) as advance,
         ):
             emb = self._embedder().embed(uniq_list, progress=advance)
-        scorer = self._sentiment()
         with (
             timer("sentiment"),
             self.reporter.stage("Scoring sentiment", total=len(uniq_list)) as advance,

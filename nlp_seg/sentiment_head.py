@@ -540,6 +540,9 @@ def train_from_table(
     texts = [n.text for n, k in zip(norm, keep, strict=True) if k]
     check_label_counts(labels)
 
+    if embedding_model and Path(embedding_model).expanduser().is_dir():
+        # record a folder absolutely, so the pipeline can match it from any working directory
+        embedding_model = str(Path(embedding_model).expanduser().resolve())
     cfg = SegmenterConfig(
         embedding_model=embedding_model or BUNDLED_ENCODER,
         device=device,

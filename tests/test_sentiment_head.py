@@ -257,7 +257,7 @@ def test_cli_train_sentiment_writes_a_head_score_uses(
     assert proc.returncode == 0, proc.stderr
     assert "trained on 160 rows" in proc.stdout and "labels read as names" in proc.stdout
     cfg = json.loads((head_dir / "config.json").read_text())
-    assert cfg["embedding_model"] == tiny
+    assert Path(cfg["embedding_model"]) == Path(tiny).resolve()  # the encoder it was trained on
     assert cfg["training"]["class_counts"] == data["label"].value_counts().to_dict()
     SentimentHead.load(head_dir)
 
@@ -307,3 +307,54 @@ def test_cli_train_sentiment_bad_labels_one_line_error(tmp_path: Path) -> None:
     pd.DataFrame({"text": ["good", "bad"] * 20, "x": [1, 2] * 20}).to_csv(nolabel, index=False)
     proc = nlpseg("train-sentiment", str(nolabel), "--out", str(tmp_path / "h"))
     assert proc.returncode == 2 and "no label column found" in proc.stderr
+
+
+# --------------------------------------------------------------------------- head vs encoder
+
+
+def test_head_on_another_encoder_is_refused_before_embedding(
+    tiny_models: dict[str, Path], tmp_path: Path
+) -> None:
+    """A head's probabilities mean nothing on another encoder's vectors, even of the same size."""
+    from nlp_seg.errors import NlpsegError
+    from nlp_seg.pipeline import Segmenter, SegmenterConfig
+
+    tiny = str(tiny_models["embedding"])
+    dim = Segmenter(SegmenterConfig(embedding_model=tiny))._embedder().embed(["x"]).shape[1]
+    y = np.arange(90) % 3
+    x = unit_rows(90, d=dim, seed=2)
+    head_dir = tmp_path / "head"
+    SentimentHead(C=0.5, use_emoji=False).fit(x, ["t"] * 90, y).save(
+        head_dir, extra_config={"embedding_model": "intfloat/some-other-encoder"}
+    )
+    seg = Segmenter(SegmenterConfig(embedding_model=tiny, sentiment_model=str(head_dir)))
+    with pytest.raises(NlpsegError) as err:
+        seg.encode(["good phone", "bad battery"])
+    msg = str(err.value)
+    assert "\n" not in msg and "intfloat/some-other-encoder" in msg and tiny in msg
+    assert "--embedding-model" in msg and "nlpseg train-sentiment" in msg
+    assert seg.embedder.encoded_ == 0  # refused before any text was embedded
+
+    # the same head recorded as trained on this very encoder (spelt as a relative path: the
+    # same folder counts as the same model) is applied
+    cfg = json.loads((head_dir / "config.json").read_text())
+    cfg["embedding_model"] = os.path.relpath(tiny)
+    (head_dir / "config.json").write_text(json.dumps(cfg))
+    _, probs = Segmenter(
+        SegmenterConfig(embedding_model=tiny, sentiment_model=str(head_dir))
+    ).encode(["good phone", "bad battery"])
+    assert probs.shape == (2, 3) and np.allclose(probs.sum(axis=1), 1)
+
+
+def test_cli_shipped_head_with_another_encoder_one_line_error(
+    tiny_models: dict[str, Path], tmp_path: Path
+) -> None:
+    src = tmp_path / "in.csv"
+    pd.DataFrame({"review": ["good phone", "bad battery"]}).to_csv(src, index=False)
+    tiny = str(tiny_models["embedding"])
+    proc = nlpseg("score", str(src), "--out", str(tmp_path / "o.csv"), "--embedding-model", tiny)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: sentiment head 'bundled:sentiment-head'")
+    assert "bundled:multilingual-e5-small" in lines[0] and tiny in lines[0]
+    assert not (tmp_path / "o.csv").exists()
