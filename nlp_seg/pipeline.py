@@ -110,10 +110,15 @@ def _check_head_encoder(scorer: Any, embedder: Any) -> None:
     encoder = getattr(embedder, "model_id", None)
     if not trained_for or not encoder or _same_model(str(trained_for), str(encoder)):
         return
+    if not str(encoder).startswith("bundled:"):
+        from nlp_seg.model_registry import resolve_local
+
+        resolve_local(str(encoder))  # a missing folder is the clearer error: say that first
     raise NlpsegError(
         f"sentiment head {getattr(scorer, 'model_id', '?')!r} was trained on embedding model "
         f"{trained_for!r} but the encoder in use is {encoder!r}; pass --embedding-model "
-        f"{trained_for} or train a head for this encoder with `nlpseg train-sentiment`"
+        f"{trained_for}, a transformer --sentiment-model, or train a head for this encoder "
+        "with `nlpseg train-sentiment`"
     )
 
 

@@ -54,6 +54,14 @@ def configure_numba_cache() -> None:
         "umap.distances",
         "umap.sparse",
         "umap.spectral",
+        # pynndescent marks only some of its functions cache=True; the NN-descent core that
+        # UMAP runs above 4,096 rows (nn_descent, init_rp_tree, process_candidates, ...) is
+        # not, and compiling it cost ~35 s of a 40 s 10k fit in every fresh process.
+        "pynndescent.pynndescent_",
+        "pynndescent.rp_trees",
+        "pynndescent.utils",
+        "pynndescent.distances",
+        "pynndescent.graph_utils",
     ):
         try:
             module = importlib.import_module(name)
