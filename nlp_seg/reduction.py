@@ -56,7 +56,9 @@ def configure_numba_cache() -> None:
         "umap.spectral",
         # pynndescent marks only some of its functions cache=True; the NN-descent core that
         # UMAP runs above 4,096 rows (nn_descent, init_rp_tree, process_candidates, ...) is
-        # not, and compiling it cost ~35 s of a 40 s 10k fit in every fresh process.
+        # not, and compiling it cost ~35 s of a 40 s 10k fit in every fresh process. Two of
+        # them (nn_descent, nn_descent_internal) take the metric as an argument and numba
+        # cannot cache them, so ~8 s stays per process (docs/benchmarks.md, "UMAP speed").
         "pynndescent.pynndescent_",
         "pynndescent.rp_trees",
         "pynndescent.utils",

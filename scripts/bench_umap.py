@@ -7,6 +7,10 @@ shared machine) and clusters each with nlpseg's HDBSCAN defaults to report ARI a
 current settings. Usage::
 
     nice python scripts/bench_umap.py /tmp/h3bench10k/batch_10000/_work/chunks [variant ...]
+    nice python scripts/bench_umap.py CHUNKS --pipeline   # Segmenter.fit_encoded, 3 fits in order
+
+``--pipeline`` times whole in-process fits (warm-up, a 300-row fit, then fused, text-only and
+fused again), which shows what a fresh process pays for compiling the neighbour search.
 """
 
 from __future__ import annotations
@@ -27,7 +31,39 @@ def load(folder: Path) -> tuple[np.ndarray, np.ndarray]:
     return np.vstack(embs), np.vstack(probs)
 
 
+def pipeline(folder: Path) -> None:
+    import pandas as pd
+
+    from nlp_seg.fusion import parse_weights
+    from nlp_seg.normalize import STATUS_OK
+    from nlp_seg.pipeline import Segmenter, SegmenterConfig
+    from nlp_seg.progress import StageTimer
+    from nlp_seg.warmup import warm_up
+
+    warm_up()
+    emb, probs = load(folder)
+    chunks = sorted(p for p in folder.iterdir() if (p / "clean.parquet").exists())
+    texts = [str(t) for c in chunks for t in pd.read_parquet(c / "clean.parquet").iloc[:, 0]]
+    status = np.full(len(texts), STATUS_OK, dtype=object)
+    Segmenter(SegmenterConfig()).fit_encoded(texts[:300], status[:300], emb[:300], probs[:300])
+    labels = []
+    for name, cfg in (
+        ("fused, 1st 10k fit in process", SegmenterConfig()),
+        ("text only", SegmenterConfig(weights=parse_weights("sentiment=0"))),
+        ("fused again", SegmenterConfig()),
+    ):
+        timer = StageTimer()
+        t0 = time.perf_counter()
+        seg = Segmenter(cfg).fit_encoded(texts, status, emb, probs, timer=timer)
+        print(f"{name}: {time.perf_counter() - t0:.1f} s {timer.seconds}", flush=True)
+        labels.append(seg.labels_)
+    print("two fused fits identical:", bool(np.array_equal(labels[0], labels[2])))
+
+
 def main() -> None:
+    if "--pipeline" in sys.argv:
+        pipeline(Path(sys.argv[1]))
+        return
     from sklearn.decomposition import PCA
     from sklearn.metrics import adjusted_rand_score
 
