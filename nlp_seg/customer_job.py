@@ -45,7 +45,7 @@ from nlp_seg.customers import (
 )
 from nlp_seg.errors import InputError
 from nlp_seg.input import ColumnSpec
-from nlp_seg.normalize import STATUS_OK, normalize_texts
+from nlp_seg.normalize import STATUS_OK
 from nlp_seg.pipeline import ASSIGNMENT_COLUMNS, Segmenter
 from nlp_seg.progress import StageTimer
 
@@ -133,25 +133,6 @@ def load_behavior(
         }
         warnings += w
     return orders, events, info, warnings
-
-
-def encode_texts(
-    seg: Segmenter, texts: list[object], timer: StageTimer
-) -> tuple[list[str], np.ndarray, np.ndarray, np.ndarray]:
-    """Normalise and encode: clean texts, statuses, embeddings (zeros where no text) and
-    sentiment probabilities (NaN where no text), one row per input row."""
-    with timer("normalize"):
-        norm = normalize_texts(texts, max_chars=seg.config.max_chars)
-    status = np.array([n.status for n in norm], dtype=object)
-    clean = [n.text for n in norm]
-    ok = status == STATUS_OK
-    emb = np.zeros((len(clean), 0), np.float32)
-    probs = np.full((len(clean), 3), np.nan)
-    if ok.any():
-        emb_ok, probs_ok = seg.encode([c for c, k in zip(clean, ok, strict=True) if k], timer)
-        emb = np.zeros((len(clean), emb_ok.shape[1]), np.float32)
-        emb[ok], probs[ok] = emb_ok, probs_ok
-    return clean, status, emb, probs
 
 
 def segment_with_behavior(
@@ -544,7 +525,7 @@ def run_behavior_job(
     timer = StageTimer()
     with timer("read_behavior"):
         orders, events, files_info, warnings = load_behavior(opts)
-    clean, status, emb, probs = encode_texts(seg, frame[spec.text].tolist(), timer)
+    clean, status, emb, probs = seg.encode_rows(frame[spec.text].tolist(), timer)
     embed = None
     if opts.benefits and emb.shape[1]:
         embedder = seg._embedder()
@@ -635,7 +616,7 @@ def assign_with_behavior(
                 keys, tkeys, source=f"the {name}", text_file=text_file, text_id_col=spec.id
             )
     wanted = list(seg.behavior_scaler_.columns_) if seg.behavior_scaler_ is not None else []
-    clean, status, emb, probs = encode_texts(seg, frame[spec.text].tolist(), timer)
+    clean, status, emb, probs = seg.encode_rows(frame[spec.text].tolist(), timer)
     ok = status == STATUS_OK
     scores = np.where(ok, probs[:, 2] - probs[:, 0], np.nan)
     rating_col = setup.get("rating_column")

@@ -220,6 +220,26 @@ class Segmenter:
         }
         return probs
 
+    def encode_rows(
+        self, texts: Sequence[object], timer: StageTimer | None = None
+    ) -> tuple[list[str], np.ndarray, np.ndarray, np.ndarray]:
+        """Normalise and encode raw cells: clean texts, statuses, embeddings (zeros where no
+        text) and sentiment probabilities (NaN where no text), one row per input row, so that
+        rows without text are kept rather than dropped."""
+        timer = timer or StageTimer()
+        with timer("normalize"):
+            norm = normalize_texts(list(texts), max_chars=self.config.max_chars)
+        status = np.array([n.status for n in norm], dtype=object)
+        clean = [n.text for n in norm]
+        ok = status == STATUS_OK
+        emb = np.zeros((len(clean), 0), np.float32)
+        probs = np.full((len(clean), 3), np.nan)
+        if ok.any():
+            emb_ok, probs_ok = self.encode([c for c, k in zip(clean, ok, strict=True) if k], timer)
+            emb = np.zeros((len(clean), emb_ok.shape[1]), np.float32)
+            emb[ok], probs[ok] = emb_ok, probs_ok
+        return clean, status, emb, probs
+
     def score_sentiment(self, texts: Sequence[str], timer: StageTimer | None = None) -> np.ndarray:
         """``(n, 3)`` sentiment probabilities of clean texts; embeds only if the scorer reads
         embeddings (so ``nlpseg score`` with a transformer model never loads an encoder)."""
@@ -255,17 +275,7 @@ class Segmenter:
         """Learn segments from raw texts (one per row) and optional behaviour columns."""
         timer = StageTimer()
         t0 = time.perf_counter()
-        with timer("normalize"):
-            norm = normalize_texts(list(texts), max_chars=self.config.max_chars)
-        status = np.array([n.status for n in norm], dtype=object)
-        clean = [n.text for n in norm]
-        ok = status == STATUS_OK
-        emb = np.zeros((len(clean), 0), np.float32)
-        probs = np.full((len(clean), 3), np.nan)
-        if ok.any():
-            emb_ok, probs_ok = self.encode([c for c, k in zip(clean, ok, strict=True) if k], timer)
-            emb = np.zeros((len(clean), emb_ok.shape[1]), np.float32)
-            emb[ok], probs[ok] = emb_ok, probs_ok
+        clean, status, emb, probs = self.encode_rows(texts, timer)
         self.fit_encoded(clean, status, emb, probs, behavior, timer=timer)
         self.timings_["total"] = round(time.perf_counter() - t0, 3)
         return self
