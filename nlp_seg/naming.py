@@ -101,17 +101,17 @@ STOPWORD_LANGS = ("vi", "en", "pt", "es", "fr", "de", "id", "zh", "ja", "ko")
 #: word every segment uses.
 EXTRA_STOPWORDS = frozenset(
     str.split(
-    "ko k kg khong dc đc duoc vs mik mk mjk t m thi ma nay cho voi rat cung nhung da mot cac "
-    "khi lai nen minh toi ban no de tu nhu con hon qua lam thay nua vi bi se dang roi va la co "
-    "cua thi nha nhe a ah ạ ak ok oke user http https www com email"
+        "ko k kg khong dc đc duoc vs mik mk mjk t m thi ma nay cho voi rat cung nhung da mot cac "
+        "khi lai nen minh toi ban no de tu nhu con hon qua lam thay nua vi bi se dang roi va la co "
+        "cua thi nha nhe a ah ạ ak ok oke user http https www com email"
     )
 )
 #: Negations are stopwords alone but start a phrase worth keeping: "không tốt", "not working",
 #: "não recomendo".
 NEGATIONS = frozenset(
     str.split(
-    "không khong ko chưa chua chẳng chả đừng not no never don't doesn't didn't isn't wasn't "
-    "won't can't cannot não nao nem nunca sem jamais pas nicht kein keine tidak"
+        "không khong ko chưa chua chẳng chả đừng not no never don't doesn't didn't isn't wasn't "
+        "won't can't cannot não nao nem nunca sem jamais pas nicht kein keine tidak"
     )
 )
 

@@ -184,6 +184,16 @@ class Segmenter:
         scorer = self._sentiment()
         if scorer.needs_embeddings:
             _check_head_encoder(scorer, self._embedder())
+        layers = tuple(getattr(scorer, "input_layers", ())) if scorer.needs_embeddings else ()
+        if layers:
+            with (
+                timer("embedding"),
+                self.reporter.stage(
+                    f"Embedding {len(uniq_list):,} distinct texts", total=len(uniq_list)
+                ) as advance,
+            ):
+                emb, probs = self._encode_for_layer_head(scorer, uniq_list, layers, advance)
+            return emb[inverse], probs[inverse]
         with (
             timer("embedding"),
             self.reporter.stage(
@@ -200,6 +210,57 @@ class Segmenter:
             else:
                 probs = self._cached_proba(scorer, uniq_list, advance)
         return emb[inverse], np.asarray(probs, dtype=np.float64)[inverse]
+
+    def _encode_for_layer_head(
+        self, scorer: Any, texts: list[str], layers: tuple[int, ...], advance: Any
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Embeddings and probabilities for a head that reads hidden states (the bundled one).
+
+        One encoder pass gives both. The head's probabilities are cached (keyed by the head's
+        weights and the encoder settings) next to the embeddings, so a re-run with other
+        clustering settings needs neither the encoder nor the layer features.
+        """
+        from pathlib import Path
+
+        from nlp_seg.cache import cached_rows
+        from nlp_seg.errors import NlpsegError
+
+        embedder = self._embedder()
+        if not hasattr(embedder, "embed_with_layers"):
+            raise NlpsegError(
+                f"sentiment head {scorer.model_id!r} reads the encoder's hidden states, which "
+                f"the embedder {getattr(embedder, 'model_id', '?')!r} does not provide"
+            )
+        emb: np.ndarray | None = None
+        filled = np.zeros(len(texts), dtype=bool)
+        position = {t: i for i, t in enumerate(texts)}
+
+        def compute(batch: list[str]) -> np.ndarray:
+            nonlocal emb
+            vecs, feats = embedder.embed_with_layers(batch, layers, progress=advance)
+            if emb is None:
+                emb = np.zeros((len(texts), vecs.shape[1]), dtype=np.float32)
+            idx = [position[t] for t in batch]
+            emb[idx] = vecs
+            filled[idx] = True
+            return scorer.predict_proba(batch, embeddings=feats)
+
+        folder = Path(self.config.cache_dir) / "sentiment" if self.config.cache_dir else None
+        namespace = f"head|{scorer.cache_key}|{embedder.cache_namespace}|layers={layers}"
+        probs, hits, computed = cached_rows(folder, namespace, texts, compute)
+        stats = getattr(self, "sentiment_cache_", {"hits": 0, "computed": 0})
+        self.sentiment_cache_ = {
+            "hits": stats["hits"] + hits,
+            "computed": stats["computed"] + computed,
+        }
+        rest = np.flatnonzero(~filled)
+        if len(rest):  # probabilities came from the cache: the embeddings should too
+            vecs = embedder.embed([texts[i] for i in rest], progress=advance)
+            if emb is None:
+                emb = np.zeros((len(texts), vecs.shape[1]), dtype=np.float32)
+            emb[rest] = vecs
+        assert emb is not None
+        return emb, probs
 
     def _cached_proba(self, scorer: Any, texts: list[str], advance: Any) -> np.ndarray:
         """A separate sentiment transformer's probabilities through the on-disk cache (it costs

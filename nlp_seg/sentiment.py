@@ -212,6 +212,7 @@ class HeadSentimentScorer:
         self.head = head
         self._head: Any = None
         self._path: Path | None = None
+        self._cache_key: str | None = None
 
     @property
     def model_id(self) -> str:
@@ -235,12 +236,33 @@ class HeadSentimentScorer:
         cfg = getattr(head, "config_", None) or {}
         return cfg.get("embedding_model") if isinstance(cfg, dict) else None
 
+    @property
+    def input_layers(self) -> tuple[int, ...]:
+        """Encoder hidden states the head reads (empty: the sentence embedding)."""
+        return tuple(self._load().input_layers)
+
+    @property
+    def cache_key(self) -> str:
+        """A fingerprint of the head's files, so cached probabilities follow its exact weights."""
+        import hashlib
+
+        if self._cache_key is None:
+            self._load()
+            assert self._path is not None
+            h = hashlib.sha256()
+            for name in ("config.json", "head.safetensors"):
+                h.update((self._path / name).read_bytes())
+            self._cache_key = h.hexdigest()[:16]
+        return self._cache_key
+
     def predict_proba(
         self,
         texts: Sequence[str],
         embeddings: np.ndarray | None = None,
         progress: ProgressFn | None = None,
     ) -> np.ndarray:
+        """Probabilities from ``embeddings``: the sentence embeddings, or the layer features
+        of :attr:`input_layers` when the head reads hidden states."""
         if embeddings is None:
             raise ValueError("the sentiment head needs the text embeddings")
         head = self._load()

@@ -21,8 +21,12 @@ def _cache_files(folder: Path) -> int:
     return sum(1 for p in folder.rglob("*") if p.suffix in (".nbi", ".nbc")) if folder else 0
 
 
-def warm_up(prepare_models: bool = False, rows: int = 600, dims: int = 48) -> list[str]:
+def warm_up(prepare_models: bool = False, rows: int = 4_200, dims: int = 48) -> list[str]:
     """Compile (or load) the numba cache; optionally prepare the bundled encoder too.
+
+    ``rows`` is above 4,096 on purpose: from there UMAP builds its neighbour graph with
+    pynndescent's NN-descent, whose code (about 30 s to compile) is otherwise first compiled by
+    the first large real run.
 
     Returns lines for the CLI to print: where the cache is and how long warming took (a second
     call is fast because it only loads what the first compiled).

@@ -86,8 +86,15 @@ def main() -> None:
 
     def fit(x: np.ndarray, seed: int = 42, **kw: object) -> np.ndarray:
         args = dict(
-            n_components=5, n_neighbors=15, min_dist=0.0, metric="euclidean",
-            random_state=seed, init="pca", low_memory=True, transform_seed=seed, n_epochs=200,
+            n_components=5,
+            n_neighbors=15,
+            min_dist=0.0,
+            metric="euclidean",
+            random_state=seed,
+            init="pca",
+            low_memory=True,
+            transform_seed=seed,
+            n_epochs=200,
         )
         args.update(kw)
         return umap.UMAP(**args).fit_transform(x)
@@ -127,8 +134,14 @@ def main() -> None:
         if base is None:
             base = labels
         ari = adjusted_rand_score(base, labels)
-        rows.append({"variant": name, "umap_s": round(secs, 1), "segments": int(labels.max() + 1),
-                     "ari_vs_current": round(float(ari), 3)})
+        rows.append(
+            {
+                "variant": name,
+                "umap_s": round(secs, 1),
+                "segments": int(labels.max() + 1),
+                "ari_vs_current": round(float(ari), 3),
+            }
+        )
         print(json.dumps(rows[-1]), flush=True)
 
 

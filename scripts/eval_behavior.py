@@ -293,10 +293,10 @@ def main() -> None:
     orders = controlled_orders(customers)
     emb = embed_cached(customers["review"].tolist(), args.cache)
     if args.sentiment == "head":
-        from nlp_seg.sentiment_head import SentimentHead
+        # the shipped head reads the encoder's hidden states: the pipeline's own one pass
+        from nlp_seg.pipeline import Segmenter, SegmenterConfig
 
-        head = SentimentHead.load(REPO / "models" / "sentiment_head")
-        probs = head.predict_proba(emb, customers["review"].tolist())
+        _, probs = Segmenter(SegmenterConfig(device="cpu")).encode(customers["review"].tolist())
     else:
         probs = star_probs(customers["rating"])
     truth = customers["group"]

@@ -167,9 +167,7 @@ def make_orders(
                     events.append((cid, "cart_abandon", t + dt.timedelta(minutes=30)))
     ev = pd.DataFrame(events, columns=["customer_id", "event_type", "time"])
     ev = ev.sort_values(["time", "customer_id"], kind="stable").reset_index(drop=True)
-    ev["timestamp"] = (
-        (ev["time"] - dt.datetime(1970, 1, 1)).dt.total_seconds().astype("int64")
-    )
+    ev["timestamp"] = (ev["time"] - dt.datetime(1970, 1, 1)).dt.total_seconds().astype("int64")
     return pd.DataFrame(orders), ev[["customer_id", "event_type", "timestamp"]]
 
 

