@@ -16,6 +16,23 @@ import numpy as np
 log = logging.getLogger(__name__)
 
 
+# pynndescent functions that take the distance function as an argument: their compiled
+# signature includes that function's numba type, which is new in every process, so a cached
+# copy is never loaded again and each large run would only add files to the cache (5 per
+# process, measured with `nlpseg warmup` twice). They compile per process either way.
+_PER_PROCESS = frozenset(
+    {
+        "generate_leaf_updates",
+        "init_random",
+        "init_rp_tree",
+        "process_candidates",
+        "generate_graph_update_array",
+        "nn_descent",
+        "nn_descent_internal",
+    }
+)
+
+
 def configure_numba_cache() -> None:
     """Make UMAP's JIT compile once per machine instead of once per process.
 
@@ -56,9 +73,9 @@ def configure_numba_cache() -> None:
         "umap.spectral",
         # pynndescent marks only some of its functions cache=True; the NN-descent core that
         # UMAP runs above 4,096 rows (nn_descent, init_rp_tree, process_candidates, ...) is
-        # not, and compiling it cost ~35 s of a 40 s 10k fit in every fresh process. Two of
-        # them (nn_descent, nn_descent_internal) take the metric as an argument and numba
-        # cannot cache them, so ~8 s stays per process (docs/benchmarks.md, "UMAP speed").
+        # not, and compiling it cost ~35 s of a 40 s 10k fit in every fresh process. Those
+        # that take the metric as an argument (_PER_PROCESS) cannot be reused from a cache,
+        # so ~8 s stays per process (docs/benchmarks.md, "UMAP speed").
         "pynndescent.pynndescent_",
         "pynndescent.rp_trees",
         "pynndescent.utils",
@@ -69,7 +86,9 @@ def configure_numba_cache() -> None:
             module = importlib.import_module(name)
         except Exception:  # noqa: BLE001 - optional submodules
             continue
-        for obj in vars(module).values():
+        for attr, obj in vars(module).items():
+            if attr in _PER_PROCESS:
+                continue
             if isinstance(obj, Dispatcher) and type(obj._cache).__name__ != "FunctionCache":
                 try:
                     obj.enable_caching()
