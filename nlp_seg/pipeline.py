@@ -54,6 +54,10 @@ ASSIGNMENT_COLUMNS = (
 SCORE_COLUMNS = ("sentiment_label", "sentiment_score", "sentiment_confidence", "status")
 
 
+# Texts encoded per call when the sentiment head reads hidden states (bounds their memory).
+LAYER_SLICE = 8192
+
+
 @dataclass
 class SegmenterConfig:
     """Every knob of a run, recorded in ``run.json`` and in saved segmenters."""
@@ -236,14 +240,20 @@ class Segmenter:
         position = {t: i for i, t in enumerate(texts)}
 
         def compute(batch: list[str]) -> np.ndarray:
+            # In slices: the layer features are len(layers) times the embedding's size and
+            # are dropped as soon as the head has read them.
             nonlocal emb
-            vecs, feats = embedder.embed_with_layers(batch, layers, progress=advance)
-            if emb is None:
-                emb = np.zeros((len(texts), vecs.shape[1]), dtype=np.float32)
-            idx = [position[t] for t in batch]
-            emb[idx] = vecs
-            filled[idx] = True
-            return scorer.predict_proba(batch, embeddings=feats)
+            out = []
+            for start in range(0, len(batch), LAYER_SLICE):
+                part = batch[start : start + LAYER_SLICE]
+                vecs, feats = embedder.embed_with_layers(part, layers, progress=advance)
+                if emb is None:
+                    emb = np.zeros((len(texts), vecs.shape[1]), dtype=np.float32)
+                idx = [position[t] for t in part]
+                emb[idx] = vecs
+                filled[idx] = True
+                out.append(scorer.predict_proba(part, embeddings=feats))
+            return np.concatenate(out)
 
         folder = Path(self.config.cache_dir) / "sentiment" if self.config.cache_dir else None
         namespace = f"head|{scorer.cache_key}|{embedder.cache_namespace}|layers={layers}"

@@ -382,13 +382,14 @@ def test_cli_shipped_head_with_another_encoder_one_line_error(
 
 
 def test_a_head_on_hidden_states_runs_in_one_pass_and_its_probabilities_are_cached(
-    tiny_models: dict[str, Path], tmp_path: Path
+    tiny_models: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """``embed_with_layers`` gives the embedding and the pooled hidden states from one pass; the
     pipeline feeds a layer-reading head those features, caches its probabilities, and a re-run
     gets embeddings and probabilities back without loading the encoder."""
     from conftest import VOCAB_WORDS
 
+    import nlp_seg.pipeline as pipeline_module
     from nlp_seg.embedding import SentenceTransformerEmbedder
     from nlp_seg.pipeline import Segmenter, SegmenterConfig
 
@@ -427,3 +428,11 @@ def test_a_head_on_hidden_states_runs_in_one_pass_and_its_probabilities_are_cach
     assert np.array_equal(e1, e2) and np.array_equal(p1, p2)
     assert again.sentiment_cache_ == {"hits": n_distinct, "computed": 0}
     assert again._embedder()._st is None  # the encoder was not even loaded
+
+    # large inputs are encoded in slices (bounded memory for the layer features): same result
+    monkeypatch.setattr(pipeline_module, "LAYER_SLICE", 7)
+    sliced = Segmenter(SegmenterConfig(**{**cfg.__dict__, "cache_dir": None}))
+    e3, p3 = sliced.encode(texts)
+    np.testing.assert_allclose(e3, e1, atol=1e-5)
+    np.testing.assert_allclose(p3, p1, atol=1e-5)
+    assert sliced.sentiment_cache_ == {"hits": 0, "computed": n_distinct}
