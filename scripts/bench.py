@@ -462,7 +462,9 @@ def bench_size(
             fmt(n / bt["wall"], 0),
             fmt(bt["rss_mib"], 0),
             ", ".join(
-                f"{k} {v:.1f}" for k, v in bsec.items() if k in ("encode", "fit", "place", "write")
+                f"{k} {v:.1f}"
+                for k, v in bsec.items()
+                if k in ("encode", "fit", "save_fit", "place", "write")
             ),
         ]
     )
