@@ -207,15 +207,8 @@ def segment_with_behavior(
                 tags_per_row[i] = t
             benefit_info = tagger.describe()
 
-    scores = np.where(ok, probs[:, 2] - probs[:, 0], np.nan)
     rating_col = find_rating_column(frame, exclude=(spec.text, spec.id))
-    date_col = spec.date if spec.date in frame.columns else None
-    rf = review_features(
-        keys,
-        scores,
-        frame[rating_col] if rating_col else None,
-        frame[date_col] if date_col else None,
-    )
+    rf = _review_block(frame, spec, keys, ok, probs, rating_col)
 
     if unit == "review":
         result = _review_unit(
@@ -280,6 +273,26 @@ def segment_with_behavior(
 
 
 _ALL_FEATURES = (*ORDER_FEATURES, *EVENT_FEATURES, *REVIEW_FEATURES, *CLV_COLUMNS)
+
+
+def _review_block(
+    frame: pd.DataFrame,
+    spec: ColumnSpec,
+    keys: pd.Series,
+    ok: np.ndarray,
+    probs: np.ndarray,
+    rating_col: str | None,
+) -> pd.DataFrame:
+    """Per-customer review features (count, rating, sentiment mean and trend) from the scored
+    rows: one function for fit and assign, so a saved model sees the features it was fit on."""
+    scores = np.where(ok, probs[:, 2] - probs[:, 0], np.nan)
+    date_col = spec.date if spec.date in frame.columns else None
+    return review_features(
+        keys,
+        scores,
+        frame[rating_col] if rating_col else None,
+        frame[date_col] if date_col else None,
+    )
 
 
 def _feature_table(feats: pd.DataFrame, rf: pd.DataFrame, index: pd.Index) -> pd.DataFrame:
@@ -618,16 +631,9 @@ def assign_with_behavior(
     wanted = list(seg.behavior_scaler_.columns_) if seg.behavior_scaler_ is not None else []
     clean, status, emb, probs = seg.encode_rows(frame[spec.text].tolist(), timer)
     ok = status == STATUS_OK
-    scores = np.where(ok, probs[:, 2] - probs[:, 0], np.nan)
     rating_col = setup.get("rating_column")
     rating_col = rating_col if rating_col in frame.columns else None
-    date_col = spec.date if spec.date in frame.columns else None
-    rf = review_features(
-        keys,
-        scores,
-        frame[rating_col] if rating_col else None,
-        frame[date_col] if date_col else None,
-    )
+    rf = _review_block(frame, spec, keys, ok, probs, rating_col)
     rules = TierRules.from_dict(setup["tier_rules"]) if setup.get("tier_rules") else None
     extra_cols = [c for c in wanted if c in frame.columns and c not in BLOCK_FEATURES]
 

@@ -189,21 +189,15 @@ class Segmenter:
         if scorer.needs_embeddings:
             _check_head_encoder(scorer, self._embedder())
         layers = tuple(getattr(scorer, "input_layers", ())) if scorer.needs_embeddings else ()
-        if layers:
-            with (
-                timer("embedding"),
-                self.reporter.stage(
-                    f"Embedding {len(uniq_list):,} distinct texts", total=len(uniq_list)
-                ) as advance,
-            ):
-                emb, probs = self._encode_for_layer_head(scorer, uniq_list, layers, advance)
-            return emb[inverse], probs[inverse]
         with (
             timer("embedding"),
             self.reporter.stage(
                 f"Embedding {len(uniq_list):,} distinct texts", total=len(uniq_list)
             ) as advance,
         ):
+            if layers:  # the head's probabilities come out of the same pass
+                emb, probs = self._encode_for_layer_head(scorer, uniq_list, layers, advance)
+                return emb[inverse], probs[inverse]
             emb = self._embedder().embed(uniq_list, progress=advance)
         with (
             timer("sentiment"),
@@ -235,23 +229,27 @@ class Segmenter:
                 f"sentiment head {scorer.model_id!r} reads the encoder's hidden states, which "
                 f"the embedder {getattr(embedder, 'model_id', '?')!r} does not provide"
             )
+        # Allocated on first use: its width is only known once vectors arrive, and asking the
+        # embedder up front would load the encoder even when every row comes from the cache.
         emb: np.ndarray | None = None
         filled = np.zeros(len(texts), dtype=bool)
         position = {t: i for i, t in enumerate(texts)}
 
+        def put(idx: Any, vecs: np.ndarray) -> None:
+            nonlocal emb
+            if emb is None:
+                emb = np.zeros((len(texts), vecs.shape[1]), dtype=np.float32)
+            emb[idx] = vecs
+            filled[idx] = True
+
         def compute(batch: list[str]) -> np.ndarray:
             # In slices: the layer features are len(layers) times the embedding's size and
             # are dropped as soon as the head has read them.
-            nonlocal emb
             out = []
             for start in range(0, len(batch), LAYER_SLICE):
                 part = batch[start : start + LAYER_SLICE]
                 vecs, feats = embedder.embed_with_layers(part, layers, progress=advance)
-                if emb is None:
-                    emb = np.zeros((len(texts), vecs.shape[1]), dtype=np.float32)
-                idx = [position[t] for t in part]
-                emb[idx] = vecs
-                filled[idx] = True
+                put([position[t] for t in part], vecs)
                 out.append(scorer.predict_proba(part, embeddings=feats))
             return np.concatenate(out)
 
@@ -265,10 +263,7 @@ class Segmenter:
         }
         rest = np.flatnonzero(~filled)
         if len(rest):  # probabilities came from the cache: the embeddings should too
-            vecs = embedder.embed([texts[i] for i in rest], progress=advance)
-            if emb is None:
-                emb = np.zeros((len(texts), vecs.shape[1]), dtype=np.float32)
-            emb[rest] = vecs
+            put(rest, embedder.embed([texts[i] for i in rest], progress=advance))
         assert emb is not None
         return emb, probs
 

@@ -144,12 +144,13 @@ def throughput(head_dir: str, n: int) -> dict:
     def encoder_only() -> None:
         emb.embed(texts)
 
-    def one_pass() -> None:
+    def features() -> np.ndarray:
         if head.input_layers:
-            _, feats = emb.embed_with_layers(texts, head.input_layers)
-        else:
-            feats = emb.embed(texts)
-        head.predict_proba(feats, texts)
+            return emb.embed_with_layers(texts, head.input_layers)[1]
+        return emb.embed(texts)
+
+    def one_pass() -> None:
+        head.predict_proba(features(), texts)
 
     encoder_only()  # load the model and warm both paths outside the timing
     one_pass()
@@ -161,16 +162,11 @@ def throughput(head_dir: str, n: int) -> dict:
             times[name].append(time.perf_counter() - t0)
     for name, ts in times.items():
         out[f"{name}_texts_per_s"] = len(texts) / float(np.median(ts))
-    feats = (
-        emb.embed_with_layers(texts, head.input_layers)[1]
-        if head.input_layers
-        else emb.embed(texts)
-    )
+    feats = features()
     t0 = time.perf_counter()
     head.predict_proba(feats, texts)
     out["head_only_texts_per_s"] = len(texts) / max(time.perf_counter() - t0, 1e-9)
-    e = emb.embed(texts[:1])
-    out["embedding_dim"] = int(e.shape[1])
+    out["embedding_dim"] = int(emb.dimension)
     return out
 
 
