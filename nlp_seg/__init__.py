@@ -8,17 +8,17 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-__version__ = "0.1.0"
+from nlp_seg.version import __version__
 
 __all__ = ["Segmenter", "SegmenterConfig", "__version__", "load_segmenter"]
 
 if TYPE_CHECKING:  # pragma: no cover
-    from nlp_seg.pipeline import Segmenter, SegmenterConfig, load_segmenter
+    from nlp_seg.segmenter import Segmenter, SegmenterConfig, load_segmenter
 
 
 def __getattr__(name: str) -> Any:
     if name in {"Segmenter", "SegmenterConfig", "load_segmenter"}:
-        from nlp_seg import pipeline
+        from nlp_seg import segmenter as pipeline
 
         return getattr(pipeline, name)
     raise AttributeError(f"module 'nlp_seg' has no attribute {name!r}")

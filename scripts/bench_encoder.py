@@ -71,9 +71,9 @@ def main() -> None:
     import torch
     from sentence_transformers import SentenceTransformer
 
-    from nlp_seg.bundled_model import bundled_encoder_path
-    from nlp_seg.embedding import SentenceTransformerEmbedder, resolve_precision
-    from nlp_seg.model_registry import BUNDLED_ENCODER
+    from nlp_seg.models.bundled import bundled_encoder_path
+    from nlp_seg.models.embedding import SentenceTransformerEmbedder, resolve_precision
+    from nlp_seg.models.registry import BUNDLED_ENCODER
 
     torch.set_num_threads(args.threads)
     texts = load_texts(args.n)

@@ -52,7 +52,7 @@ def free_port() -> int:
 
 def fit_model(dest: Path, embedding_model: str | None, sentiment_model: str | None) -> None:
     """Fit on the bundled example and save, as ``nlpseg analyze --save-model`` would."""
-    from nlp_seg.pipeline import Segmenter, SegmenterConfig
+    from nlp_seg.segmenter import Segmenter, SegmenterConfig
 
     frame = pd.read_csv(REPO / "examples" / "reviews.csv")
     seg = Segmenter(

@@ -34,11 +34,11 @@ def load(folder: Path) -> tuple[np.ndarray, np.ndarray]:
 def pipeline(folder: Path) -> None:
     import pandas as pd
 
-    from nlp_seg.fusion import parse_weights
     from nlp_seg.normalize import STATUS_OK
-    from nlp_seg.pipeline import Segmenter, SegmenterConfig
     from nlp_seg.progress import StageTimer
-    from nlp_seg.warmup import warm_up
+    from nlp_seg.runs.warmup import warm_up
+    from nlp_seg.segmenter import Segmenter, SegmenterConfig
+    from nlp_seg.stages.fusion import parse_weights
 
     warm_up()
     emb, probs = load(folder)
@@ -67,9 +67,9 @@ def main() -> None:
     from sklearn.decomposition import PCA
     from sklearn.metrics import adjusted_rand_score
 
-    from nlp_seg.clustering import HdbscanClusterer
-    from nlp_seg.fusion import BlockFuser
-    from nlp_seg.reduction import configure_numba_cache
+    from nlp_seg.stages.clustering import HdbscanClusterer
+    from nlp_seg.stages.fusion import BlockFuser
+    from nlp_seg.stages.reduction import configure_numba_cache
 
     configure_numba_cache()
     import umap

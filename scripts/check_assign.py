@@ -28,10 +28,10 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=42)
     args = ap.parse_args()
 
-    from nlp_seg.jobs import analyze_file, assign_file
+    from nlp_seg import load_segmenter
     from nlp_seg.paths import nlpseg_home
-    from nlp_seg.persistence import load_segmenter
-    from nlp_seg.pipeline import SegmenterConfig
+    from nlp_seg.runs.jobs import analyze_file, assign_file
+    from nlp_seg.segmenter import SegmenterConfig
 
     cache = str(nlpseg_home() / "cache")  # as the CLI: re-runs skip encoding
 

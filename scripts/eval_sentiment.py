@@ -125,10 +125,10 @@ def table(result: dict, markdown: bool = False) -> str:
 def throughput(head_dir: str, n: int) -> dict:
     """Texts per second of the pipeline's one pass (bundled encoder with the head's layer
     features, then the head) against the encoder alone, and of the head alone."""
-    from nlp_seg.embedding import SentenceTransformerEmbedder
+    from nlp_seg.models.embedding import SentenceTransformerEmbedder
+    from nlp_seg.models.sentiment_head import SentimentHead
     from nlp_seg.normalize import normalize_texts
-    from nlp_seg.pipeline import SegmenterConfig
-    from nlp_seg.sentiment_head import SentimentHead
+    from nlp_seg.segmenter import SegmenterConfig
 
     head = SentimentHead.load(head_dir)
     devs = [p for p in load_all() if p.split == "dev" and p.dataset in ("umsab", "aivivn", "marc")]
@@ -193,7 +193,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = ap.parse_args(argv)
 
-    from nlp_seg.sentiment_head import SentimentHead
+    from nlp_seg.models.sentiment_head import SentimentHead
 
     head = SentimentHead.load(args.head)
     devs = dev_sets(args.max_per_part, encode=not args.cached_only)

@@ -191,8 +191,8 @@ class _Features:
     with the pipeline's default length cap, so training sees exactly what ``analyze`` computes."""
 
     def __init__(self, layers: tuple[int, ...]) -> None:
-        from nlp_seg.embedding import SentenceTransformerEmbedder
-        from nlp_seg.pipeline import SegmenterConfig
+        from nlp_seg.models.embedding import SentenceTransformerEmbedder
+        from nlp_seg.segmenter import SegmenterConfig
 
         self.layers = layers
         self.embedder = SentenceTransformerEmbedder(
@@ -222,8 +222,8 @@ def prepared_texts(part: Part) -> tuple[list[str], np.ndarray]:
 
 
 def default_layers() -> tuple[int, ...]:
-    """Hidden states the shipped head reads (``nlp_seg.sentiment_head.BUNDLED_INPUT_LAYERS``)."""
-    from nlp_seg.sentiment_head import BUNDLED_INPUT_LAYERS
+    """Hidden states the shipped head reads (``sentiment_head.BUNDLED_INPUT_LAYERS``)."""
+    from nlp_seg.models.sentiment_head import BUNDLED_INPUT_LAYERS
 
     return tuple(BUNDLED_INPUT_LAYERS)
 

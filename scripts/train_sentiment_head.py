@@ -8,7 +8,7 @@ its seeded 15% dev hold-out) and MARC (less its seeded 20% per language), all fr
 ``../shared/data/sentiment`` (see ``sentiment_data.py``): by default every train text (~56k;
 ``--caps`` takes a seeded prefix per dataset-language instead). The features are what the
 pipeline computes: the bundled encoder's mean-pooled hidden states of layers 12, 10, 8 and 6
-(``nlp_seg.sentiment_head.BUNDLED_INPUT_LAYERS``; the first 384 columns are the sentence
+(``nlp_seg.models.sentiment_head.BUNDLED_INPUT_LAYERS``; the first 384 columns are the sentence
 embedding), at the pipeline's length cap. They are cached under ``/tmp/sent_emb``
 (``NLPSEG_SENT_EMB``), so reruns and larger caps only encode what is new (about 10 minutes for
 all of it on 2 idle CPU cores). ``--cached-only`` trains on whatever prefix is cached.
@@ -39,8 +39,8 @@ sys.path.insert(0, str(HERE.parent))
 from eval_sentiment import dev_sets, evaluate, table  # noqa: E402
 from sentiment_data import default_layers, embed_prefix, load_all  # noqa: E402
 
-from nlp_seg.pipeline import SegmenterConfig  # noqa: E402
-from nlp_seg.sentiment_head import SentimentHead, balanced_weights  # noqa: E402
+from nlp_seg.models.sentiment_head import SentimentHead, balanced_weights  # noqa: E402
+from nlp_seg.segmenter import SegmenterConfig  # noqa: E402
 
 DEFAULT_CAPS = {"umsab": None, "uit-vsfc": None, "vlsp2016": None, "aivivn": None, "marc": None}
 LICENCES = [

@@ -10,7 +10,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from nlp_seg.audiences import (
+from nlp_seg.io.audiences import (
     AudienceOptions,
     build_audiences,
     detect_contact_columns,
@@ -18,7 +18,7 @@ from nlp_seg.audiences import (
     normalize_phone,
     slugify,
 )
-from nlp_seg.export import write_csv
+from nlp_seg.io.write import write_csv
 
 REPO = Path(__file__).resolve().parent.parent
 

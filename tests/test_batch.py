@@ -184,8 +184,8 @@ def test_folder_of_files_equals_one_file(
 def test_parquet_input_streams_with_its_types(
     reviews_csv: Path, uninterrupted: Path, tiny_models, tmp_path: Path
 ) -> None:
-    from nlp_seg.batch import BatchOptions, run_batch
-    from nlp_seg.pipeline import SegmenterConfig
+    from nlp_seg.runs.batch import BatchOptions, run_batch
+    from nlp_seg.segmenter import SegmenterConfig
 
     src = pd.read_csv(reviews_csv, keep_default_na=False, dtype=str)
     src["rating"] = src["rating"].astype(int)
@@ -252,8 +252,8 @@ def test_ray_engine_matches_local(
     fmt: str, reviews_csv: Path, tiny_models, tmp_path: Path, local_ray
 ) -> None:
     """Same seed, same sample: ``--engine ray`` writes exactly what the local engine writes."""
-    from nlp_seg.batch import BatchOptions, run_batch
-    from nlp_seg.pipeline import SegmenterConfig
+    from nlp_seg.runs.batch import BatchOptions, run_batch
+    from nlp_seg.segmenter import SegmenterConfig
 
     src = pd.read_csv(reviews_csv, dtype=str, keep_default_na=False).iloc[:1100]
     small = tmp_path / f"small.{fmt}"

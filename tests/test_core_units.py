@@ -7,16 +7,16 @@ import pandas as pd
 import pytest
 
 from nlp_seg.errors import NlpsegError
-from nlp_seg.export import neutralize_cell, spreadsheet_safe
-from nlp_seg.fusion import BlockFuser, parse_weights
-from nlp_seg.naming import (
+from nlp_seg.io.write import neutralize_cell, spreadsheet_safe
+from nlp_seg.models.sentiment import label_mapping, summarize
+from nlp_seg.stages.fusion import BlockFuser, parse_weights
+from nlp_seg.stages.naming import (
     asks_improvement,
     base_name,
     class_tfidf_keywords,
     disambiguate,
     representative_examples,
 )
-from nlp_seg.sentiment import label_mapping, summarize
 
 
 def test_block_weight_not_dimension_sets_pull() -> None:

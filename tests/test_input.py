@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from nlp_seg.errors import InputError
-from nlp_seg.input import detect_columns, read_table
+from nlp_seg.io.read import detect_columns, read_table
 from nlp_seg.normalize import normalize_text
 
 ROWS = pd.DataFrame(

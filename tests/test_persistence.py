@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from nlp_seg.pipeline import ASSIGNMENT_COLUMNS, SegmenterConfig
+from nlp_seg.segmenter import ASSIGNMENT_COLUMNS, SegmenterConfig
 
 REPO = Path(__file__).resolve().parent.parent
 EXAMPLE = REPO / "examples" / "reviews.csv"
@@ -22,7 +22,7 @@ EXAMPLE = REPO / "examples" / "reviews.csv"
 
 @pytest.fixture(scope="module")
 def saved(tiny_models: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> dict:
-    from nlp_seg.jobs import analyze_file
+    from nlp_seg.runs.jobs import analyze_file
 
     root = tmp_path_factory.mktemp("persist")
     # A private copy of the encoder, so one test may alter it without touching the others.
@@ -36,12 +36,13 @@ def saved(tiny_models: dict[str, Path], tmp_path_factory: pytest.TempPathFactory
 
 
 def test_folder_layout_and_manifest(saved: dict) -> None:
-    from nlp_seg.persistence import file_sha256
+    from nlp_seg.models.store import file_sha256
 
     model = saved["model"]
     names = {p.name for p in model.iterdir()}
-    assert {"segmenter.json", "manifest.json", "reducer.joblib", "clusterer.joblib"} <= names
+    assert names == {"segmenter.json", "manifest.json", "arrays.safetensors"}
     manifest = json.loads((model / "manifest.json").read_text())
+    assert set(manifest["files"]) == {"segmenter.json", "arrays.safetensors"}
     for name, digest in manifest["files"].items():
         assert digest == file_sha256(model / name)
     state = json.loads((model / "segmenter.json").read_text())
@@ -55,7 +56,7 @@ def test_folder_layout_and_manifest(saved: dict) -> None:
 
 
 def test_assign_reproduces_training_segments(saved: dict, tmp_path: Path) -> None:
-    from nlp_seg.jobs import assign_file
+    from nlp_seg.runs.jobs import assign_file
 
     result = assign_file(EXAMPLE, saved["model"], tmp_path)
     trained = pd.read_parquet(saved["out"] / "assignments.parquet")
@@ -77,7 +78,7 @@ def test_assign_reproduces_training_segments(saved: dict, tmp_path: Path) -> Non
 
 
 def test_new_rows_unscoreable_kept_and_unlike_rows_flagged(saved: dict) -> None:
-    from nlp_seg.persistence import load_segmenter
+    from nlp_seg.segmenter import load_segmenter
 
     seg = load_segmenter(saved["model"])
     texts = ["Terrible quality, it broke after one week", "", None, "   "]
@@ -97,14 +98,15 @@ def test_new_rows_unscoreable_kept_and_unlike_rows_flagged(saved: dict) -> None:
     assert not flagged_near.any()
 
 
-def test_tampered_file_is_refused_before_unpickling(saved: dict, tmp_path: Path) -> None:
-    from nlp_seg.persistence import ModelFolderError, load_segmenter
+def test_tampered_file_is_refused(saved: dict, tmp_path: Path) -> None:
+    from nlp_seg.segmenter import load_segmenter
+    from nlp_seg.models.store import ModelFolderError
 
     bad = tmp_path / "model"
     shutil.copytree(saved["model"], bad)
-    with open(bad / "clusterer.joblib", "ab") as f:
+    with open(bad / "arrays.safetensors", "ab") as f:
         f.write(b"\x00")
-    with pytest.raises(ModelFolderError, match="clusterer.joblib does not match"):
+    with pytest.raises(ModelFolderError, match="arrays.safetensors does not match"):
         load_segmenter(bad)
     (bad / "manifest.json").unlink()
     with pytest.raises(ModelFolderError, match="no manifest.json"):
@@ -113,8 +115,78 @@ def test_tampered_file_is_refused_before_unpickling(saved: dict, tmp_path: Path)
         load_segmenter(tmp_path / "nowhere")
 
 
+class _Exploit:
+    """A pickle payload that leaves a marker file when unpickled."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):  # noqa: ANN204
+        import os
+
+        return (os.system, (f"touch {self.marker}",))
+
+
+def _plant_pickles(folder: Path, marker: Path) -> None:
+    import pickle
+
+    blob = pickle.dumps(_Exploit(marker))
+    for name in ("reducer.joblib", "clusterer.joblib", "segmenter.pkl"):
+        (folder / name).write_bytes(blob)
+
+
+def test_planted_pickle_is_never_read(saved: dict, tmp_path: Path) -> None:
+    """An attacker's pickle beside a valid model, and listed in a recomputed manifest: neither
+    assign nor load runs it (nothing in nlp_seg unpickles), and a listed stranger is refused."""
+    from nlp_seg.models.store import ModelFolderError, file_sha256
+    from nlp_seg.segmenter import load_segmenter
+    from test_cli import nlpseg
+
+    marker = tmp_path / "pwned"
+    model = tmp_path / "model"
+    shutil.copytree(saved["model"], model)
+    _plant_pickles(model, marker)
+    # Unlisted pickles: the folder still loads and works, and the pickles are never opened.
+    seg = load_segmenter(model)
+    assert len(seg.predict(["Terrible quality, it broke after one week"])) == 1
+    proc = nlpseg("-q", "assign", str(EXAMPLE), "--model", str(model), "--out", str(tmp_path / "a"))
+    assert proc.returncode == 0, proc.stderr
+    assert not marker.exists()
+    # The attacker also rewrites the manifest to list the pickle with its true hash.
+    manifest = json.loads((model / "manifest.json").read_text())
+    manifest["files"]["reducer.joblib"] = file_sha256(model / "reducer.joblib")
+    (model / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(ModelFolderError, match="unexpected file 'reducer.joblib'"):
+        load_segmenter(model)
+    proc = nlpseg("assign", str(EXAMPLE), "--model", str(model), "--out", str(tmp_path / "b"))
+    assert proc.returncode == 2 and "unexpected file" in proc.stderr
+    assert not marker.exists()
+    # Sanity: the payload is real (unpickling it does leave the marker).
+    import pickle
+
+    pickle.loads((model / "reducer.joblib").read_bytes())  # noqa: S301 - the test's own payload
+    assert marker.exists()
+
+
+def test_old_pickle_format_is_refused_with_advice(saved: dict, tmp_path: Path) -> None:
+    from nlp_seg.models.store import ModelFolderError, file_sha256
+    from nlp_seg.segmenter import load_segmenter
+
+    model = tmp_path / "model"
+    shutil.copytree(saved["model"], model)
+    state = json.loads((model / "segmenter.json").read_text())
+    state["format_version"] = 1
+    (model / "segmenter.json").write_text(json.dumps(state))
+    manifest = json.loads((model / "manifest.json").read_text())
+    manifest["files"]["segmenter.json"] = file_sha256(model / "segmenter.json")
+    (model / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(ModelFolderError, match="older nlpseg .* re-fit"):
+        load_segmenter(model)
+
+
 def test_changed_embedding_model_is_refused(saved: dict, tmp_path: Path) -> None:
-    from nlp_seg.persistence import ModelFolderError, load_segmenter
+    from nlp_seg.models.store import ModelFolderError
+    from nlp_seg.segmenter import load_segmenter
 
     model = tmp_path / "model"
     shutil.copytree(saved["model"], model)
@@ -131,7 +203,7 @@ def test_changed_embedding_model_is_refused(saved: dict, tmp_path: Path) -> None
 
 
 def test_segmenter_save_method_round_trip(saved: dict, tmp_path: Path) -> None:
-    from nlp_seg.persistence import load_segmenter
+    from nlp_seg.segmenter import load_segmenter
 
     seg = load_segmenter(saved["model"])
     again = Path(seg.save(str(tmp_path / "copy")))

@@ -13,7 +13,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from nlp_seg.pipeline import SegmenterConfig
+from nlp_seg.segmenter import SegmenterConfig
 
 REPO = Path(__file__).resolve().parent.parent
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -28,7 +28,7 @@ BROWSER_ARGS = [
 
 @pytest.fixture(scope="module")
 def reports(tiny_models: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> dict:
-    from nlp_seg.jobs import analyze_file
+    from nlp_seg.runs.jobs import analyze_file
 
     root = tmp_path_factory.mktemp("report")
     df = pd.read_csv(REPO / "examples" / "reviews.csv", dtype=str)
@@ -113,7 +113,7 @@ def test_report_opens_offline_and_shows_every_segment(reports: dict, lang: str) 
 
 
 def test_report_html_escapes_customer_text(reports: dict) -> None:
-    from nlp_seg.report import build_report
+    from nlp_seg.io.report import build_report
 
     frame = pd.DataFrame(
         {

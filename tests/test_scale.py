@@ -14,10 +14,10 @@ import pandas as pd
 
 def test_embedder_encodes_distinct_texts_in_length_order(tiny_models) -> None:
     """Repeats are encoded once, and the model sees texts shortest first (low padding)."""
-    from nlp_seg.embedding import SentenceTransformerEmbedder, embedding_dimension
+    from nlp_seg.models.embedding import SentenceTransformerEmbedder, embedding_dimension
 
     emb = SentenceTransformerEmbedder(str(tiny_models["embedding"]), batch_size=2)
-    st = emb._load()
+    st = emb.load()
     seen: list[str] = []
     real_encode = st.encode
 
@@ -51,7 +51,7 @@ def _reviews(tmp: Path) -> Path:
 def test_rerun_with_other_clustering_reads_embeddings_from_the_cache(
     tmp_path: Path, tiny_models
 ) -> None:
-    from nlp_seg.pipeline import Segmenter, SegmenterConfig
+    from nlp_seg.segmenter import Segmenter, SegmenterConfig
 
     texts = pd.read_csv(_reviews(tmp_path))["review"].tolist()
     base = {
@@ -70,7 +70,7 @@ def test_rerun_with_other_clustering_reads_embeddings_from_the_cache(
     assert info["sentiment"]["cache"] == {"hits": distinct, "computed": 0}
     np.testing.assert_array_equal(first.embeddings_, second.embeddings_)
     np.testing.assert_array_equal(first.sentiment_proba_, second.sentiment_proba_)
-    assert second.clusterer.describe()["min_cluster_size"] == 40
+    assert second.clusterer_.describe()["min_cluster_size"] == 40
 
 
 def test_cli_rerun_skips_encoding(tmp_path: Path, tiny_models) -> None:

@@ -14,8 +14,8 @@ import pandas as pd
 import pytest
 
 from nlp_seg.errors import InputError
-from nlp_seg.sentiment import HeadSentimentScorer, bundled_head_path, make_sentiment_scorer
-from nlp_seg.sentiment_head import (
+from nlp_seg.models.sentiment import HeadSentimentScorer, bundled_head_path, make_sentiment_scorer
+from nlp_seg.models.sentiment_head import (
     BUNDLED_INPUT_LAYERS,
     EMOJI_FEATURES,
     SentimentHead,
@@ -209,7 +209,7 @@ def test_too_few_rows_are_refused() -> None:
 
 def _real_features(texts: list[str], layers: tuple[int, ...]) -> np.ndarray:
     """What the pipeline feeds the head: the bundled encoder's pooled hidden states."""
-    from nlp_seg.embedding import SentenceTransformerEmbedder
+    from nlp_seg.models.embedding import SentenceTransformerEmbedder
 
     emb = SentenceTransformerEmbedder(device="cpu", max_seq_length=256)
     return np.asarray(emb.embed_with_layers(texts, layers)[1])
@@ -221,7 +221,7 @@ def test_real_heldout_reviews_far_above_chance(shared_data: Path) -> None:
     from sentiment_data import load_all, prepared_texts, seeded_order
     from sklearn.metrics import f1_score
 
-    from nlp_seg.sentiment import bundled_head_path as head_path
+    from nlp_seg.models.sentiment import bundled_head_path as head_path
 
     picks = {
         ("aivivn", "vi"): 100,
@@ -335,7 +335,7 @@ def test_head_on_another_encoder_is_refused_before_embedding(
 ) -> None:
     """A head's probabilities mean nothing on another encoder's vectors, even of the same size."""
     from nlp_seg.errors import NlpsegError
-    from nlp_seg.pipeline import Segmenter, SegmenterConfig
+    from nlp_seg.segmenter import Segmenter, SegmenterConfig
 
     tiny = str(tiny_models["embedding"])
     dim = Segmenter(SegmenterConfig(embedding_model=tiny))._embedder().embed(["x"]).shape[1]
@@ -389,9 +389,9 @@ def test_a_head_on_hidden_states_runs_in_one_pass_and_its_probabilities_are_cach
     gets embeddings and probabilities back without loading the encoder."""
     from conftest import VOCAB_WORDS
 
-    import nlp_seg.pipeline as pipeline_module
-    from nlp_seg.embedding import SentenceTransformerEmbedder
-    from nlp_seg.pipeline import Segmenter, SegmenterConfig
+    import nlp_seg.segmenter as pipeline_module
+    from nlp_seg.models.embedding import SentenceTransformerEmbedder
+    from nlp_seg.segmenter import Segmenter, SegmenterConfig
 
     tiny = str(tiny_models["embedding"])
     rng = np.random.default_rng(4)

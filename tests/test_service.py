@@ -28,8 +28,8 @@ pytest.importorskip("fastapi")
 pytest.importorskip("uvicorn")
 httpx = pytest.importorskip("httpx")
 
-from nlp_seg.pipeline import SCORE_COLUMNS, Segmenter, SegmenterConfig  # noqa: E402
-from nlp_seg.service import ServiceSettings, create_app, frame_records  # noqa: E402
+from nlp_seg.segmenter import SCORE_COLUMNS, Segmenter, SegmenterConfig  # noqa: E402
+from nlp_seg.service.app import ServiceSettings, create_app, frame_records  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
 API_KEY = "s3cret-test-key"

@@ -23,6 +23,32 @@ from typing import Any
 import numpy as np
 
 RADIUS_SAMPLE_ROWS = 2000
+_MASK64 = np.uint64(0xFFFFFFFFFFFFFFFF)
+
+
+def row_keys(global_rows: np.ndarray, seed: int) -> np.ndarray:
+    """A seeded 64-bit hash (splitmix64) of each global row number: a uniform random key."""
+    with np.errstate(over="ignore"):
+        z = np.asarray(global_rows, dtype=np.uint64) + np.uint64(
+            (seed * 0x9E3779B97F4A7C15 + 0x632BE59BD9B4E019) & 0xFFFFFFFFFFFFFFFF
+        )
+        z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+        z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+        return (z ^ (z >> np.uint64(31))) & _MASK64
+
+
+def fit_sample(rows: np.ndarray, size: int, seed: int) -> np.ndarray:
+    """The fit sample: sorted, the ``size`` rows of ``rows`` with the smallest seeded keys.
+
+    A bottom-k sample of a seeded hash of the row number is uniform, depends only on the seed
+    and the row numbers, and can be taken in one streaming pass (``nlpseg batch`` keeps the
+    running bottom k chunk by chunk), so ``analyze`` and ``batch`` fit on the same rows.
+    """
+    rows = np.asarray(rows, dtype=np.int64)
+    if len(rows) <= size:
+        return np.sort(rows)
+    keep = np.lexsort((rows, row_keys(rows, seed)))[:size]
+    return np.sort(rows[keep])
 
 
 class FitNeighbours:
@@ -54,8 +80,14 @@ class FitNeighbours:
                 self.radius_ = base * self.factor
         return self
 
-    def place(self, fused: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """``(labels, strength, is_outlier)`` of new rows from their nearest fitted rows."""
+    def place(
+        self, fused: np.ndarray, novelty: bool = True
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``(labels, strength, is_outlier)`` of rows from their nearest fitted rows.
+
+        ``is_outlier`` is set where most of the neighbours' weight is on the fit's outliers,
+        and, with ``novelty``, where the row is farther than the radius from every fitted row.
+        """
         x = np.asarray(fused, dtype=np.float32)
         n = len(x)
         if n == 0:
@@ -75,6 +107,8 @@ class FitNeighbours:
             j = int(votes.argmax())
             labels[i], share[i] = cand[j], votes[j]
         outlier_vote = (w * self.outliers_[idx]).sum(axis=1) > 0.5
+        if not novelty:
+            return labels, np.clip(share, 0.0, 1.0), outlier_vote
         novel = dist[:, 0] > self.radius_
         with np.errstate(divide="ignore", invalid="ignore"):
             cap = np.where(novel, self.radius_ / np.maximum(dist[:, 0], 1e-12), 1.0)

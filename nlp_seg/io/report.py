@@ -258,7 +258,7 @@ def build_report(
         import plotly.graph_objects as go
     except ImportError as exc:  # pragma: no cover - plotly is a main dependency
         raise NlpsegError("the HTML report needs plotly: pip install plotly") from exc
-    from nlp_seg import __version__
+    from nlp_seg.version import __version__
 
     t = _t(lang)
     colours = segment_colours(segments)
@@ -516,7 +516,7 @@ def _fmt(v: object) -> str:
 
 def write_report(path: str | Path, html_text: str) -> Path:
     """Write the report atomically (readers never see half a page)."""
-    from nlp_seg.export import _atomic_write
+    from nlp_seg.io.write import _atomic_write
 
     p = Path(path)
     _atomic_write(p, lambda tmp: Path(tmp).write_text(html_text, encoding="utf-8"))

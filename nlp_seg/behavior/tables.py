@@ -7,7 +7,7 @@ cleans them (dates in ISO, ``dd/mm/yyyy`` or epoch; currency strings such as ``"
 ``"$12.50"``, ``"R$ 10,00"`` to plain numbers) and turns them into one row of features per
 customer: recency, frequency, monetary value, tenure, average order value, order trend, cart
 abandonment, engagement rates, review count, average rating, sentiment mean and trend, and a
-customer lifetime value (:mod:`nlp_seg.clv`).
+customer lifetime value (:mod:`nlp_seg.behavior.clv`).
 
 Nothing is dropped silently: rows that cannot be used (no date, no id, a negative amount, an
 id that matches no text) are counted and reported as warnings, and a join that matches nothing
@@ -26,7 +26,7 @@ import numpy as np
 import pandas as pd
 
 from nlp_seg.errors import InputError
-from nlp_seg.input import ID_COLUMN_NAMES, _find_by_name, _require, read_table
+from nlp_seg.io.read import ID_COLUMN_NAMES, _find_by_name, _require, read_table
 
 log = logging.getLogger(__name__)
 
@@ -565,9 +565,9 @@ def customer_features(
 
     Returns the features (index: customer key), the reference date, a description of the CLV
     model, and warnings. ``clv_params`` predicts CLV with an already-fitted model (see
-    :func:`nlp_seg.clv.estimate_clv`).
+    :func:`nlp_seg.behavior.clv.estimate_clv`).
     """
-    from nlp_seg.clv import estimate_clv
+    from nlp_seg.behavior.clv import estimate_clv
 
     ref = reference_date(orders, events)
     parts: list[pd.DataFrame] = []

@@ -43,9 +43,9 @@ import pandas as pd
 if TYPE_CHECKING:
     from fastapi import FastAPI
 
-    from nlp_seg.pipeline import Segmenter
+    from nlp_seg.segmenter import Segmenter
 
-log = logging.getLogger("nlp_seg.service")
+log = logging.getLogger("nlp_seg.service.app")
 
 API_KEY_ENV = "NLPSEG_API_KEY"
 SETTINGS_ENV = "NLPSEG_SERVE_SETTINGS"
@@ -482,7 +482,7 @@ class ModelRunner:
         Same columns and values as ``nlpseg score`` (``SCORE_COLUMNS``).
         """
         from nlp_seg.normalize import STATUS_OK, normalize_texts
-        from nlp_seg.pipeline import SCORE_COLUMNS, build_assignments
+        from nlp_seg.segmenter import SCORE_COLUMNS, build_assignments
 
         seg = self.segmenter
         norms = [normalize_texts(texts, max_chars=seg.config.max_chars) for texts in payloads]
@@ -581,7 +581,7 @@ def create_app(segmenter: "Segmenter", settings: "ServiceSettings | None" = None
     from pydantic import BaseModel, ConfigDict, Field, create_model
     from starlette.exceptions import HTTPException as StarletteHTTPException
 
-    from nlp_seg import __version__
+    from nlp_seg.version import __version__
 
     settings = settings or ServiceSettings.from_env()
     if not hasattr(segmenter, "segments_"):
@@ -872,7 +872,7 @@ def create_app(segmenter: "Segmenter", settings: "ServiceSettings | None" = None
 def create_app_from_env() -> "FastAPI":
     """App factory for uvicorn's worker processes (``nlpseg serve --workers N``): each worker
     loads the model folder named in ``NLPSEG_SERVE_SETTINGS`` once."""
-    from nlp_seg.persistence import load_segmenter
+    from nlp_seg.segmenter import load_segmenter
 
     settings = ServiceSettings.from_env()
     if not settings.model_dir:
@@ -902,7 +902,7 @@ def serve(
     """
     import uvicorn
 
-    from nlp_seg.persistence import load_segmenter
+    from nlp_seg.segmenter import load_segmenter
 
     settings.model_dir = str(model_dir)
     settings.device = device
@@ -925,7 +925,7 @@ def serve(
     if settings.api_key:
         os.environ[API_KEY_ENV] = settings.api_key
     uvicorn.run(
-        "nlp_seg.service:create_app_from_env",
+        "nlp_seg.service.app:create_app_from_env",
         factory=True,
         host=host,
         port=port,

@@ -17,7 +17,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from nlp_seg.errors import ModelUnavailableError
-from nlp_seg.model_registry import (
+from nlp_seg.models.registry import (
     BUNDLED_ENCODER,
     load_with_fallback,
     pick_device,
@@ -79,7 +79,7 @@ class SentenceTransformerEmbedder:
     def model_id(self) -> str:
         return self.model
 
-    def _load(self) -> Any:
+    def load(self) -> Any:
         if self._st is not None:
             return self._st
         from sentence_transformers import SentenceTransformer
@@ -89,7 +89,7 @@ class SentenceTransformerEmbedder:
         if self.model.startswith("bundled:"):
             if self.model != BUNDLED_ENCODER:
                 raise ModelUnavailableError(f"unknown bundled embedding model {self.model!r}")
-            from nlp_seg.bundled_model import bundled_encoder_path
+            from nlp_seg.models.bundled import bundled_encoder_path
 
             path = bundled_encoder_path()
             with _quiet_default_prompt():
@@ -141,7 +141,7 @@ class SentenceTransformerEmbedder:
                 if progress:
                     progress(len(hits))
         if todo:
-            st = self._load()
+            st = self.load()
             fresh = self._encode([uniq_list[i] for i in todo], st, progress)
             self.encoded_ += len(todo)
             if out is None:
@@ -177,7 +177,7 @@ class SentenceTransformerEmbedder:
             return np.zeros((0, dim), np.float32), np.zeros((0, dim * len(layers)), np.float32)
         uniq, inverse = np.unique(np.asarray(texts, dtype=object), return_inverse=True)
         uniq_list = [str(t) for t in uniq]
-        st = self._load()
+        st = self.load()
         emb, feats = self._encode_layers(uniq_list, st, tuple(layers), progress)
         self.encoded_ += len(uniq_list)
         cache = self._cache()
@@ -260,7 +260,7 @@ class SentenceTransformerEmbedder:
     def _cache(self) -> Any:
         if self.cache_dir is None:
             return None
-        from nlp_seg.cache import VectorCache
+        from nlp_seg.models.cache import VectorCache
 
         return VectorCache(Path(self.cache_dir) / "embeddings", self.cache_namespace)
 
@@ -273,7 +273,7 @@ class SentenceTransformerEmbedder:
 
     @property
     def dimension(self) -> int:
-        return embedding_dimension(self._load())
+        return embedding_dimension(self.load())
 
     def describe(self) -> dict[str, Any]:
         info: dict[str, Any] = {
@@ -291,7 +291,7 @@ class SentenceTransformerEmbedder:
             },
         }
         if self.model == BUNDLED_ENCODER:
-            from nlp_seg.bundled_model import bundled_encoder_dir, read_manifest
+            from nlp_seg.models.bundled import bundled_encoder_dir, read_manifest
 
             try:  # also when every vector came from the cache and the model never loaded
                 manifest = read_manifest(self._path or bundled_encoder_dir())

@@ -21,15 +21,16 @@ from typing import Any, Protocol
 import numpy as np
 
 from nlp_seg.errors import ModelUnavailableError
-from nlp_seg.model_registry import (
+from nlp_seg.models.registry import (
     BUNDLED_SENTIMENT,
+    bundled_head_path,
     load_with_fallback,
     pick_device,
     quiet_hf,
     resolve_local,
 )
+from nlp_seg.models.sentiment_head import LABELS
 
-LABELS = ("negative", "neutral", "positive")
 ProgressFn = Callable[[int], None]
 
 
@@ -122,7 +123,7 @@ class TransformerSentimentScorer:
     def model_id(self) -> str:
         return self.model
 
-    def _load(self) -> None:
+    def load(self) -> None:
         if self._net is not None:
             return
         from transformers import AutoModelForSequenceClassification, AutoTokenizer
@@ -174,7 +175,7 @@ class TransformerSentimentScorer:
         texts = list(texts)
         if not texts:
             return np.zeros((0, 3))
-        self._load()
+        self.load()
         assert self._map is not None
         order = np.argsort([len(t) for t in texts], kind="stable")
         out = np.zeros((len(texts), 3))
@@ -218,9 +219,9 @@ class HeadSentimentScorer:
     def model_id(self) -> str:
         return self.head
 
-    def _load(self) -> Any:
+    def load(self) -> Any:
         if self._head is None:
-            from nlp_seg.sentiment_head import SentimentHead
+            from nlp_seg.models.sentiment_head import SentimentHead
 
             path = bundled_head_path() if self.head == BUNDLED_SENTIMENT else Path(self.head)
             if not path.is_dir():
@@ -232,14 +233,14 @@ class HeadSentimentScorer:
     @property
     def trained_for(self) -> str | None:
         """The embedding model the head expects, from its config."""
-        head = self._load()
+        head = self.load()
         cfg = getattr(head, "config_", None) or {}
         return cfg.get("embedding_model") if isinstance(cfg, dict) else None
 
     @property
     def input_layers(self) -> tuple[int, ...]:
         """Encoder hidden states the head reads (empty: the sentence embedding)."""
-        return tuple(self._load().input_layers)
+        return tuple(self.load().input_layers)
 
     @property
     def cache_key(self) -> str:
@@ -247,7 +248,7 @@ class HeadSentimentScorer:
         import hashlib
 
         if self._cache_key is None:
-            self._load()
+            self.load()
             assert self._path is not None
             h = hashlib.sha256()
             for name in ("config.json", "head.safetensors"):
@@ -265,7 +266,7 @@ class HeadSentimentScorer:
         of :attr:`input_layers` when the head reads hidden states."""
         if embeddings is None:
             raise ValueError("the sentiment head needs the text embeddings")
-        head = self._load()
+        head = self.load()
         probs = np.asarray(head.predict_proba(embeddings, list(texts)), dtype=np.float64)
         if progress:
             progress(len(texts))
@@ -273,22 +274,6 @@ class HeadSentimentScorer:
 
     def describe(self) -> dict[str, Any]:
         return {"model": self.head, "kind": "embedding-head", "path": str(self._path)}
-
-
-def bundled_head_path() -> Path:
-    """The head shipped in ``models/sentiment_head`` (installed as ``nlp_seg._models``)."""
-    from importlib.resources import files
-
-    try:
-        root = Path(str(files("nlp_seg._models")))
-    except ModuleNotFoundError:
-        root = Path(__file__).resolve().parent.parent / "models"
-    path = root / "sentiment_head"
-    if not path.is_dir():
-        raise ModelUnavailableError(
-            f"the bundled sentiment head is missing ({path}); reinstall nlpseg"
-        )
-    return path
 
 
 def make_sentiment_scorer(model: str, device: str = "auto", batch_size: int = 32) -> Any:

@@ -245,7 +245,7 @@ def write_audiences(
 ) -> tuple[list[Path], dict[str, Any]]:
     """Write ``out_dir/audiences/*.csv`` (one per segment) and ``index.csv``; the files and
     what was detected. Stale CSVs from an earlier run in that folder are removed first."""
-    from nlp_seg.export import write_csv
+    from nlp_seg.io.write import write_csv
 
     folder = Path(out_dir) / "audiences"
     folder.mkdir(parents=True, exist_ok=True)

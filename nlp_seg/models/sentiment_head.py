@@ -91,7 +91,7 @@ def emoji_features(texts: Sequence[str], lexicon: Mapping[str, Sequence[float]])
 
 def bundled_lexicon() -> dict[str, list[float]]:
     """The emoji lexicon shipped with the bundled head (so user-trained heads reuse it)."""
-    from nlp_seg.sentiment import bundled_head_path
+    from nlp_seg.models.registry import bundled_head_path
 
     path = bundled_head_path() / LEXICON_FILE
     if not path.exists():
@@ -160,7 +160,8 @@ class SentimentHead:
     input_layers:
         What the "embedding" input is: empty for the sentence embedding itself, or the encoder
         hidden-state indices whose mean-pooled, L2-normalised vectors are concatenated (see
-        :meth:`~nlp_seg.embedding.SentenceTransformerEmbedder.embed_with_layers`). Recorded in
+        :meth:`~nlp_seg.models.embedding.SentenceTransformerEmbedder.embed_with_layers`).
+        Recorded in
         ``config.json`` so the pipeline feeds the head what it was trained on.
     """
 
@@ -527,130 +528,3 @@ def check_label_counts(labels: np.ndarray) -> None:
         raise InputError(
             f"too few rows for {', '.join(few)}: need at least {MIN_PER_CLASS} per class present"
         )
-
-
-def train_from_table(
-    input: str | Path,
-    out: str | Path,
-    *,
-    text_col: str | None = None,
-    label_col: str | None = None,
-    encoding: str | None = None,
-    embedding_model: str | None = None,
-    kind: str = "logreg",
-    C: float | None = None,
-    use_emoji: bool = True,
-    device: str = "auto",
-    batch_size: int = 32,
-    max_seq_length: int | None = 256,
-    cache_dir: str | None = None,
-    seed: int = 0,
-    reporter: Any = None,
-) -> dict[str, Any]:
-    """Fit a head on one's own labelled reviews and write a folder for ``--sentiment-model``.
-
-    Texts are normalised and embedded exactly as ``nlpseg analyze`` does (same encoder, same
-    prefix, same normalisation), so the head sees at prediction time what it saw in training.
-    A seeded 20% is held out to report macro-F1, then the head is refitted on every row.
-    Returns a summary (rows used, label scheme, class counts, held-out macro-F1, output path).
-    """
-    from sklearn.metrics import f1_score
-
-    from nlp_seg.input import _find_by_name, _require, detect_columns, read_table
-    from nlp_seg.model_registry import BUNDLED_ENCODER
-    from nlp_seg.normalize import STATUS_OK, normalize_texts
-    from nlp_seg.pipeline import Segmenter, SegmenterConfig
-
-    df = read_table(input, encoding=encoding)
-    columns = list(map(str, df.columns))
-    if label_col:
-        label = _require(df, label_col, "label")
-    else:
-        label = _find_by_name(columns, LABEL_COLUMN_NAMES)
-        if label is None:
-            raise InputError(
-                f"no label column found; name it with --label-col (columns: {', '.join(columns)})"
-            )
-    text = detect_columns(df.drop(columns=[label]), text_col=text_col).text
-    norm = normalize_texts(df[text].tolist())
-    keep = np.array([n.status == STATUS_OK for n in norm], dtype=bool)
-    labels, scheme = parse_labels(df.loc[keep, label].tolist())
-    texts = [n.text for n, k in zip(norm, keep, strict=True) if k]
-    check_label_counts(labels)
-
-    if embedding_model and Path(embedding_model).expanduser().is_dir():
-        # record a folder absolutely, so the pipeline can match it from any working directory
-        embedding_model = str(Path(embedding_model).expanduser().resolve())
-    cfg = SegmenterConfig(
-        embedding_model=embedding_model or BUNDLED_ENCODER,
-        device=device,
-        batch_size=batch_size,
-        max_seq_length=max_seq_length,
-        cache_dir=cache_dir,
-    )
-    seg = Segmenter(cfg, reporter=reporter) if reporter is not None else Segmenter(cfg)
-    embedder = seg._embedder()
-    # On the bundled encoder, read the same hidden states as the shipped head (better than the
-    # sentence embedding alone); on any other encoder, its sentence embedding.
-    layers = BUNDLED_INPUT_LAYERS if cfg.embedding_model == BUNDLED_ENCODER else ()
-
-    def features(progress: Any = None) -> np.ndarray:
-        if layers:
-            return embedder.embed_with_layers(texts, layers, progress=progress)[1]
-        return embedder.embed(texts, progress=progress)
-
-    if reporter is not None:
-        with reporter.stage(f"Embedding {len(texts):,} texts", total=len(texts)) as advance:
-            emb = features(advance)
-    else:
-        emb = features()
-    lexicon = bundled_lexicon() if use_emoji else None
-    use_emoji = bool(use_emoji and lexicon)
-    c_value = float(C if C is not None else DEFAULT_C.get(kind, 1.0))
-    weights = balanced_weights(labels, power=1.0)
-
-    def make() -> SentimentHead:
-        return SentimentHead(
-            kind=kind,
-            C=c_value,
-            use_emoji=use_emoji,
-            lexicon=lexicon,
-            seed=seed,
-            input_layers=layers,
-        )
-
-    rng = np.random.default_rng(seed)
-    hold = np.zeros(len(labels), dtype=bool)
-    hold[rng.permutation(len(labels))[: len(labels) // 5]] = True
-    heldout_f1 = None
-    if len(np.unique(labels[~hold])) == len(np.unique(labels)) and hold.sum() >= 10:
-        probe = make().fit(emb[~hold], _sub(texts, ~hold), labels[~hold], weights[~hold])
-        pred = probe.predict(emb[hold], _sub(texts, hold))
-        heldout_f1 = float(f1_score(labels[hold], pred, labels=np.unique(labels), average="macro"))
-    head = make().fit(emb, texts, labels, weights)
-    classes, counts = np.unique(labels, return_counts=True)
-    summary = {
-        "input": str(input),
-        "text_column": text,
-        "label_column": label,
-        "label_scheme": scheme,
-        "rows_used": int(len(labels)),
-        "rows_skipped_empty_text": int((~keep).sum()),
-        "class_counts": {LABELS[int(c)]: int(k) for c, k in zip(classes, counts, strict=True)},
-        "heldout_macro_f1": heldout_f1,
-        "out": str(out),
-    }
-    head.save(
-        out,
-        extra_config={
-            "embedding_model": cfg.embedding_model,
-            "prefix": "query: " if cfg.embedding_model == BUNDLED_ENCODER else "",
-            "training": {"source": "nlpseg train-sentiment", **summary},
-            "metrics": {"heldout_20pct_macro_f1": heldout_f1},
-        },
-    )
-    return summary
-
-
-def _sub(texts: list[str], mask: np.ndarray) -> list[str]:
-    return [t for t, m in zip(texts, mask, strict=True) if m]

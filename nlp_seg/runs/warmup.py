@@ -1,7 +1,7 @@
 """``nlpseg warmup``: pay UMAP's JIT compilation once per machine, not in the first real run.
 
 umap-learn's numba functions compile on first call (10-60 s on a small CPU). With
-:func:`nlp_seg.reduction.configure_numba_cache` the machine code is cached under
+:func:`nlp_seg.stages.reduction.configure_numba_cache` the machine code is cached under
 ``NLPSEG_HOME/numba``, so only the very first process pays. Warming up runs the same code paths
 as a real run (UMAP fit and transform through :class:`UmapReducer`, HDBSCAN fit and
 ``approximate_predict`` through :class:`HdbscanClusterer`) on small synthetic data, so a
@@ -31,8 +31,8 @@ def warm_up(prepare_models: bool = False, rows: int = 4_200, dims: int = 48) -> 
     Returns lines for the CLI to print: where the cache is and how long warming took (a second
     call is fast because it only loads what the first compiled).
     """
-    from nlp_seg.clustering import HdbscanClusterer
-    from nlp_seg.reduction import UmapReducer, configure_numba_cache
+    from nlp_seg.stages.clustering import HdbscanClusterer
+    from nlp_seg.stages.reduction import UmapReducer, configure_numba_cache
 
     configure_numba_cache()
     folder = Path(os.environ["NUMBA_CACHE_DIR"])
@@ -49,7 +49,7 @@ def warm_up(prepare_models: bool = False, rows: int = 4_200, dims: int = 48) -> 
         f"UMAP + HDBSCAN warmed up in {time.perf_counter() - t0:.1f} s",
     ]
     if prepare_models:
-        from nlp_seg.bundled_model import prepare_bundled_encoder
+        from nlp_seg.models.bundled import prepare_bundled_encoder
 
         t1 = time.perf_counter()
         path = prepare_bundled_encoder()

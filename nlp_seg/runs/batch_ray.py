@@ -1,13 +1,14 @@
-"""``nlpseg batch --engine ray``: passes 1 and 3 of :mod:`nlp_seg.batch` as Ray Data jobs.
+"""``nlpseg batch --engine ray``: passes 1 and 3 of :mod:`nlp_seg.runs.batch` as Ray Data jobs.
 
 * Pass 1 reads the inputs with ``ray.data.read_csv`` / ``read_parquet``, cuts them into blocks of
   exactly ``chunk_size`` rows in input order (``repartition(..., strict=True)`` with
   ``preserve_order``), and encodes each block in an actor that loads the models once
   (``num_gpus=1`` per actor when the cluster has GPUs, one CPU each otherwise). Because a block
-  is a chunk, an actor runs exactly the same :func:`~nlp_seg.batch.encode_table` call as the
+  is a chunk, an actor runs exactly the same :func:`~nlp_seg.runs.batch_work.encode_table` call as
+  the
   local engine. The driver streams the results in order into the same ``_work`` layout.
-* The fit runs on the driver (:func:`~nlp_seg.batch.fit_on_sample`), on the same sample.
-* Pass 3 places chunks in actors that load the pickled segmenter once and write their parts
+* The fit runs on the driver (:func:`~nlp_seg.runs.batch_work.fit_on_sample`), on the same sample.
+* Pass 3 places chunks in actors that load the fitted segmenter folder once and write their parts
   and markers themselves.
 
 On a cluster, ``--out`` must be a folder every node can read and write (a shared filesystem),
@@ -28,7 +29,10 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from nlp_seg.batch import (
+from nlp_seg.errors import NlpsegError
+from nlp_seg.io.read import ColumnSpec
+from nlp_seg.progress import Reporter
+from nlp_seg.runs.batch_work import (
     BatchOptions,
     EncodedChunk,
     FittedState,
@@ -37,10 +41,7 @@ from nlp_seg.batch import (
     encode_table,
     place_chunk,
 )
-from nlp_seg.errors import NlpsegError
-from nlp_seg.input import ColumnSpec
-from nlp_seg.pipeline import Segmenter, SegmenterConfig
-from nlp_seg.progress import Reporter
+from nlp_seg.segmenter import Segmenter, SegmenterConfig
 
 log = logging.getLogger(__name__)
 
@@ -101,7 +102,7 @@ class EncodeActor:
         self.seg = Segmenter(config)
         self.spec = spec
         self.columns = columns
-        embedder = self.seg._embedder()
+        embedder = self.seg.encoder.get_embedder()
         self.dim = int(getattr(embedder, "dimension", 0))  # loads the encoder now, not per call
 
     def __call__(self, table: pa.Table) -> pa.Table:

@@ -1,6 +1,6 @@
 """File-level jobs behind the CLI: read a file, run the segmenter, write the contract files.
 
-Kept apart from :mod:`nlp_seg.pipeline` (which works on in-memory texts) so the Python API,
+Kept apart from :mod:`nlp_seg.segmenter` (which works on in-memory texts) so the Python API,
 the CLI and the service share one implementation of "a run" and its ``run.json``.
 """
 
@@ -17,7 +17,8 @@ import numpy as np
 import pandas as pd
 
 from nlp_seg.errors import InputError
-from nlp_seg.export import (
+from nlp_seg.io.read import ColumnSpec, detect_columns, read_table
+from nlp_seg.io.write import (
     file_sha256,
     merge_input_and_assignments,
     package_versions,
@@ -26,10 +27,9 @@ from nlp_seg.export import (
     write_json,
     write_parquet,
 )
-from nlp_seg.input import ColumnSpec, detect_columns, read_table
-from nlp_seg.naming import naming_rules
-from nlp_seg.pipeline import ASSIGNMENT_COLUMNS, SCORE_COLUMNS, Segmenter, SegmenterConfig
 from nlp_seg.progress import Reporter, SilentReporter, StageTimer
+from nlp_seg.segmenter import ASSIGNMENT_COLUMNS, SCORE_COLUMNS, Segmenter, SegmenterConfig
+from nlp_seg.stages.naming import naming_rules
 
 log = logging.getLogger(__name__)
 
@@ -120,11 +120,11 @@ def analyze_file(
 ) -> RunResult:
     """``nlpseg analyze``: the whole pipeline on one file, outputs written to ``out_dir``.
 
-    ``audiences`` writes ``out_dir/audiences/`` (see :mod:`nlp_seg.audiences`; options in an
-    :class:`~nlp_seg.audiences.AudienceOptions`), ``report`` writes ``out_dir/report.html``
-    in the config's ``lang`` (see :mod:`nlp_seg.report`).
+    ``audiences`` writes ``out_dir/audiences/`` (see :mod:`nlp_seg.io.audiences`; options in an
+    :class:`~nlp_seg.io.audiences.AudienceOptions`), ``report`` writes ``out_dir/report.html``
+    in the config's ``lang`` (see :mod:`nlp_seg.io.report`).
 
-    ``behavior_options`` (a :class:`nlp_seg.customer_job.BehaviorOptions`) joins orders and
+    ``behavior_options`` (a :class:`nlp_seg.runs.behavior_job.BehaviorOptions`) joins orders and
     events and picks the unit (review or customer) of the segments.
     """
     started = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
@@ -141,7 +141,7 @@ def analyze_file(
     seg = Segmenter(config or SegmenterConfig(), reporter=reporter)
     beh_run = None
     if behavior_options is not None and behavior_options.active:
-        from nlp_seg.customer_job import run_behavior_job
+        from nlp_seg.runs.behavior_job import run_behavior_job
 
         if audience_options is not None:  # the same contact columns as the audiences
             behavior_options.email_col = behavior_options.email_col or audience_options.email_col
@@ -153,7 +153,7 @@ def analyze_file(
     else:
         behavior = frame[list(spec.behavior)] if spec.behavior else None
         seg.fit(frame[spec.text].tolist(), behavior=behavior)
-    note = seg.clusterer.describe().get("note") if seg.clusterer is not None else None
+    note = seg.note_
     if note:
         warnings.append(note)
     out = Path(out_dir)
@@ -173,13 +173,12 @@ def analyze_file(
             files[2],
         )
         if save_model:
-            from nlp_seg.persistence import save_segmenter
-
-            save_segmenter(seg, save_model, columns=spec)
+            seg.columns_ = spec
+            seg.save(save_model)
     audience_info = None
     if audiences and seg.segments_:
         with timer("audiences"):
-            from nlp_seg.audiences import write_audiences
+            from nlp_seg.io.audiences import write_audiences
 
             id_in_table = spec.id if spec.id in merged.columns else None
             if beh_run is not None and beh_run.info.get("unit") == "customer":
@@ -190,7 +189,7 @@ def analyze_file(
             files.append(out / "audiences")
     if report and seg.segments_:
         with timer("report"):
-            from nlp_seg.report import build_report, map_coordinates, write_report
+            from nlp_seg.io.report import build_report, map_coordinates, write_report
 
             text_in_table = spec.text if spec.text in merged.columns else None
             if text_in_table is not None:
@@ -243,7 +242,7 @@ def score_file(
 ) -> RunResult:
     """``nlpseg score``: sentiment only; writes the input columns plus the sentiment columns."""
     from nlp_seg.normalize import STATUS_OK, normalize_texts
-    from nlp_seg.pipeline import build_assignments
+    from nlp_seg.segmenter import build_assignments
 
     started = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
     t0 = time.perf_counter()
@@ -291,9 +290,9 @@ def assign_file(
 ) -> RunResult:
     """``nlpseg assign``: label a new file with a saved segmenter (``analyze --save-model``).
 
-    ``behavior_options`` (a :class:`nlp_seg.customer_job.BehaviorOptions` with ``orders`` /
+    ``behavior_options`` (a :class:`nlp_seg.runs.behavior_job.BehaviorOptions` with ``orders`` /
     ``events``) computes a behaviour model's features for the new rows and places them at the
-    saved unit (see :func:`nlp_seg.customer_job.assign_with_behavior`); without it a
+    saved unit (see :func:`nlp_seg.runs.behavior_job.assign_with_behavior`); without it a
     behaviour model places on text alone, with a warning.
 
     Writes ``assignments.csv`` / ``assignments.parquet`` (the same contract columns as
@@ -301,7 +300,7 @@ def assign_file(
     fitted: the same text / id / behaviour column names when the new file has them, else
     detected; a missing behaviour column counts as missing values (the fitted median).
     """
-    from nlp_seg.persistence import load_segmenter
+    from nlp_seg.segmenter import load_segmenter
 
     started = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
     t0 = time.perf_counter()
@@ -333,7 +332,7 @@ def assign_file(
             "(re-fit with nlpseg analyze --orders ... --save-model)"
         )
     if setup and not with_files:
-        from nlp_seg.customer_job import text_only_warning
+        from nlp_seg.runs.behavior_job import text_only_warning
 
         warnings.append(text_only_warning(setup))
     if seg.behavior_scaler_ is not None and not with_files:
@@ -352,7 +351,7 @@ def assign_file(
     )
     beh_run = None
     if with_files:
-        from nlp_seg.customer_job import assign_with_behavior
+        from nlp_seg.runs.behavior_job import assign_with_behavior
 
         if spec.id is None and saved is not None and saved.id is not None:
             raise InputError(

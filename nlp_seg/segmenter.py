@@ -12,17 +12,24 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from nlp_seg.behavior import BehaviorScaler
-from nlp_seg.clustering import HdbscanClusterer
-from nlp_seg.fusion import BlockFuser, parse_weights
-from nlp_seg.model_registry import PROFILES
-from nlp_seg.naming import (
+from nlp_seg.behavior.scaler import BehaviorScaler
+from nlp_seg.errors import NlpsegError
+from nlp_seg.models.registry import PROFILES
+from nlp_seg.models.sentiment import LABELS, summarize
+from nlp_seg.normalize import STATUS_OK, normalize_texts
+from nlp_seg.progress import Reporter, SilentReporter, StageTimer
+from nlp_seg.stages.base import clone_stage
+from nlp_seg.stages.clustering import HdbscanClusterer
+from nlp_seg.stages.encoder import TextEncoder
+from nlp_seg.stages.fusion import BlockFuser, parse_weights
+from nlp_seg.stages.naming import (
     SILENT_TEXT_SHARE,
     asks_improvement,
     base_name,
@@ -34,10 +41,8 @@ from nlp_seg.naming import (
     segment_qualifiers,
     suggest_action,
 )
-from nlp_seg.normalize import STATUS_OK, normalize_texts
-from nlp_seg.progress import Reporter, SilentReporter, StageTimer
-from nlp_seg.reduction import UmapReducer
-from nlp_seg.sentiment import LABELS, make_sentiment_scorer, summarize
+from nlp_seg.stages.placement import FitNeighbours, fit_sample
+from nlp_seg.stages.reduction import UmapReducer
 
 log = logging.getLogger(__name__)
 
@@ -52,10 +57,6 @@ ASSIGNMENT_COLUMNS = (
     "status",
 )
 SCORE_COLUMNS = ("sentiment_label", "sentiment_score", "sentiment_confidence", "status")
-
-
-# Texts encoded per call when the sentiment head reads hidden states (bounds their memory).
-LAYER_SLICE = 8192
 
 
 @dataclass
@@ -95,37 +96,6 @@ class SegmenterConfig:
         )
 
 
-def _same_model(a: str, b: str) -> bool:
-    """Two model ids name the same model: equal strings, or the same local folder."""
-    from pathlib import Path
-
-    if a == b:
-        return True
-    pa, pb = Path(a).expanduser(), Path(b).expanduser()
-    return pa.is_dir() and pb.is_dir() and pa.resolve() == pb.resolve()
-
-
-def _check_head_encoder(scorer: Any, embedder: Any) -> None:
-    """A sentiment head only means something on the embedding it was trained on: refuse to
-    apply it to another encoder's vectors (same size or not) before any text is embedded."""
-    from nlp_seg.errors import NlpsegError
-
-    trained_for = getattr(scorer, "trained_for", None)
-    encoder = getattr(embedder, "model_id", None)
-    if not trained_for or not encoder or _same_model(str(trained_for), str(encoder)):
-        return
-    if not str(encoder).startswith("bundled:"):
-        from nlp_seg.model_registry import resolve_local
-
-        resolve_local(str(encoder))  # a missing folder is the clearer error: say that first
-    raise NlpsegError(
-        f"sentiment head {getattr(scorer, 'model_id', '?')!r} was trained on embedding model "
-        f"{trained_for!r} but the encoder in use is {encoder!r}; pass --embedding-model "
-        f"{trained_for}, a transformer --sentiment-model, or train a head for this encoder "
-        "with `nlpseg train-sentiment`"
-    )
-
-
 class Segmenter:
     """Texts (+ optional behaviour) in, named segments out.
 
@@ -139,6 +109,7 @@ class Segmenter:
         self,
         config: SegmenterConfig | None = None,
         *,
+        encoder: TextEncoder | None = None,
         embedder: Any = None,
         sentiment: Any = None,
         reducer: Any = None,
@@ -146,181 +117,61 @@ class Segmenter:
         reporter: Reporter | None = None,
     ) -> None:
         self.config = config or SegmenterConfig()
-        self.embedder = embedder
-        self.sentiment = sentiment
+        self.reporter = reporter or SilentReporter()
+        self.encoder = encoder or TextEncoder(
+            self.config, embedder=embedder, sentiment=sentiment, reporter=self.reporter
+        )
         self.reducer = reducer
         self.clusterer = clusterer
-        self.reporter = reporter or SilentReporter()
 
-    # ----------------------------------------------------------------- slots
-    def _embedder(self) -> Any:
-        if self.embedder is None:
-            from nlp_seg.embedding import SentenceTransformerEmbedder
+    # ----------------------------------------------------------------- models in use
+    @property
+    def embedder(self) -> Any:
+        """The embedding model in use, or ``None`` until one is needed."""
+        return self.encoder.embedder
 
-            emb_model, _ = self.config.resolved_models()
-            self.embedder = SentenceTransformerEmbedder(
-                emb_model,
-                device=self.config.device,
-                batch_size=self.config.batch_size,
-                max_seq_length=self.config.max_seq_length,
-                cache_dir=self.config.cache_dir,
-            )
-        return self.embedder
+    @property
+    def sentiment(self) -> Any:
+        """The sentiment scorer in use, or ``None`` until one is needed."""
+        return self.encoder.sentiment
 
-    def _sentiment(self) -> Any:
-        if self.sentiment is None:
-            _, sent_model = self.config.resolved_models()
-            self.sentiment = make_sentiment_scorer(
-                sent_model, device=self.config.device, batch_size=self.config.batch_size
-            )
-        return self.sentiment
+    def set_reporter(self, reporter: Reporter) -> None:
+        self.reporter = reporter
+        self.encoder.reporter = reporter
 
-    # ----------------------------------------------------------------- stages
+    # ----------------------------------------------------------------- encoding
     def encode(
         self, texts: Sequence[str], timer: StageTimer | None = None
     ) -> tuple[np.ndarray, np.ndarray]:
-        """Embeddings and ``(n, 3)`` sentiment probabilities of clean texts, one encoder pass
-        when the sentiment scorer reads embeddings (the bundled profile)."""
-        timer = timer or StageTimer()
-        texts = list(texts)
-        uniq, inverse = np.unique(np.asarray(texts, dtype=object), return_inverse=True)
-        uniq_list = [str(t) for t in uniq]
-        scorer = self._sentiment()
-        if scorer.needs_embeddings:
-            _check_head_encoder(scorer, self._embedder())
-        layers = tuple(getattr(scorer, "input_layers", ())) if scorer.needs_embeddings else ()
-        with (
-            timer("embedding"),
-            self.reporter.stage(
-                f"Embedding {len(uniq_list):,} distinct texts", total=len(uniq_list)
-            ) as advance,
-        ):
-            if layers:  # the head's probabilities come out of the same pass
-                emb, probs = self._encode_for_layer_head(scorer, uniq_list, layers, advance)
-                return emb[inverse], probs[inverse]
-            emb = self._embedder().embed(uniq_list, progress=advance)
-        with (
-            timer("sentiment"),
-            self.reporter.stage("Scoring sentiment", total=len(uniq_list)) as advance,
-        ):
-            if scorer.needs_embeddings:
-                probs = scorer.predict_proba(uniq_list, embeddings=emb, progress=advance)
-            else:
-                probs = self._cached_proba(scorer, uniq_list, advance)
-        return emb[inverse], np.asarray(probs, dtype=np.float64)[inverse]
-
-    def _encode_for_layer_head(
-        self, scorer: Any, texts: list[str], layers: tuple[int, ...], advance: Any
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """Embeddings and probabilities for a head that reads hidden states (the bundled one).
-
-        One encoder pass gives both. The head's probabilities are cached (keyed by the head's
-        weights and the encoder settings) next to the embeddings, so a re-run with other
-        clustering settings needs neither the encoder nor the layer features.
-        """
-        from pathlib import Path
-
-        from nlp_seg.cache import cached_rows
-        from nlp_seg.errors import NlpsegError
-
-        embedder = self._embedder()
-        if not hasattr(embedder, "embed_with_layers"):
-            raise NlpsegError(
-                f"sentiment head {scorer.model_id!r} reads the encoder's hidden states, which "
-                f"the embedder {getattr(embedder, 'model_id', '?')!r} does not provide"
-            )
-        # Allocated on first use: its width is only known once vectors arrive, and asking the
-        # embedder up front would load the encoder even when every row comes from the cache.
-        emb: np.ndarray | None = None
-        filled = np.zeros(len(texts), dtype=bool)
-        position = {t: i for i, t in enumerate(texts)}
-
-        def put(idx: Any, vecs: np.ndarray) -> None:
-            nonlocal emb
-            if emb is None:
-                emb = np.zeros((len(texts), vecs.shape[1]), dtype=np.float32)
-            emb[idx] = vecs
-            filled[idx] = True
-
-        def compute(batch: list[str]) -> np.ndarray:
-            # In slices: the layer features are len(layers) times the embedding's size and
-            # are dropped as soon as the head has read them.
-            out = []
-            for start in range(0, len(batch), LAYER_SLICE):
-                part = batch[start : start + LAYER_SLICE]
-                vecs, feats = embedder.embed_with_layers(part, layers, progress=advance)
-                put([position[t] for t in part], vecs)
-                out.append(scorer.predict_proba(part, embeddings=feats))
-            return np.concatenate(out)
-
-        folder = Path(self.config.cache_dir) / "sentiment" if self.config.cache_dir else None
-        namespace = f"head|{scorer.cache_key}|{embedder.cache_namespace}|layers={layers}"
-        probs, hits, computed = cached_rows(folder, namespace, texts, compute)
-        stats = getattr(self, "sentiment_cache_", {"hits": 0, "computed": 0})
-        self.sentiment_cache_ = {
-            "hits": stats["hits"] + hits,
-            "computed": stats["computed"] + computed,
-        }
-        rest = np.flatnonzero(~filled)
-        if len(rest):  # probabilities came from the cache: the embeddings should too
-            put(rest, embedder.embed([texts[i] for i in rest], progress=advance))
-        assert emb is not None
-        return emb, probs
-
-    def _cached_proba(self, scorer: Any, texts: list[str], advance: Any) -> np.ndarray:
-        """A separate sentiment transformer's probabilities through the on-disk cache (it costs
-        as much as the embedding to recompute); counts land in ``sentiment_cache_``."""
-        from pathlib import Path
-
-        from nlp_seg.cache import cached_rows
-
-        folder = Path(self.config.cache_dir) / "sentiment" if self.config.cache_dir else None
-        namespace = f"tf|{scorer.model_id}|{getattr(scorer, 'max_length', None)}"
-        probs, hits, computed = cached_rows(
-            folder, namespace, texts, lambda t: scorer.predict_proba(t, progress=advance)
-        )
-        stats = getattr(self, "sentiment_cache_", {"hits": 0, "computed": 0})
-        self.sentiment_cache_ = {
-            "hits": stats["hits"] + hits,
-            "computed": stats["computed"] + computed,
-        }
-        return probs
+        """Embeddings and sentiment probabilities of clean texts (see :class:`TextEncoder`)."""
+        return self.encoder.encode(texts, timer)
 
     def encode_rows(
         self, texts: Sequence[object], timer: StageTimer | None = None
     ) -> tuple[list[str], np.ndarray, np.ndarray, np.ndarray]:
-        """Normalise and encode raw cells: clean texts, statuses, embeddings (zeros where no
-        text) and sentiment probabilities (NaN where no text), one row per input row, so that
-        rows without text are kept rather than dropped."""
+        """Normalise and encode raw cells, one output row per input row."""
+        return self.encoder.encode_rows(texts, timer)
+
+    def score(self, texts: Sequence[object], timer: StageTimer | None = None) -> pd.DataFrame:
+        """Sentiment only (``nlpseg score``): the score columns, one row per raw cell."""
         timer = timer or StageTimer()
         with timer("normalize"):
             norm = normalize_texts(list(texts), max_chars=self.config.max_chars)
-        status = np.array([n.status for n in norm], dtype=object)
-        clean = [n.text for n in norm]
+        status = np.array([x.status for x in norm], dtype=object)
         ok = status == STATUS_OK
-        emb = np.zeros((len(clean), 0), np.float32)
-        probs = np.full((len(clean), 3), np.nan)
+        probs = np.full((len(norm), 3), np.nan)
         if ok.any():
-            emb_ok, probs_ok = self.encode([c for c, k in zip(clean, ok, strict=True) if k], timer)
-            emb = np.zeros((len(clean), emb_ok.shape[1]), np.float32)
-            emb[ok], probs[ok] = emb_ok, probs_ok
-        return clean, status, emb, probs
+            clean = [x.text for x, k in zip(norm, ok, strict=True) if k]
+            probs[ok] = self.encoder.score_sentiment(clean, timer)
+        n = len(norm)
+        cols = build_assignments(
+            np.full(n, -1), np.zeros(n), np.zeros(n, dtype=bool), probs, status, {}
+        )
+        return cols[list(SCORE_COLUMNS)]
 
     def score_sentiment(self, texts: Sequence[str], timer: StageTimer | None = None) -> np.ndarray:
-        """``(n, 3)`` sentiment probabilities of clean texts; embeds only if the scorer reads
-        embeddings (so ``nlpseg score`` with a transformer model never loads an encoder)."""
-        scorer = self._sentiment()
-        if scorer.needs_embeddings:
-            return self.encode(texts, timer)[1]
-        timer = timer or StageTimer()
-        texts = list(texts)
-        uniq, inverse = np.unique(np.asarray(texts, dtype=object), return_inverse=True)
-        with (
-            timer("sentiment"),
-            self.reporter.stage("Scoring sentiment", total=len(uniq)) as advance,
-        ):
-            probs = self._cached_proba(scorer, [str(t) for t in uniq], advance)
-        return np.asarray(probs, dtype=np.float64)[inverse]
+        """``(n, 3)`` sentiment probabilities of clean texts."""
+        return self.encoder.score_sentiment(texts, timer)
 
     def _fuse_blocks(
         self, emb: np.ndarray, probs: np.ndarray, behavior: np.ndarray | None
@@ -365,7 +216,7 @@ class Segmenter:
         their sentiment columns stay empty in the outputs because their status is not ``ok``.
         ``row_info`` (one row per input row; optional columns ``value_tier``, ``loyalty_tier``,
         ``benefit_sought``) qualifies segment names with tiers and profiles with benefits (see
-        :mod:`nlp_seg.customer_job`).
+        :mod:`nlp_seg.runs.behavior_job`).
         """
         self.row_info_ = row_info.reset_index(drop=True) if row_info is not None else None
         cfg = self.config
@@ -376,28 +227,46 @@ class Segmenter:
         n = len(texts)
         self.n_rows_in_ = n
         self.n_scored_ = int(scored.sum())
-        emb_s = embeddings[seg_mask]
-        probs_s = np.nan_to_num(probs[seg_mask], nan=0.0)
-        beh_s = None
-        self.behavior_scaler_: BehaviorScaler | None = None
-        if behavior is not None and behavior.shape[1] > 0:
-            with timer("behavior"):
-                self.behavior_scaler_ = BehaviorScaler(list(behavior.columns)).fit(
-                    behavior.loc[seg_mask]
-                )
-                beh_s = self.behavior_scaler_.transform(behavior.loc[seg_mask])
-
         labels = np.full(n, -1, dtype=int)
         strength = np.zeros(n)
         outlier = np.zeros(n, dtype=bool)
-        if seg_mask.any():
+        self.behavior_scaler_: BehaviorScaler | None = None
+        seg_rows = np.flatnonzero(seg_mask)
+        if len(seg_rows):
+            # The same seeded sample rule as `nlpseg batch` (see stages.placement.fit_sample):
+            # scaler, fuser, UMAP and HDBSCAN learn on the sample, the other rows are placed.
+            sample = fit_sample(seg_rows, cfg.fit_sample_size, cfg.seed)
+            self.fit_sample_size_ = len(sample)
+            if behavior is not None and behavior.shape[1] > 0:
+                with timer("behavior"):
+                    self.behavior_scaler_ = BehaviorScaler(list(behavior.columns)).fit(
+                        behavior.iloc[sample]
+                    )
             with timer("fusion"):
                 self.fuser_ = BlockFuser(cfg.weights)
-                fused = self.fuser_.fit_transform(self._fuse_blocks(emb_s, probs_s, beh_s))
-            labels[seg_mask], strength[seg_mask], outlier[seg_mask] = self._fit_cluster(
-                fused, timer
-            )
-            self.fit_rows_ = np.flatnonzero(seg_mask)[self.fit_sample_]
+                fused = self.fuser_.fit_transform(
+                    self._fuse_blocks(
+                        embeddings[sample],
+                        np.nan_to_num(probs[sample], nan=0.0),
+                        self._behavior_block(behavior, sample),
+                    )
+                )
+            labels[sample], strength[sample], outlier[sample] = self._fit_cluster(fused, timer)
+            self.fit_rows_ = sample
+            rest = np.setdiff1d(seg_rows, sample)
+            if len(rest):
+                with (
+                    timer("placement"),
+                    self.reporter.stage(f"Placing {len(rest):,} more rows", total=len(rest)) as adv,
+                ):
+                    for start in range(0, len(rest), 20_000):
+                        idx = rest[start : start + 20_000]
+                        beh = behavior.iloc[idx] if self.behavior_scaler_ is not None else None
+                        lab, st, out = self.place_encoded(
+                            embeddings[idx], np.nan_to_num(probs[idx], nan=0.0), beh
+                        )
+                        labels[idx], strength[idx], outlier[idx] = lab, st, out
+                        adv(len(idx))
 
         with timer("naming"), self.reporter.stage("Naming and profiling segments"):
             self.segments_ = self._profile(
@@ -413,65 +282,57 @@ class Segmenter:
         self.timings_ = timer.seconds
         return self
 
+    def _behavior_block(
+        self, behavior: pd.DataFrame | None, rows: np.ndarray | None = None
+    ) -> np.ndarray | None:
+        if self.behavior_scaler_ is None or behavior is None:
+            return None
+        frame = behavior.iloc[rows] if rows is not None else behavior
+        return self.behavior_scaler_.transform(frame)
+
     def _fit_cluster(
         self, fused: np.ndarray, timer: StageTimer
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Reduce and cluster the fit sample's fused vectors; learn the placement of others."""
         cfg = self.config
-        n = len(fused)
-        rng = np.random.default_rng(cfg.seed)
-        sample = (
-            np.sort(rng.choice(n, size=cfg.fit_sample_size, replace=False))
-            if n > cfg.fit_sample_size
-            else np.arange(n)
-        )
-        self.fit_sample_size_ = len(sample)
-        if self.reducer is None:
-            self.reducer = UmapReducer(
+        backend = "cpu" if cfg.device == "cpu" else "auto"  # cuML's when on a GPU
+        self.reducer_ = (
+            clone_stage(self.reducer)
+            if self.reducer is not None
+            else UmapReducer(
                 n_components=cfg.n_components,
                 n_neighbors=cfg.n_neighbors,
                 seed=cfg.seed,
-                backend="cpu" if cfg.device == "cpu" else "auto",  # cuML's when on a GPU
+                backend=backend,
             )
-        if self.clusterer is None:
-            self.clusterer = HdbscanClusterer(
+        )
+        self.clusterer_ = (
+            clone_stage(self.clusterer)
+            if self.clusterer is not None
+            else HdbscanClusterer(
                 min_cluster_size=cfg.min_cluster_size,
                 min_samples=cfg.min_samples,
                 keep_outliers=cfg.keep_outliers,
-                backend="cpu" if cfg.device == "cpu" else "auto",
+                backend=backend,
             )
-        with timer("reduction"), self.reporter.stage(f"UMAP on {len(sample):,} rows"):
-            reduced_sample = self.reducer.fit_transform(fused[sample])
-        # The fit sample's reduced coordinates (positions among the clustered rows), for the
-        # report's map; fit_rows_ (set by fit_encoded) says which input rows they are.
-        self.fit_sample_ = sample
-        self.fit_coords_ = np.asarray(reduced_sample, dtype=np.float32)
-        with timer("clustering"), self.reporter.stage("HDBSCAN clustering"):
-            self.clusterer.fit(reduced_sample)
-        from nlp_seg.novelty import FitNeighbours
-
-        # Kept so predict() places new rows by their fitted neighbours and flags rows unlike
-        # anything fitted (see nlp_seg.novelty).
-        self.neighbours_: FitNeighbours | None = FitNeighbours(seed=cfg.seed).fit(
-            fused[sample], self.clusterer.labels_, self.clusterer.outlier_mask_
         )
-        labels = np.zeros(n, dtype=int)
-        strength = np.zeros(n)
-        outlier = np.zeros(n, dtype=bool)
-        labels[sample] = self.clusterer.labels_
-        strength[sample] = self.clusterer.probabilities_
-        outlier[sample] = self.clusterer.outlier_mask_
-        rest = np.setdiff1d(np.arange(n), sample)
-        if len(rest):
-            with (
-                timer("placement"),
-                self.reporter.stage(f"Placing {len(rest):,} more rows", total=len(rest)) as advance,
-            ):
-                for start in range(0, len(rest), 20_000):
-                    idx = rest[start : start + 20_000]
-                    lab, st, out = self.clusterer.predict(self.reducer.transform(fused[idx]))
-                    labels[idx], strength[idx], outlier[idx] = lab, st, out
-                    advance(len(idx))
-        return labels, strength, outlier
+        with timer("reduction"), self.reporter.stage(f"UMAP on {len(fused):,} rows"):
+            reduced = self.reducer_.fit_transform(fused)
+        # The fit sample's reduced coordinates, for the report's map; fit_rows_ says which
+        # input rows they are.
+        self.fit_coords_ = np.asarray(reduced, dtype=np.float32)
+        with timer("clustering"), self.reporter.stage("HDBSCAN clustering"):
+            self.clusterer_.fit(reduced)
+        # Other rows (the rest of a large input, new rows, the batch engine's chunks) are
+        # placed by their nearest fitted rows in the fused space: plain arrays, no pickle.
+        self.neighbours_ = FitNeighbours(seed=cfg.seed).fit(
+            fused, self.clusterer_.labels_, self.clusterer_.outlier_mask_
+        )
+        return (
+            np.asarray(self.clusterer_.labels_, dtype=int),
+            np.asarray(self.clusterer_.probabilities_, dtype=float),
+            np.asarray(self.clusterer_.outlier_mask_, dtype=bool),
+        )
 
     def _profile(
         self,
@@ -618,49 +479,141 @@ class Segmenter:
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Labels, strengths and outlier flags of already-encoded rows (all scorable).
 
-        The placement half of :meth:`predict`, apart so that ``nlpseg batch`` can place
-        millions of stored rows chunk by chunk with the fitted fuser, reducer and clusterer.
-        ``new_rows`` (what :meth:`predict` uses) places rows by the vote of their nearest
-        fitted rows in the fused space instead, and flags rows far from every fitted row
-        (``is_outlier``, lowered strength) rather than forcing them in; see
-        :mod:`nlp_seg.novelty`.
+        Every row not in the fit sample is placed here, by the distance-weighted vote of its
+        nearest fitted rows in the fused space (:class:`~nlp_seg.stages.placement.FitNeighbours`):
+        the rest of a large input in :meth:`fit`, the batch engine's chunks, and new rows.
+        ``new_rows`` (what :meth:`predict`, ``assign`` and ``serve`` use) also flags rows far
+        from every fitted row (``is_outlier``, lowered strength) rather than forcing them in.
         """
+        if not hasattr(self, "neighbours_"):
+            from nlp_seg.errors import NlpsegError
+
+            raise NlpsegError("this segmenter is not fitted yet; call fit first")
         beh = None
         if self.behavior_scaler_ is not None:
             frame = behavior if behavior is not None else pd.DataFrame(index=range(len(probs)))
             beh = self.behavior_scaler_.transform(frame)
-        fused = self.fuser_.transform(self._fuse_blocks(embeddings, probs, beh))
-        neighbours = getattr(self, "neighbours_", None)
-        if new_rows and neighbours is not None:
-            labels, strength, outlier = neighbours.place(fused)
-            if not self.config.keep_outliers:
-                return labels, strength, outlier
-            return np.where(outlier, -1, labels), strength, outlier
-        return self.clusterer.predict(self.reducer.transform(fused))
+        fused = self.fuser_.transform(
+            self._fuse_blocks(np.asarray(embeddings, dtype=np.float32), probs, beh)
+        )
+        labels, strength, outlier = self.neighbours_.place(fused, novelty=new_rows)
+        if self.config.keep_outliers:
+            labels = np.where(outlier, -1, labels)
+        return labels, strength, outlier
 
-    def save(self, path: str) -> str:
-        """Save the fitted segmenter to folder ``path`` (see :mod:`nlp_seg.persistence`);
-        :func:`load_segmenter` reads it back to label new rows the same way."""
-        from nlp_seg.persistence import save_segmenter
+    def save(self, path: str | Path) -> str:
+        """Save the fitted segmenter to folder ``path`` as JSON + safetensors (no pickle; see
+        :mod:`nlp_seg.models.store`); :func:`load_segmenter` reads it back."""
+        from nlp_seg.io.write import package_versions
+        from nlp_seg.models.store import model_record, write_folder
+        from nlp_seg.version import __version__
 
-        return str(save_segmenter(self, path, columns=getattr(self, "columns_", None)))
+        if not hasattr(self, "segments_"):
+            raise NlpsegError("this segmenter is not fitted yet; call fit before save")
+        if not hasattr(self, "fuser_"):
+            raise NlpsegError(
+                "nothing was segmented (no row had text), so there is nothing to save"
+            )
+        emb_id, sent_id = self.config.resolved_models()
+        params, arrays = self.neighbours_.to_state()
+        columns = getattr(self, "columns_", None)
+        state = {
+            "nlpseg_version": __version__,
+            "versions": package_versions(),
+            "config": asdict(self.config),
+            "models": {
+                "embedding": model_record(self.embedder, emb_id),
+                "sentiment": model_record(self.sentiment, sent_id),
+            },
+            "columns": _columns_dict(columns),
+            "behavior_scaler": self.behavior_scaler_.to_dict() if self.behavior_scaler_ else None,
+            "fuser": self.fuser_.to_dict(),
+            "neighbours": params,
+            "reducer": _describe_stage(getattr(self, "reducer_", None)),
+            "clusterer": _describe_stage(getattr(self, "clusterer_", None)),
+            "fit": {
+                "rows": int(getattr(self, "n_rows_in_", 0)),
+                "scored": int(getattr(self, "n_scored_", 0)),
+                "fit_sample_size": int(getattr(self, "fit_sample_size_", 0)),
+            },
+            "segments": self.segments_,
+            # --orders/--events runs: unit, behaviour feature columns, reference date, tier
+            # thresholds and CLV parameters, so assign and serve compute the same features.
+            "behavior": getattr(self, "behavior_setup_", None),
+        }
+        return str(write_folder(path, state, arrays))
+
+    def check_models(self) -> None:
+        """Load the models and compare their files with the checksums recorded at save time
+        (a different encoder would silently move every row to other segments)."""
+        from nlp_seg.models.store import ModelFolderError, folder_fingerprint, slot_folder
+
+        saved = getattr(self, "model_info_", None) or {}
+        for kind, get in (
+            ("embedding", self.encoder.get_embedder),
+            ("sentiment", self.encoder.get_sentiment),
+        ):
+            expected = saved.get(kind, {}).get("sha256")
+            slot = get()
+            if not expected:
+                continue  # a hub model read from the Hugging Face cache: only its id is recorded
+            if hasattr(slot, "load"):
+                slot.load()
+            folder = slot_folder(slot)
+            if folder is None:
+                raise ModelFolderError(
+                    f"the {kind} model {saved[kind]['id']!r} this segmenter was fitted with is "
+                    "not a local folder here; install or prepare it first (nlpseg models prepare)"
+                )
+            actual = folder_fingerprint(folder)
+            if actual != expected:
+                raise ModelFolderError(
+                    f"the {kind} model at {folder} differs from the one this segmenter was "
+                    f"fitted with (checksum {actual[:12]}... vs {expected[:12]}...); its segments "
+                    "would not mean the same, so re-fit (nlpseg analyze --save-model) with this "
+                    "model"
+                )
 
     def describe(self) -> dict[str, Any]:
         """What this segmenter used: models, parameters, learned sizes (for ``run.json``)."""
-        info: dict[str, Any] = {"config": asdict(self.config)}
-        if self.embedder is not None:
-            info["embedding"] = self.embedder.describe()
-        if self.sentiment is not None:
-            info["sentiment"] = self.sentiment.describe()
-            if hasattr(self, "sentiment_cache_"):
-                info["sentiment"]["cache"] = dict(self.sentiment_cache_)
-        if self.reducer is not None and hasattr(self.reducer, "describe"):
-            info["reduction"] = self.reducer.describe()
-        if self.clusterer is not None and hasattr(self.clusterer, "describe"):
-            info["clustering"] = self.clusterer.describe()
+        info: dict[str, Any] = {"config": asdict(self.config), **self.encoder.describe()}
+        reducer = getattr(self, "reducer_", None)
+        clusterer = getattr(self, "clusterer_", None)
+        if reducer is not None and hasattr(reducer, "describe"):
+            info["reduction"] = reducer.describe()
+        if clusterer is not None and hasattr(clusterer, "describe"):
+            info["clustering"] = clusterer.describe()
         if hasattr(self, "fuser_"):
             info["fusion"] = {"blocks": self.fuser_.blocks_, "dims": self.fuser_.dims_}
+        if hasattr(self, "neighbours_"):
+            info["placement"] = {
+                "method": "fused-space nearest fitted rows",
+                "k": self.neighbours_.k,
+            }
         return info
+
+    @property
+    def note_(self) -> str | None:
+        """HDBSCAN's note about the fit (e.g. no dense group found), if any."""
+        clusterer = getattr(self, "clusterer_", None)
+        if clusterer is not None and hasattr(clusterer, "describe"):
+            return clusterer.describe().get("note")
+        return (getattr(self, "saved_state_", {}).get("clusterer") or {}).get("note")
+
+
+def _describe_stage(stage: Any) -> dict[str, Any] | None:
+    if stage is None:
+        return None
+    info = stage.describe() if hasattr(stage, "describe") else {}
+    return {"class": f"{type(stage).__module__}.{type(stage).__qualname__}", **info}
+
+
+def _columns_dict(columns: Any) -> dict[str, Any] | None:
+    if columns is None:
+        return None
+    d = asdict(columns)
+    d["behavior"] = list(d.get("behavior") or ())
+    return d
 
 
 def _finite_or_none(x: float) -> float | None:
@@ -703,8 +656,59 @@ def build_assignments(
     )
 
 
-def load_segmenter(path: str) -> Segmenter:
-    """Load a segmenter saved with ``Segmenter.save`` (see :mod:`nlp_seg.persistence`)."""
-    from nlp_seg.persistence import load_segmenter as _load
+def load_segmenter(
+    path: str | Path,
+    *,
+    device: str | None = None,
+    batch_size: int | None = None,
+    cache_dir: str | None = None,
+    verify_models: bool = True,
+    reporter: Reporter | None = None,
+) -> Segmenter:
+    """A fitted :class:`Segmenter` from a folder written by :meth:`Segmenter.save`.
 
-    return _load(path)
+    The folder's files are checked against ``manifest.json`` and only JSON and safetensors
+    are read (nothing in it can run code). With ``verify_models`` the embedding and sentiment
+    models are loaded now and compared with the checksums recorded at save time.
+    ``device`` / ``batch_size`` / ``cache_dir`` override the saved run settings, which describe
+    the machine it was fitted on, not this one.
+    """
+    from nlp_seg.io.read import ColumnSpec
+    from nlp_seg.models.store import ModelFolderError, read_folder
+
+    state, arrays = read_folder(path)
+    try:
+        known = {f.name for f in fields(SegmenterConfig)}
+        cfg = SegmenterConfig(**{k: v for k, v in state["config"].items() if k in known})
+        if device is not None:
+            cfg.device = device
+        if batch_size is not None:
+            cfg.batch_size = batch_size
+        cfg.cache_dir = cache_dir
+        # Pin the exact models the segmenter was fitted with, whatever the profile means today.
+        cfg.embedding_model = state["models"]["embedding"]["id"]
+        cfg.sentiment_model = state["models"]["sentiment"]["id"]
+        seg = Segmenter(cfg, reporter=reporter)
+        seg.fuser_ = BlockFuser.from_dict(state["fuser"])
+        scaler = state.get("behavior_scaler")
+        seg.behavior_scaler_ = BehaviorScaler.from_dict(scaler) if scaler else None
+        seg.neighbours_ = FitNeighbours.from_state(state["neighbours"], arrays)
+        seg.segments_ = list(state["segments"])
+        columns = state.get("columns")
+        if columns:
+            kw = {k: v for k, v in columns.items() if k in {f.name for f in fields(ColumnSpec)}}
+            kw["behavior"] = tuple(kw.get("behavior") or ())
+            seg.columns_ = ColumnSpec(**kw)
+        else:
+            seg.columns_ = None
+        seg.behavior_setup_ = state.get("behavior")
+        seg.model_info_ = state["models"]
+        seg.saved_state_ = {
+            k: state[k] for k in ("nlpseg_version", "versions", "fit", "clusterer") if k in state
+        }
+        seg.fit_sample_size_ = int(state.get("fit", {}).get("fit_sample_size", 0))
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ModelFolderError(f"{path} holds an incomplete segmenter state ({exc})") from exc
+    if verify_models:
+        seg.check_models()
+    return seg

@@ -1,19 +1,19 @@
 """Texts + orders + events -> review-level or customer-level segments with behaviour.
 
 ``nlpseg analyze reviews.csv --orders orders.csv [--events events.csv] --unit review|customer``
-lands here (via :func:`nlp_seg.jobs.analyze_file`). The steps:
+lands here (via :func:`nlp_seg.runs.jobs.analyze_file`). The steps:
 
-1. read and clean the orders and events (:mod:`nlp_seg.customers`), join them to the texts by
+1. read and clean the orders and events (:mod:`nlp_seg.behavior.tables`), join them to the texts by
    customer id, and report ids that match nothing;
 2. normalise and encode the texts once (embedding + sentiment), tag benefits sought
-   (:mod:`nlp_seg.benefits`);
-3. per customer: order/event features, CLV (:mod:`nlp_seg.clv`), review features, value and
-   loyalty tiers (:class:`nlp_seg.naming.TierRules`);
+   (:mod:`nlp_seg.behavior.benefits`);
+3. per customer: order/event features, CLV (:mod:`nlp_seg.behavior.clv`), review features, value and
+   loyalty tiers (:class:`nlp_seg.stages.naming.TierRules`);
 4. ``--unit review``: every review row gets its customer's features; ``--unit customer``: a
    customer's texts are pooled (mean embedding re-normalised, mean sentiment probabilities)
    and every customer appears once, those without text segmented on behaviour alone
    (``status = no_text``);
-5. :meth:`nlp_seg.pipeline.Segmenter.fit_encoded` fuses, reduces, clusters, names (with tier
+5. :meth:`nlp_seg.segmenter.Segmenter.fit_encoded` fuses, reduces, clusters, names (with tier
    qualifiers) and profiles.
 
 The in-memory entry point :func:`segment_with_behavior` takes already-encoded texts, so the
@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from nlp_seg.customers import (
+from nlp_seg.behavior.tables import (
     BLOCK_FEATURES,
     EVENT_FEATURES,
     ORDER_FEATURES,
@@ -44,10 +44,10 @@ from nlp_seg.customers import (
     review_features,
 )
 from nlp_seg.errors import InputError
-from nlp_seg.input import ColumnSpec
+from nlp_seg.io.read import ColumnSpec
 from nlp_seg.normalize import STATUS_OK
-from nlp_seg.pipeline import ASSIGNMENT_COLUMNS, Segmenter
 from nlp_seg.progress import StageTimer
+from nlp_seg.segmenter import ASSIGNMENT_COLUMNS, Segmenter
 
 UNITS = ("review", "customer")
 STATUS_NO_TEXT = "no_text"
@@ -96,7 +96,7 @@ def load_behavior(
     opts: BehaviorOptions,
 ) -> tuple[pd.DataFrame | None, pd.DataFrame | None, dict[str, Any], list[str]]:
     """Read the orders and events files named in ``opts``."""
-    from nlp_seg.export import file_sha256
+    from nlp_seg.io.write import file_sha256
 
     orders = events = None
     info: dict[str, Any] = {}
@@ -199,7 +199,7 @@ def segment_with_behavior(
     tags_per_row: list[list[str]] = [[] for _ in range(len(frame))]
     benefit_info: dict[str, Any] | None = None
     if benefit_embed is not None and ok.any():
-        from nlp_seg.benefits import BenefitTagger
+        from nlp_seg.behavior.benefits import BenefitTagger
 
         with timer("benefits"):
             tagger = BenefitTagger().fit(benefit_embed, embeddings[ok])
@@ -243,7 +243,7 @@ def segment_with_behavior(
             [c for c in dict.fromkeys(contact_cols) if c is not None and c in frame.columns],
         )
     table, rules, n_customers, block_cols = result
-    from nlp_seg.naming import NAME_SEPARATOR, naming_rules
+    from nlp_seg.stages.naming import NAME_SEPARATOR, naming_rules
 
     naming = naming_rules(rules, reference_date=str(ref.date()), separator=NAME_SEPARATOR)
     info = {
@@ -321,7 +321,7 @@ def _feature_table(feats: pd.DataFrame, rf: pd.DataFrame, index: pd.Index) -> pd
 
 
 def _tiers(features: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, Any]]:
-    from nlp_seg.naming import TierRules
+    from nlp_seg.stages.naming import TierRules
 
     if "frequency" not in features:
         return pd.DataFrame(index=features.index), {}
@@ -356,7 +356,7 @@ def _review_unit(
     tags: list[list[str]],
     timer: StageTimer,
 ) -> tuple[pd.DataFrame, dict[str, Any], int, list[str]]:
-    from nlp_seg.benefits import join_tags
+    from nlp_seg.behavior.benefits import join_tags
 
     customers = pd.Index(sorted(set(keys.dropna()) | set(feats.index)))
     per_customer = _feature_table(feats, rf, customers)
@@ -378,7 +378,7 @@ def _review_unit(
         timer=timer,
         row_info=rows[[c for c in (*TIER_COLUMNS,) if c in rows]],
     )
-    from nlp_seg.export import merge_input_and_assignments
+    from nlp_seg.io.write import merge_input_and_assignments
 
     added = rows.reset_index(drop=True)
     base = frame.reset_index(drop=True)
@@ -446,7 +446,7 @@ def _customer_unit(
     rating_col: str | None = None,
     contacts: list[str] | None = None,
 ) -> tuple[pd.DataFrame, dict[str, Any], int, list[str]]:
-    from nlp_seg.benefits import join_tags, pool_tags
+    from nlp_seg.behavior.benefits import join_tags, pool_tags
 
     n = len(frame)
     # Customer of each row: its id, or a customer of its own when the id is missing.
@@ -541,14 +541,11 @@ def run_behavior_job(
     clean, status, emb, probs = seg.encode_rows(frame[spec.text].tolist(), timer)
     embed = None
     if opts.benefits and emb.shape[1]:
-        embedder = seg._embedder()
-
-        def embed(texts: list[str]) -> np.ndarray:
-            return embedder.embed(texts)
+        embed = seg.encoder.embed_plain
 
     contacts: tuple[str | None, ...] = ()
     if opts.unit == "customer":
-        from nlp_seg.audiences import detect_contact_columns
+        from nlp_seg.io.audiences import detect_contact_columns
 
         contacts = detect_contact_columns(frame, opts.email_col, opts.phone_col)
     result = segment_with_behavior(
@@ -602,8 +599,8 @@ def assign_with_behavior(
     tiers from the *saved* thresholds), at the saved unit, placed with the fitted fuser and
     neighbours. Returns the output table (review unit: one row per input row; customer unit:
     one row per customer) and run metadata."""
-    from nlp_seg.naming import TierRules
-    from nlp_seg.pipeline import build_assignments
+    from nlp_seg.segmenter import build_assignments
+    from nlp_seg.stages.naming import TierRules
 
     setup: dict[str, Any] = getattr(seg, "behavior_setup_", None) or {}
     timer = timer or StageTimer()
@@ -663,7 +660,7 @@ def assign_with_behavior(
                 )
             labels[ok], strength[ok], outlier[ok] = lab, st, out
         assignments = build_assignments(labels, strength, outlier, probs, status, names)
-        from nlp_seg.export import merge_input_and_assignments
+        from nlp_seg.io.write import merge_input_and_assignments
 
         base = frame.reset_index(drop=True)
         base = base.rename(columns={c: f"input_{c}" for c in base.columns if c in rows.columns})

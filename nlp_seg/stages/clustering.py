@@ -74,7 +74,7 @@ class HdbscanClusterer:
     def _make(self, mcs: int) -> Any:
         self.backend_ = "hdbscan"
         if self.backend in ("auto", "cuml"):
-            from nlp_seg.reduction import cuml_available
+            from nlp_seg.stages.reduction import cuml_available
 
             if self.backend == "cuml" or cuml_available():
                 from cuml.cluster import HDBSCAN as CumlHDBSCAN

@@ -166,7 +166,7 @@ def describe_models() -> list[str]:
 def _availability(model_id: str) -> str:
     if model_id == BUNDLED_ENCODER:
         try:
-            from nlp_seg.bundled_model import bundled_encoder_dir, is_prepared
+            from nlp_seg.models.bundled import bundled_encoder_dir, is_prepared
 
             where = bundled_encoder_dir()
             if is_prepared():
@@ -175,11 +175,25 @@ def _availability(model_id: str) -> str:
         except Exception as exc:  # noqa: BLE001
             return f"unavailable: {exc}"
     if model_id == BUNDLED_SENTIMENT:
-        from nlp_seg.sentiment import bundled_head_path
-
         try:
             bundled_head_path()
             return "ready (shipped)"
         except Exception as exc:  # noqa: BLE001
             return f"unavailable: {exc}"
     return "in local HF cache" if _hf_cached(model_id) else "not downloaded (needs internet once)"
+
+
+def bundled_head_path() -> Path:
+    """The head shipped in ``models/sentiment_head`` (installed as ``nlp_seg._models``)."""
+    from importlib.resources import files
+
+    try:
+        root = Path(str(files("nlp_seg._models")))
+    except ModuleNotFoundError:
+        root = Path(__file__).resolve().parents[2] / "models"
+    path = root / "sentiment_head"
+    if not path.is_dir():
+        raise ModelUnavailableError(
+            f"the bundled sentiment head is missing ({path}); reinstall nlpseg"
+        )
+    return path

@@ -317,7 +317,7 @@ def load_playbook(path: str | Path | None = None) -> dict[str, Any]:
     """The suggested-action rules: the shipped ``playbook.json`` or a user's edited copy."""
     from nlp_seg.errors import NlpsegError
 
-    p = Path(path) if path else Path(__file__).with_name("playbook.json")
+    p = Path(path) if path else Path(__file__).resolve().parent.parent / "playbook.json"
     try:
         data = json.loads(p.read_text(encoding="utf-8"))
     except FileNotFoundError as exc:
@@ -563,7 +563,7 @@ def segment_qualifiers(
     """Per segment: its value and loyalty tiers (for the name), and the profile fields
     ``value_tier``, ``loyalty_tier``, ``tier_shares`` and ``benefits`` (share of members whose
     texts mention each benefit) taken from the per-row ``row_info`` columns present."""
-    from nlp_seg.benefits import benefit_shares
+    from nlp_seg.behavior.benefits import benefit_shares
 
     out: dict[int, dict[str, Any]] = {}
     cols = set(row_info.columns)

@@ -1,0 +1,1 @@
+"""Behaviour: orders and events tables, customer features, CLV, tiers, benefits sought."""

@@ -1,0 +1,2 @@
+"""Reading inputs and writing outputs: tables in; CSV, Parquet, JSON, audiences and the HTML
+report out."""

@@ -1,0 +1,1 @@
+"""The pipeline's stages, one module each: normalise, fuse, reduce, cluster, place, name."""
