@@ -1,4 +1,4 @@
-"""Stage 2, text normalisation: make equal texts byte-equal before any model sees them.
+"""Text normalisation: make equal texts byte-equal before any model sees them.
 
 Vietnamese typed on different keyboards arrives in composed (NFC) or decomposed (NFD) form;
 both must reach the encoder as the same string. URLs, e-mail addresses and @handles carry no
@@ -16,6 +16,8 @@ from dataclasses import dataclass
 URL_RE = re.compile(r"(?:https?://|www\.)\S+", re.IGNORECASE)
 EMAIL_RE = re.compile(r"\b[\w.+-]+@[\w-]+\.[\w.-]+\b")
 HANDLE_RE = re.compile(r"(?<![\w@])@\w{1,40}")
+PHONE_CANDIDATE_RE = re.compile(r"(?<![\w+])\+?\(?\d[\d\s().\-]{6,22}\d(?![\w])")
+THOUSANDS_RE = re.compile(r"^\d{1,3}([.,])\d{3}(\1\d{3})*$")
 CONTROL_RE = re.compile(r"[\u0000-\u0008\u000b\u000c\u000e-\u001f\u007f\u200b\ufeff]")
 SPACE_RE = re.compile(r"\s+")
 LITERAL_ESCAPE_RE = re.compile(r"\\u([0-9a-fA-F]{4})")
@@ -23,6 +25,7 @@ LITERAL_ESCAPE_RE = re.compile(r"\\u([0-9a-fA-F]{4})")
 URL_TOKEN = "http"
 EMAIL_TOKEN = "@email"
 HANDLE_TOKEN = "@user"
+PHONE_TOKEN = "@phone"
 
 STATUS_OK = "ok"
 STATUS_EMPTY = "empty_text"
@@ -52,12 +55,34 @@ def normalize_text(raw: object, max_chars: int | None = None) -> NormalizedText:
     text = URL_RE.sub(URL_TOKEN, text)
     text = HANDLE_RE.sub(HANDLE_TOKEN, text)  # before e-mails, so "@email" stays itself
     text = EMAIL_RE.sub(EMAIL_TOKEN, text)
+    text = mask_phones(text)
     text = SPACE_RE.sub(" ", text).strip()
     if max_chars is not None and len(text) > max_chars:
         text = text[:max_chars]
     if not text or text.lower() in {"nan", "none", "null", "n/a"}:
         return NormalizedText("", STATUS_EMPTY)
     return NormalizedText(text, STATUS_OK)
+
+
+def _phone_or_same(match: re.Match[str]) -> str:
+    candidate = match.group(0)
+    digits = sum(ch.isdigit() for ch in candidate)
+    if not 9 <= digits <= 15 or THOUSANDS_RE.match(candidate.strip()):
+        return candidate
+    return PHONE_TOKEN
+
+
+def mask_phones(text: str) -> str:
+    """Replace phone numbers with ``@phone`` (contacts never reach keywords, quotes or reports)."""
+    if sum(ch.isdigit() for ch in text) < 9:
+        return text
+    return PHONE_CANDIDATE_RE.sub(_phone_or_same, text)
+
+
+def mask_contacts(text: str) -> str:
+    """E-mail addresses and phone numbers masked, the rest of the text as written: for text
+    shown to people (report hover text, quotes) rather than fed to the models."""
+    return mask_phones(EMAIL_RE.sub(EMAIL_TOKEN, text))
 
 
 def _decode_literal_escapes(text: str) -> str:

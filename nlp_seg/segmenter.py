@@ -1,10 +1,15 @@
-"""The segmenter: the stages wired together behind a scikit-learn style estimator.
+"""The segmenter: the stages composed behind one scikit-learn style estimator.
 
-``Segmenter`` is configured in ``__init__`` and learns in ``fit``; learned state lives in
-attributes ending in ``_``. Each stage is a swappable slot (BERTopic style): an embedder, a
-sentiment scorer, a fuser, a reducer and a clusterer, each with a tiny interface. Data flows one
-way: normalise -> encode (one pass: embedding + sentiment) -> behaviour -> fuse -> reduce ->
-cluster -> name and profile.
+``Segmenter`` is configured in ``__init__`` (a :class:`SegmenterConfig`, or stage objects in
+its slots) and learns in ``fit``; learned state lives in attributes ending in ``_``. The stages,
+one module each under :mod:`nlp_seg.stages`: the encoder pass (normalise, dedup, embedding +
+sentiment, cache) -> behaviour scaling -> fusion -> UMAP on the seeded fit sample -> HDBSCAN ->
+placement of every other row by its nearest fitted rows -> naming and profiling.
+
+Every command goes through the same few entry points: :meth:`Segmenter.fit` /
+:meth:`~Segmenter.fit_encoded` (analyze, batch), :meth:`~Segmenter.predict` /
+:meth:`~Segmenter.place_encoded` (assign, batch, serve), :meth:`~Segmenter.score` (score), and
+:meth:`~Segmenter.save` / :func:`load_segmenter` (JSON + safetensors, no pickle).
 """
 
 from __future__ import annotations
@@ -22,25 +27,14 @@ import pandas as pd
 from nlp_seg.behavior.scaler import BehaviorScaler
 from nlp_seg.errors import NlpsegError
 from nlp_seg.models.registry import PROFILES
-from nlp_seg.models.sentiment import LABELS, summarize
+from nlp_seg.models.sentiment import summarize
 from nlp_seg.normalize import STATUS_OK, normalize_texts
 from nlp_seg.progress import Reporter, SilentReporter, StageTimer
 from nlp_seg.stages.base import clone_stage
 from nlp_seg.stages.clustering import HdbscanClusterer
 from nlp_seg.stages.encoder import TextEncoder
 from nlp_seg.stages.fusion import BlockFuser, parse_weights
-from nlp_seg.stages.naming import (
-    SILENT_TEXT_SHARE,
-    asks_improvement,
-    base_name,
-    class_tfidf_keywords,
-    disambiguate,
-    load_playbook,
-    qualified_name,
-    representative_examples,
-    segment_qualifiers,
-    suggest_action,
-)
+from nlp_seg.stages.naming import SegmentNamer
 from nlp_seg.stages.placement import FitNeighbours, fit_sample
 from nlp_seg.stages.reduction import UmapReducer
 
@@ -269,9 +263,18 @@ class Segmenter:
                         adv(len(idx))
 
         with timer("naming"), self.reporter.stage("Naming and profiling segments"):
-            self.segments_ = self._profile(
-                texts, scored, seg_mask, labels, probs, embeddings, behavior, outlier
+            self.namer_ = SegmentNamer(playbook=cfg.playbook, lang=cfg.lang).fit(
+                texts,
+                labels,
+                probs,
+                embeddings,
+                scored=scored,
+                segmented=seg_mask,
+                outlier=outlier,
+                behavior=behavior,
+                row_info=self.row_info_,
             )
+            self.segments_ = self.namer_.segments_
         names = {s["id"]: s["name"] for s in self.segments_}
         self.assignments_ = build_assignments(
             labels, strength, outlier, probs, status, names, segmented=seg_mask
@@ -333,99 +336,6 @@ class Segmenter:
             np.asarray(self.clusterer_.probabilities_, dtype=float),
             np.asarray(self.clusterer_.outlier_mask_, dtype=bool),
         )
-
-    def _profile(
-        self,
-        texts: list[str],
-        scored: np.ndarray,
-        seg_mask: np.ndarray,
-        labels: np.ndarray,
-        probs: np.ndarray,
-        embeddings: np.ndarray,
-        behavior: pd.DataFrame | None,
-        outlier: np.ndarray,
-    ) -> list[dict[str, Any]]:
-        """Size, sentiment mix, behaviour, keywords, quotes and a name for every segment.
-
-        Text statistics use the rows that have text (``scored``); sizes and behaviour use
-        every segmented row.
-        """
-        cfg = self.config
-        seg_ids = sorted(set(labels[seg_mask].tolist()))
-        if not seg_ids:
-            return []
-        idx_txt = np.flatnonzero(scored & seg_mask)
-        texts_txt = [texts[i] for i in idx_txt]
-        lab_txt = labels[idx_txt]
-        requests = asks_improvement(texts_txt)
-        keywords = class_tfidf_keywords(texts_txt, lab_txt, top_n=10) if len(idx_txt) else {}
-        playbook = load_playbook(cfg.playbook)
-        total = int(seg_mask.sum())
-        profiles: list[dict[str, Any]] = []
-        base: dict[int, str] = {}
-        for sid in seg_ids:
-            members = seg_mask & (labels == sid)
-            m = lab_txt == sid
-            p = probs[idx_txt[m]]
-            if len(p):
-                _, score, _ = summarize(p)
-                shares = {
-                    lab: float(np.mean(p.argmax(axis=1) == i)) for i, lab in enumerate(LABELS)
-                }
-                mean_score = float(score.mean())
-                req = float(requests[m].mean())
-            else:
-                shares = {lab: 0.0 for lab in LABELS}
-                mean_score, req = 0.0, 0.0
-            b = base_name(mean_score, shares, req) if sid >= 0 else "outliers"
-            if sid >= 0 and m.sum() < SILENT_TEXT_SHARE * members.sum():
-                b = "silent"  # grouped on behaviour alone: too few members wrote anything
-            base[sid] = b
-            prof: dict[str, Any] = {
-                "id": int(sid),
-                "name": b,
-                "base_name": b,
-                "size": int(members.sum()),
-                "share": round(float(members.sum()) / total, 4),
-                "with_text": int(m.sum()),
-                "sentiment": {
-                    **{k: round(v, 4) for k, v in shares.items()},
-                    "mean_score": round(mean_score, 4),
-                },
-                "improvement_request_share": round(req, 4),
-                "outlier_share": round(float(outlier[members].mean()), 4),
-                "keywords": keywords.get(sid, []),
-                "examples": representative_examples(
-                    [t for t, k in zip(texts_txt, m, strict=True) if k],
-                    embeddings[idx_txt[m]],
-                    k=5,
-                ),
-            }
-            if behavior is not None and behavior.shape[1] > 0:
-                sub = behavior.loc[members]
-                prof["behavior"] = {
-                    c: _finite_or_none(pd.to_numeric(sub[c], errors="coerce").mean())
-                    for c in behavior.columns
-                }
-            profiles.append(prof)
-        info = getattr(self, "row_info_", None)
-        qual = segment_qualifiers(info, labels, seg_mask, seg_ids) if info is not None else {}
-        names = disambiguate(
-            {
-                s: qualified_name(base[s], *qual.get(s, {}).get("tiers", ("", "")))
-                for s in seg_ids
-                if s >= 0
-            },
-            {s: keywords.get(s, []) for s in seg_ids},
-        )
-        for prof in profiles:
-            if prof["id"] >= 0:
-                prof["name"] = names[prof["id"]]
-            q = qual.get(prof["id"], {})
-            prof.update(q.get("fields", {}))
-            key = {"base": prof["base_name"], **q.get("fields", {})}
-            prof["action"] = suggest_action(playbook, key, lang=cfg.lang)
-        return profiles
 
     def fit_predict(
         self, texts: Sequence[object], behavior: pd.DataFrame | None = None
@@ -614,10 +524,6 @@ def _columns_dict(columns: Any) -> dict[str, Any] | None:
     d = asdict(columns)
     d["behavior"] = list(d.get("behavior") or ())
     return d
-
-
-def _finite_or_none(x: float) -> float | None:
-    return round(float(x), 4) if x is not None and np.isfinite(x) else None
 
 
 def build_assignments(

@@ -1,4 +1,4 @@
-"""Stage 5, behaviour: numeric customer features made comparable before fusion.
+"""Behaviour: numeric customer features made comparable before fusion.
 
 Spend, order counts and recency are heavy-tailed: one whale would otherwise stretch the whole
 block. Skewed non-negative columns are log-transformed, then every column is robust-scaled

@@ -1,4 +1,4 @@
-"""Stage 1, input: read a table of texts and find its text, id and behaviour columns.
+"""Input: read a table of texts and find its text, id and behaviour columns.
 
 Reading is forgiving about *format* (CSV with any common delimiter, TSV, Parquet, JSON Lines;
 UTF-8 with or without BOM; other encodings detected or named) and strict about *meaning*: an

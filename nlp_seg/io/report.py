@@ -27,6 +27,7 @@ import numpy as np
 import pandas as pd
 
 from nlp_seg.errors import NlpsegError
+from nlp_seg.normalize import mask_contacts
 
 MAX_MAP_POINTS = 5000
 QUOTE_CHARS = 240
@@ -287,6 +288,7 @@ def build_report(
             )
             rows, xy = rows[keep], xy[keep]
         texts = frame[text_col].astype("string").fillna("").to_numpy()[rows]
+        texts = np.array([mask_contacts(str(t)) for t in texts], dtype=object)  # no contacts
         sids = frame["segment_id"].to_numpy()[rows]
         fig = go.Figure()
         for s in sorted(segments, key=lambda s: int(s["id"])):

@@ -1,4 +1,4 @@
-"""Stage 10, export: the output files, written the same way every time (the README's contract).
+"""Export: the output files, written the same way every time (the README's contract).
 
 Every CSV nlpseg writes is safe to open in a spreadsheet: a text cell starting with ``=``,
 ``+``, ``-``, ``@``, tab or carriage return is prefixed with ``'`` so Excel or Sheets never
@@ -11,6 +11,7 @@ import hashlib
 import json
 import os
 import platform
+import re
 import tempfile
 from collections.abc import Mapping
 from importlib import metadata
@@ -20,7 +21,6 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
 VERSIONED_PACKAGES = (
     "nlpseg",
     "torch",
@@ -38,20 +38,50 @@ VERSIONED_PACKAGES = (
 )
 
 
+#: A cell that is only a number, as typed (``-5``, ``+84901234567``, ``1.5e3``): spreadsheets
+#: read it as that number, nothing more, so it is written unchanged.
+PLAIN_NUMBER_RE = re.compile(r"^[+-]?(\d+([.,]\d*)?|[.,]\d+)([eE][+-]?\d+)?$")
+FORMULA_START_RE = re.compile(r"^[\s\u00a0\u3000]*[=+\-@\uff1d\uff0b\uff0d\uff20]")
+
+
 def neutralize_cell(value: object) -> object:
-    """Prefix a formula-looking string with ``'``; anything else is returned unchanged."""
-    if isinstance(value, str) and value.startswith(FORMULA_PREFIXES):
+    """A string a spreadsheet could evaluate as a formula, prefixed with ``'``; NUL bytes
+    dropped; anything else (numbers, plain signed numbers typed as text) unchanged.
+
+    Dangerous: a cell starting with ``=``, ``+``, ``-``, ``@`` (or their full-width forms),
+    after any leading spaces, or starting with a tab or carriage return (OWASP's CSV
+    injection list), unless the whole cell is a plain number.
+    """
+    if not isinstance(value, str):
+        return value
+    if "\x00" in value:
+        value = value.replace("\x00", "")
+    if value.startswith(("\t", "\r")) or (
+        FORMULA_START_RE.match(value) and not PLAIN_NUMBER_RE.match(value.strip())
+    ):
         return "'" + value
     return value
 
 
 def spreadsheet_safe(frame: pd.DataFrame) -> pd.DataFrame:
-    """A copy whose text columns cannot be evaluated as formulas by spreadsheet software."""
+    """A copy no cell of which a spreadsheet can evaluate as a formula, whatever the column's
+    dtype (object, Arrow or pandas strings, categoricals of anything, mixed columns): every
+    non-numeric column is written as its cells' text, neutralised (see
+    :func:`neutralize_cell`). Numeric, boolean and datetime columns cannot hold a formula."""
     out = frame.copy()
     for col in out.columns:
         s = out[col]
-        if s.dtype == object or pd.api.types.is_string_dtype(s.dtype):
-            out[col] = s.map(neutralize_cell, na_action="ignore")
+        dtype = s.dtype
+        if isinstance(dtype, pd.CategoricalDtype):
+            s = s.astype(object)
+        elif (
+            pd.api.types.is_bool_dtype(dtype)
+            or pd.api.types.is_numeric_dtype(dtype)
+            or pd.api.types.is_datetime64_any_dtype(dtype)
+            or pd.api.types.is_timedelta64_dtype(dtype)
+        ):
+            continue
+        out[col] = s.astype(object).map(neutralize_cell, na_action="ignore")
     out.columns = [str(neutralize_cell(str(c))) for c in out.columns]
     return out
 

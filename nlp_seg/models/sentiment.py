@@ -1,4 +1,4 @@
-"""Stage 3, sentiment: every text gets negative / neutral / positive, a score and a confidence.
+"""Sentiment: every text gets negative / neutral / positive, a score and a confidence.
 
 Two kinds of scorer share one slot:
 

@@ -1,4 +1,4 @@
-"""Stage 8, clustering: HDBSCAN on the reduced vectors, then outliers placed or kept.
+"""Clustering: HDBSCAN on the reduced vectors, then outliers placed or kept.
 
 HDBSCAN finds segments of any shape and marks rows that belong to none (-1). A remarketing
 team needs every customer in an audience, so by default an outlier is reassigned to the segment

@@ -1,4 +1,4 @@
-"""Stage 1, the encoder pass: normalise, deduplicate, embed and score sentiment, with a cache.
+"""The encoder pass: normalise, deduplicate, embed and score sentiment, with a cache.
 
 Every command reaches the models through this one stage, so a text is cleaned and encoded the
 same way in ``analyze``, ``assign``, ``score``, ``batch`` and ``serve``. Equal texts are

@@ -1,4 +1,4 @@
-"""Stage 6, fusion: one vector per row from text, sentiment and behaviour blocks.
+"""Fusion: one vector per row from text, sentiment and behaviour blocks.
 
 A 384-dimensional embedding would drown a 3-dimensional sentiment block if the blocks were
 simply concatenated. Each block is therefore centred and divided by the square root of its

@@ -1,4 +1,4 @@
-"""Stage 9, naming and profiling: a name people understand, keywords, quotes and an action.
+"""Naming and profiling: a name people understand, keywords, quotes and an action.
 
 Names come from documented rules over each segment's sentiment mix, not from a model, so a CX
 lead can predict and trust them:
@@ -25,7 +25,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 
+from nlp_seg.models.sentiment import LABELS, summarize
 from nlp_seg.normalize import strip_accents
 
 REQUEST_PATTERNS = [
@@ -593,3 +595,139 @@ def segment_qualifiers(
         tiers = (vt, lt) if sid >= 0 else ("", "")
         out[int(sid)] = {"tiers": tiers, "fields": fields}
     return out
+
+
+def profile_segments(
+    texts: list[str],
+    scored: np.ndarray,
+    seg_mask: np.ndarray,
+    labels: np.ndarray,
+    probs: np.ndarray,
+    embeddings: np.ndarray,
+    behavior: pd.DataFrame | None,
+    outlier: np.ndarray,
+    row_info: Any = None,
+    playbook: str | None = None,
+    lang: str = "en",
+) -> list[dict[str, Any]]:
+    """Size, sentiment mix, behaviour, keywords, quotes and a name for every segment.
+
+    Text statistics use the rows that have text (``scored``); sizes and behaviour use
+    every segmented row.
+    """
+    seg_ids = sorted(set(labels[seg_mask].tolist()))
+    if not seg_ids:
+        return []
+    idx_txt = np.flatnonzero(scored & seg_mask)
+    texts_txt = [texts[i] for i in idx_txt]
+    lab_txt = labels[idx_txt]
+    requests = asks_improvement(texts_txt)
+    keywords = class_tfidf_keywords(texts_txt, lab_txt, top_n=10) if len(idx_txt) else {}
+    playbook_rules = load_playbook(playbook)
+    total = int(seg_mask.sum())
+    profiles: list[dict[str, Any]] = []
+    base: dict[int, str] = {}
+    for sid in seg_ids:
+        members = seg_mask & (labels == sid)
+        m = lab_txt == sid
+        p = probs[idx_txt[m]]
+        if len(p):
+            _, score, _ = summarize(p)
+            shares = {lab: float(np.mean(p.argmax(axis=1) == i)) for i, lab in enumerate(LABELS)}
+            mean_score = float(score.mean())
+            req = float(requests[m].mean())
+        else:
+            shares = {lab: 0.0 for lab in LABELS}
+            mean_score, req = 0.0, 0.0
+        b = base_name(mean_score, shares, req) if sid >= 0 else "outliers"
+        if sid >= 0 and m.sum() < SILENT_TEXT_SHARE * members.sum():
+            b = "silent"  # grouped on behaviour alone: too few members wrote anything
+        base[sid] = b
+        prof: dict[str, Any] = {
+            "id": int(sid),
+            "name": b,
+            "base_name": b,
+            "size": int(members.sum()),
+            "share": round(float(members.sum()) / total, 4),
+            "with_text": int(m.sum()),
+            "sentiment": {
+                **{k: round(v, 4) for k, v in shares.items()},
+                "mean_score": round(mean_score, 4),
+            },
+            "improvement_request_share": round(req, 4),
+            "outlier_share": round(float(outlier[members].mean()), 4),
+            "keywords": keywords.get(sid, []),
+            "examples": representative_examples(
+                [t for t, k in zip(texts_txt, m, strict=True) if k],
+                embeddings[idx_txt[m]],
+                k=5,
+            ),
+        }
+        if behavior is not None and behavior.shape[1] > 0:
+            sub = behavior.loc[members]
+            prof["behavior"] = {
+                c: _finite_or_none(pd.to_numeric(sub[c], errors="coerce").mean())
+                for c in behavior.columns
+            }
+        profiles.append(prof)
+    qual = segment_qualifiers(row_info, labels, seg_mask, seg_ids) if row_info is not None else {}
+    names = disambiguate(
+        {
+            s: qualified_name(base[s], *qual.get(s, {}).get("tiers", ("", "")))
+            for s in seg_ids
+            if s >= 0
+        },
+        {s: keywords.get(s, []) for s in seg_ids},
+    )
+    for prof in profiles:
+        if prof["id"] >= 0:
+            prof["name"] = names[prof["id"]]
+        q = qual.get(prof["id"], {})
+        prof.update(q.get("fields", {}))
+        key = {"base": prof["base_name"], **q.get("fields", {})}
+        prof["action"] = suggest_action(playbook_rules, key, lang=lang)
+    return profiles
+
+
+class SegmentNamer:
+    """The naming stage: a profile and a name people understand for every segment.
+
+    ``playbook`` (a path, or ``None`` for the shipped one) and ``lang`` choose the suggested
+    actions; :meth:`fit` sets ``segments_``, the profiles written to ``segments.json``.
+    """
+
+    def __init__(self, playbook: str | None = None, lang: str = "en") -> None:
+        self.playbook = playbook
+        self.lang = lang
+
+    def fit(
+        self,
+        texts: list[str],
+        labels: np.ndarray,
+        probs: np.ndarray,
+        embeddings: np.ndarray,
+        *,
+        scored: np.ndarray,
+        segmented: np.ndarray,
+        outlier: np.ndarray,
+        behavior: Any = None,
+        row_info: Any = None,
+    ) -> SegmentNamer:
+        self.segments_ = profile_segments(
+            texts,
+            scored,
+            segmented,
+            labels,
+            probs,
+            embeddings,
+            behavior,
+            outlier,
+            row_info=row_info,
+            playbook=self.playbook,
+            lang=self.lang,
+        )
+        return self
+
+
+def _finite_or_none(x: float) -> float | None:
+    return round(float(x), 4) if x is not None and np.isfinite(x) else None

@@ -1,4 +1,4 @@
-"""Stage 7, reduction: UMAP from the fused space to a few dimensions HDBSCAN can cluster.
+"""Reduction: UMAP from the fused space to a few dimensions HDBSCAN can cluster.
 
 The reducer is a slot (BERTopic style): anything with ``fit_transform`` / ``transform`` works.
 ``UmapReducer`` picks umap-learn on CPU and cuML's UMAP on a GPU machine when it is importable.
