@@ -338,7 +338,7 @@ def test_head_on_another_encoder_is_refused_before_embedding(
     from nlp_seg.segmenter import Segmenter, SegmenterConfig
 
     tiny = str(tiny_models["embedding"])
-    dim = Segmenter(SegmenterConfig(embedding_model=tiny))._embedder().embed(["x"]).shape[1]
+    dim = Segmenter(SegmenterConfig(embedding_model=tiny)).encoder.get_embedder().embed(["x"]).shape[1]
     y = np.arange(90) % 3
     x = unit_rows(90, d=dim, seed=2)
     head_dir = tmp_path / "head"
@@ -421,13 +421,13 @@ def test_a_head_on_hidden_states_runs_in_one_pass_and_its_probabilities_are_cach
     n_distinct = len(set(texts))
     np.testing.assert_allclose(p1, head.predict_proba(feats), atol=1e-5)
     assert first.sentiment_cache_ == {"hits": 0, "computed": n_distinct}
-    assert first._embedder().encoded_ == n_distinct  # one pass: each text encoded once
+    assert first.encoder.get_embedder().encoded_ == n_distinct  # one pass: each text encoded once
 
     again = Segmenter(cfg)
     e2, p2 = again.encode(texts)
     assert np.array_equal(e1, e2) and np.array_equal(p1, p2)
     assert again.sentiment_cache_ == {"hits": n_distinct, "computed": 0}
-    assert again._embedder()._st is None  # the encoder was not even loaded
+    assert again.encoder.get_embedder()._st is None  # the encoder was not even loaded
 
     # large inputs are encoded in slices (bounded memory for the layer features): same result
     monkeypatch.setattr(pipeline_module, "LAYER_SLICE", 7)

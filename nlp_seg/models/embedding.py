@@ -20,7 +20,9 @@ from nlp_seg.errors import ModelUnavailableError
 from nlp_seg.models.registry import (
     BUNDLED_ENCODER,
     load_with_fallback,
+    local_model_folder,
     pick_device,
+    quick_fingerprint,
     quiet_hf,
     resolve_local,
 )
@@ -269,7 +271,16 @@ class SentenceTransformerEmbedder:
         """What the cached vectors depend on: model, length cap, prompt and precision (bf16 and
         fp16 vectors differ slightly from fp32 ones)."""
         precision = resolve_precision(pick_device(self.device), self.precision)
-        return f"st|{self.model}|{self.max_seq_length}|{self.prompt_name}|{precision}"
+        base = f"st|{self.model}|{self.max_seq_length}|{self.prompt_name}|{precision}"
+        return f"{base}|{self.weights_fingerprint}"
+
+    @property
+    def weights_fingerprint(self) -> str:
+        """A cheap fingerprint of the model folder's files (see ``quick_fingerprint``)."""
+        if getattr(self, "_weights_fp", None) is None:
+            folder = self._path or local_model_folder(self.model)
+            self._weights_fp = quick_fingerprint(folder) if folder is not None else "hub"
+        return self._weights_fp
 
     @property
     def dimension(self) -> int:

@@ -197,3 +197,38 @@ def bundled_head_path() -> Path:
             f"the bundled sentiment head is missing ({path}); reinstall nlpseg"
         )
     return path
+
+
+def quick_fingerprint(folder: str | Path) -> str:
+    """A cheap fingerprint of a model folder's weights: every file's path, size and mtime, and
+    a SHA-256 of its first and last MiB. Cache keys include it, so weights replaced under the
+    same path are re-encoded instead of served stale (a full hash of a 500 MB model on every
+    run would cost seconds)."""
+    import hashlib
+
+    root = Path(folder)
+    h = hashlib.sha256()
+    for p in sorted(q for q in root.rglob("*") if q.is_file()):
+        rel = p.relative_to(root)
+        if any(part.startswith(".") for part in rel.parts):
+            continue
+        st = p.stat()
+        h.update(f"{rel.as_posix()}\0{st.st_size}\0{st.st_mtime_ns}\0".encode())
+        with open(p, "rb") as f:
+            h.update(f.read(1 << 20))
+            if st.st_size > 2 << 20:
+                f.seek(-(1 << 20), 2)
+                h.update(f.read(1 << 20))
+    return h.hexdigest()[:16]
+
+
+def local_model_folder(model: str) -> Path | None:
+    """The folder a model id reads its weights from on this machine, without loading it: a
+    local path, the converted bundled encoder, or ``None`` (a hub id)."""
+    if model == BUNDLED_ENCODER:
+        from nlp_seg.models.bundled import bundled_encoder_path
+
+        return bundled_encoder_path()  # converted once, on first use
+    if model.startswith("bundled:"):
+        return None
+    return resolve_local(model)

@@ -53,6 +53,13 @@ def _check_head_encoder(scorer: Any, embedder: Any) -> None:
     )
 
 
+def _weights_fingerprint(model: str) -> str:
+    from nlp_seg.models.registry import local_model_folder, quick_fingerprint
+
+    folder = local_model_folder(model)
+    return quick_fingerprint(folder) if folder is not None else "hub"
+
+
 class TextEncoder:
     """Clean texts in, embeddings and ``(n, 3)`` sentiment probabilities out.
 
@@ -207,7 +214,10 @@ class TextEncoder:
         from nlp_seg.models.cache import cached_rows
 
         folder = Path(self.config.cache_dir) / "sentiment" if self.config.cache_dir else None
-        namespace = f"tf|{scorer.model_id}|{getattr(scorer, 'max_length', None)}"
+        namespace = (
+            f"tf|{scorer.model_id}|{getattr(scorer, 'max_length', None)}"
+            f"|{_weights_fingerprint(scorer.model_id)}"
+        )
         probs, hits, computed = cached_rows(
             folder, namespace, texts, lambda t: scorer.predict_proba(t, progress=advance)
         )
