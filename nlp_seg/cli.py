@@ -154,6 +154,45 @@ FitSampleSize = Annotated[
 Playbook = Annotated[
     str | None, typer.Option("--playbook", help="Edited playbook.json for actions.")
 ]
+# Outputs, audiences and behaviour options of batch (the same flags and help as analyze's).
+Lang = Annotated[str, typer.Option("--lang", help="Language of actions and report.html: en or vi.")]
+SaveModel = Annotated[
+    Path | None, typer.Option("--save-model", help="Save the fitted segmenter here.")
+]
+Report = Annotated[bool, typer.Option("--report/--no-report", help="Write OUT/report.html.")]
+Audiences = Annotated[
+    bool, typer.Option("--audiences/--no-audiences", help="Write OUT/audiences/ (one CSV each).")
+]
+EmailCol = Annotated[str | None, typer.Option("--email-col", help="E-mail column (auto-detected).")]
+PhoneCol = Annotated[str | None, typer.Option("--phone-col", help="Phone column (auto-detected).")]
+DefaultCountry = Annotated[
+    str | None,
+    typer.Option("--default-country", help="Country of phones without +code, e.g. VN."),
+]
+AudiencePlain = Annotated[
+    bool, typer.Option("--audience-plain", help="Also write plain e-mail/phone (not only hashes).")
+]
+GmailStripDots = Annotated[
+    bool, typer.Option("--gmail-strip-dots", help="Drop dots in Gmail local parts before hashing.")
+]
+Orders = Annotated[
+    Path | None,
+    typer.Option("--orders", help="Orders file (customer id, order date, amount, ...)."),
+]
+Events = Annotated[
+    Path | None,
+    typer.Option("--events", help="Events file (customer id, event type, timestamp)."),
+]
+Unit = Annotated[str, typer.Option("--unit", help="Segment reviews (one row each) or customers.")]
+OrdersIdCol = Annotated[str | None, typer.Option("--orders-id-col")]
+OrdersDateCol = Annotated[str | None, typer.Option("--orders-date-col")]
+OrdersAmountCol = Annotated[str | None, typer.Option("--orders-amount-col")]
+EventsIdCol = Annotated[str | None, typer.Option("--events-id-col")]
+EventsTypeCol = Annotated[str | None, typer.Option("--events-type-col")]
+EventsTimeCol = Annotated[str | None, typer.Option("--events-time-col")]
+ClvHorizonDays = Annotated[
+    int, typer.Option("--clv-horizon-days", min=1, help="CLV horizon (days ahead).")
+]
 
 
 def _cache_dir(cache_dir: str | None, no_cache: bool) -> str | None:
@@ -593,15 +632,61 @@ def batch(
     cache_dir: CacheDir = None,
     no_cache: NoCache = False,
     playbook: Playbook = None,
-    lang: Annotated[str, typer.Option("--lang", help="Language of actions: en or vi.")] = "en",
+    lang: Lang = "en",
+    save_model: SaveModel = None,
+    report: Report = True,
+    audiences: Audiences = True,
+    email_col: EmailCol = None,
+    phone_col: PhoneCol = None,
+    default_country: DefaultCountry = None,
+    audience_plain: AudiencePlain = False,
+    gmail_strip_dots: GmailStripDots = False,
+    orders: Orders = None,
+    events: Events = None,
+    unit: Unit = "review",
+    orders_id_col: OrdersIdCol = None,
+    orders_date_col: OrdersDateCol = None,
+    orders_amount_col: OrdersAmountCol = None,
+    events_id_col: EventsIdCol = None,
+    events_type_col: EventsTypeCol = None,
+    events_time_col: EventsTimeCol = None,
+    clv_horizon_days: ClvHorizonDays = 365,
 ) -> None:
     """Any number of rows in bounded memory, chunk by chunk; killed and re-run, it resumes."""
 
     def run() -> None:
+        from nlp_seg.errors import InputError
+        from nlp_seg.io.audiences import AudienceOptions, check_country
+        from nlp_seg.io.report import STRINGS
         from nlp_seg.runs.batch import BatchOptions, run_batch
+        from nlp_seg.runs.behavior_job import UNITS, BehaviorOptions
         from nlp_seg.segmenter import SegmenterConfig
         from nlp_seg.stages.fusion import parse_weights
 
+        if unit not in UNITS:
+            raise InputError(f"unknown --unit {unit!r}; choose review or customer")
+        if lang not in STRINGS:
+            raise InputError(f"unknown --lang {lang!r}; choose one of {', '.join(STRINGS)}")
+        audience_options = AudienceOptions(
+            email_col=email_col,
+            phone_col=phone_col,
+            default_country=check_country(default_country),
+            include_plain=audience_plain,
+            gmail_strip_dots=gmail_strip_dots,
+        )
+        behavior_options = BehaviorOptions(
+            orders=orders,
+            events=events,
+            unit=unit,
+            orders_id_col=orders_id_col,
+            orders_date_col=orders_date_col,
+            orders_amount_col=orders_amount_col,
+            events_id_col=events_id_col,
+            events_type_col=events_type_col,
+            events_time_col=events_time_col,
+            encoding=encoding,
+            clv_horizon_days=clv_horizon_days,
+        )
         cfg = SegmenterConfig(
             profile=profile,
             embedding_model=embedding_model,
@@ -640,6 +725,11 @@ def batch(
             behavior_cols=_split(behavior_cols),
             encoding=encoding,
             reporter=_reporter(),
+            save_model=save_model,
+            behavior_options=behavior_options,
+            audiences=audiences,
+            audience_options=audience_options,
+            report=report,
         )
         _summary(result)
 

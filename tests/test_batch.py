@@ -124,6 +124,47 @@ def test_uninterrupted_run_writes_the_contract(reviews_csv: Path, uninterrupted:
     assert run["inputs"][0]["rows"] == len(src)
 
 
+def test_report_audiences_and_saved_model(
+    reviews_csv: Path, uninterrupted: Path, tiny_models, tmp_path: Path
+) -> None:
+    """As analyze: report.html (with the map of the fit sample), audiences/ and --save-model,
+    whose segmenter ``nlpseg assign`` uses to label rows as batch labelled them."""
+    html = (uninterrupted / "report.html").read_text(encoding="utf-8")
+    assert html.startswith("<!DOCTYPE html>") and 'id="map"' in html
+    segments = json.loads((uninterrupted / "segments.json").read_text())["segments"]
+    index = pd.read_csv(uninterrupted / "audiences" / "index.csv", encoding="utf-8-sig")
+    assert set(index["segment_id"]) == {s["id"] for s in segments if s["id"] >= 0}
+    got = pd.read_parquet(uninterrupted / "assignments.parquet")
+    run = json.loads((uninterrupted / "run.json").read_text())
+    id_col = run["audiences"]["id_column"]
+    assert id_col == run["columns"]["id"] and id_col in got.columns
+    per_segment = got[got["segment_id"] >= 0].groupby("segment_id")[id_col].nunique()
+    assert index.set_index("segment_id")["customers"].to_dict() == per_segment.to_dict()
+
+    # --save-model on a finished run: nothing is encoded, fitted or placed again.
+    out, model = tmp_path / "out", tmp_path / "model"
+    shutil.copytree(uninterrupted, out)
+    run_ok(batch_cmd([reviews_csv], out, tiny_models, "--no-cache", "--save-model", str(model)))
+    run = json.loads((out / "run.json").read_text())
+    assert run["batch"]["fit_reused"] is True and run["saved_model"] == str(model)
+    state = json.loads((model / "segmenter.json").read_text())
+    assert state["models"]["embedding"]["sha256"]  # assign refuses another encoder
+    few = tmp_path / "few.csv"
+    pd.read_csv(reviews_csv, dtype=str, keep_default_na=False).iloc[:300].to_csv(few, index=False)
+    proc = subprocess.run(
+        [sys.executable, "-m", "nlp_seg", "-q", "assign", str(few), "--model", str(model)]
+        + ["--out", str(tmp_path / "assigned"), "--no-cache"],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    placed = pd.read_parquet(tmp_path / "assigned" / "assignments.parquet")
+    ok = got["status"].iloc[:300].to_numpy() == "ok"
+    same = placed["segment_id"].to_numpy()[ok] == got["segment_id"].to_numpy()[:300][ok]
+    assert same.mean() >= 0.95
+
+
 def test_killed_twice_resumes_to_the_same_result(
     reviews_csv: Path, uninterrupted: Path, tiny_models, tmp_path: Path
 ) -> None:

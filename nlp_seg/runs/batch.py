@@ -18,7 +18,13 @@ skips what is done and finishes with every input row exactly once:
    :meth:`Segmenter.place_encoded`; sample rows keep the labels the fit gave them, exactly as
    :meth:`Segmenter.fit` does for its own sample;
 4. **finish**: stream the parts into ``assignments.parquet`` (and a spreadsheet-safe
-   ``assignments.csv`` unless ``--no-csv``), then ``segments.json`` and ``run.json``.
+   ``assignments.csv`` unless ``--no-csv``), then ``segments.json``, the ``--save-model``
+   folder, ``audiences/`` and ``report.html`` (from the few columns they read) and
+   ``run.json``.
+
+With ``--orders`` / ``--events`` / ``--unit customer``, stages 2-4 are replaced by the code
+``nlpseg analyze`` runs, on every row of pass 1 at once (see :func:`_finish_with_behavior`):
+the same segments and the same files as ``analyze`` for the same input and seed.
 
 ``--engine ray`` runs stages 1 and 3 as Ray Data jobs (see :mod:`nlp_seg.runs.batch_ray`); the fit
 stays on the driver and every file layout is the same, so the engines can resume each other.
@@ -34,11 +40,13 @@ import os
 import shutil
 import time
 from collections.abc import Sequence
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
+import pyarrow as pa
 import pyarrow.parquet as pq
 
 from nlp_seg.errors import InputError, NlpsegError
@@ -63,6 +71,7 @@ from nlp_seg.runs.batch_work import (
     encode_table,
     fit_on_sample,
     iter_chunks,
+    load_all_encoded,
     place_chunk,
     plan_inputs,
 )
@@ -192,6 +201,11 @@ def _encode_local(
     return n_rows, n_chunks, rows_per_file, seg
 
 
+def _text_file(plan: InputPlan) -> str:
+    """How messages name the inputs."""
+    return plan.files[0].path.name if len(plan.files) == 1 else f"the {len(plan.files)} inputs"
+
+
 def run_batch(
     inputs: Sequence[str | Path],
     out_dir: str | Path,
@@ -203,10 +217,19 @@ def run_batch(
     behavior_cols: list[str] | None = None,
     encoding: str | None = None,
     reporter: Reporter | None = None,
+    save_model: str | Path | None = None,
+    behavior_options: Any = None,
+    audiences: bool = True,
+    audience_options: Any = None,
+    report: bool = True,
 ) -> Any:
-    """``nlpseg batch``: the whole pipeline over inputs of any size, resumable (see module)."""
-    from nlp_seg.runs.jobs import RunResult
+    """``nlpseg batch``: the whole pipeline over inputs of any size, resumable (see module).
 
+    ``save_model``, ``behavior_options``, ``audiences`` / ``audience_options`` and ``report``
+    mean what they mean for :func:`nlp_seg.runs.jobs.analyze_file`. With behaviour (orders,
+    events or ``unit="customer"``) pass 1 still streams and resumes, and then every row is
+    segmented in memory, as ``analyze`` does (see :func:`_finish_with_behavior`).
+    """
     config = config or SegmenterConfig()
     options = options or BatchOptions()
     reporter = reporter or SilentReporter()
@@ -221,6 +244,16 @@ def run_batch(
     out = Path(out_dir)
     with timer("plan"):
         plan = plan_inputs(inputs, text_col, id_col, behavior_cols, encoding)
+    with_behavior = behavior_options is not None and behavior_options.active
+    loaded = None
+    if with_behavior:  # refuse bad behaviour files before hours of encoding, not after
+        from nlp_seg.runs.behavior_job import check_behavior_inputs, load_behavior
+        from nlp_seg.runs.jobs import share_contact_columns
+
+        check_behavior_inputs(plan.spec, behavior_options, _text_file(plan))
+        share_contact_columns(behavior_options, audience_options)
+        with timer("read_behavior"):
+            loaded = load_behavior(behavior_options)
     cfg = asdict(config)
     manifest = {
         "format_version": FORMAT_VERSION,
@@ -271,96 +304,371 @@ def run_batch(
                     raise InputError("the input files have no rows")
                 summary = {"rows": n_rows, "chunks": n_chunks, "rows_per_file": rows_per_file}
                 write_json(summary, done_path)
-        n_rows, n_chunks = int(summary["rows"]), int(summary["chunks"])
-        if not (work.fit / "FITTED").exists():
-            work.reset_fit()
-            fit_on_sample(work, config, plan.spec, n_chunks, options.chunk_size, reporter, timer)
-        else:
-            resumed["fit_reused"] = True
-            reporter.message("Fit already done: reusing it")
-        with timer("place"):
-            todo = [k for k in range(n_chunks) if not work.placed(k)]
-            resumed["chunks_placed_before"] = n_chunks - len(todo)
-            if todo and options.engine == "ray":
-                from nlp_seg.runs.batch_ray import place_with_ray
-
-                place_with_ray(work, todo, options, reporter)
-            elif todo:
-                state = FittedState.load(work)
-                with reporter.stage(f"Placing {len(todo)} chunks", total=len(todo)) as advance:
-                    for k in todo:
-                        place_chunk(work, k, options.chunk_size, state)
-                        advance(1)
-        info = json.loads((work.fit / "FITTED").read_text(encoding="utf-8"))
-        with timer("write"):
-            out.mkdir(parents=True, exist_ok=True)
-            files, counts = _concat_outputs(work, n_chunks, out, options.write_csv)
-            segments = _full_profiles(info["segments"], counts)
-            write_json(
-                {
-                    "naming_rules": naming_rules(),
-                    "profiled_on": f"a seeded sample of {info['sample_size']} rows; size, share "
-                    "and outlier_share count every row",
-                    "segments": segments,
-                },
-                out / "segments.json",
+        run = _Run(
+            plan,
+            work,
+            out,
+            config,
+            options,
+            reporter,
+            timer,
+            enc_timer,
+            seg_used,
+            summary,
+            resumed,
+            started,
+            t0,
+        )
+        if with_behavior:
+            result = _finish_with_behavior(
+                run, behavior_options, loaded, save_model, audiences, audience_options, report
             )
-            files.append(out / "segments.json")
-        status = counts.groupby("status").n.sum().sort_values(ascending=False).astype(int).to_dict()
-        warnings = [info["note"]] if info.get("note") else []
-        seconds = {
-            **timer.seconds,
-            **{f"pipeline.{k}": v for k, v in enc_timer.seconds.items()},
-            **{f"pipeline.fit.{k}": v for k, v in info["timings"].items()},
-        }
-        seconds["total"] = round(time.perf_counter() - t0, 3)
-        run_info = {
-            "command": "batch",
-            "engine": options.engine,
-            "started_at": started,
-            "finished_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-            "inputs": _input_info(plan, summary.get("rows_per_file") or []),
-            "columns": asdict(plan.spec),
-            "rows_in": n_rows,
-            "rows_out": int(counts["n"].sum()),
-            "status_counts": {str(k): int(v) for k, v in status.items()},
-            "seed": config.seed,
-            "parameters": cfg,
-            "batch": {
-                "chunk_size": options.chunk_size,
-                "chunks": n_chunks,
-                "fit_sample_rows": info["sample_size"],
-                "fit_sample_selection": "scorable rows with the smallest splitmix64(seed, row) "
-                "keys (same rows for any chunking or engine)",
-                "embeddings_stored_as": "float16",
-                **resumed,
-            },
-            "models": {
-                "embedding": seg_used.embedder.describe()
-                if seg_used is not None and seg_used.embedder is not None
-                else {"model": config.resolved_models()[0]},
-                "sentiment": seg_used.sentiment.describe()
-                if seg_used is not None and seg_used.sentiment is not None
-                else {"model": config.resolved_models()[1]},
-            },
-            "pipeline": info["pipeline"],
-            "versions": package_versions(),
-            "seconds": seconds,
-            "warnings": warnings,
-        }
-        write_json(run_info, out / "run.json")
-        files.append(out / "run.json")
+        else:
+            result = _finish_by_chunks(run, save_model, audiences, audience_options, report)
     finally:
         work.unlock()
     if options.clean:
         shutil.rmtree(work.root, ignore_errors=True)
+    return result
+
+
+@dataclass
+class _Run:
+    """What the finishing stages of one ``run_batch`` call share."""
+
+    plan: InputPlan
+    work: WorkDir
+    out: Path
+    config: SegmenterConfig
+    options: BatchOptions
+    reporter: Reporter
+    timer: StageTimer
+    enc_timer: StageTimer
+    seg_used: Segmenter | None
+    summary: dict[str, Any]
+    resumed: dict[str, Any]
+    started: str
+    t0: float
+
+    @property
+    def n_chunks(self) -> int:
+        return int(self.summary["chunks"])
+
+    @property
+    def n_rows(self) -> int:
+        return int(self.summary["rows"])
+
+    def run_info(
+        self,
+        *,
+        rows_out: int,
+        status: dict[str, int],
+        seconds: dict[str, float],
+        warnings: list[str],
+        pipeline: dict[str, Any],
+        batch: dict[str, Any],
+        seg: Segmenter | None,
+    ) -> dict[str, Any]:
+        """run.json of a batch run (its own keys: engine, inputs, batch)."""
+        config = self.config
+
+        def model(slot: Any, i: int) -> dict[str, Any]:
+            return slot.describe() if slot is not None else {"model": config.resolved_models()[i]}
+
+        return {
+            "command": "batch",
+            "engine": self.options.engine,
+            "started_at": self.started,
+            "finished_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+            "inputs": _input_info(self.plan, self.summary.get("rows_per_file") or []),
+            "columns": asdict(self.plan.spec),
+            "rows_in": self.n_rows,
+            "rows_out": rows_out,
+            "status_counts": {str(k): int(v) for k, v in status.items()},
+            "seed": config.seed,
+            "parameters": asdict(config),
+            "batch": {
+                "chunk_size": self.options.chunk_size,
+                "chunks": self.n_chunks,
+                **batch,
+                "embeddings_stored_as": "float16",
+                **self.resumed,
+            },
+            "models": {
+                "embedding": model(seg.embedder if seg is not None else None, 0),
+                "sentiment": model(seg.sentiment if seg is not None else None, 1),
+            },
+            "pipeline": pipeline,
+            "versions": package_versions(),
+            "seconds": seconds,
+            "warnings": warnings,
+        }
+
+
+def _finish_by_chunks(
+    run: _Run,
+    save_model: str | Path | None,
+    audiences: bool,
+    audience_options: Any,
+    report: bool,
+) -> Any:
+    """Review unit without behaviour files: fit on the sample, place chunk by chunk, stream the
+    outputs (memory bounded by a chunk and the sample), then audiences and report from the
+    columns they read."""
+    from nlp_seg.runs.jobs import RunResult, write_audiences_and_report, write_run_json
+
+    work, options, reporter, timer, out = run.work, run.options, run.reporter, run.timer, run.out
+    n_chunks = run.n_chunks
+    if not (work.fit / "FITTED").exists():
+        work.reset_fit()
+        fit_on_sample(
+            work, run.config, run.plan.spec, n_chunks, options.chunk_size, reporter, timer
+        )
+    else:
+        run.resumed["fit_reused"] = True
+        reporter.message("Fit already done: reusing it")
+    with timer("place"):
+        todo = [k for k in range(n_chunks) if not work.placed(k)]
+        run.resumed["chunks_placed_before"] = n_chunks - len(todo)
+        if todo and options.engine == "ray":
+            from nlp_seg.runs.batch_ray import place_with_ray
+
+            place_with_ray(work, todo, options, reporter)
+        elif todo:
+            state = FittedState.load(work)
+            with reporter.stage(f"Placing {len(todo)} chunks", total=len(todo)) as advance:
+                for k in todo:
+                    place_chunk(work, k, options.chunk_size, state)
+                    advance(1)
+    info = json.loads((work.fit / "FITTED").read_text(encoding="utf-8"))
+    with timer("write"):
+        out.mkdir(parents=True, exist_ok=True)
+        files, counts = _concat_outputs(work, n_chunks, out, options.write_csv)
+        segments = _full_profiles(info["segments"], counts)
+        write_json(
+            {
+                "naming_rules": naming_rules(),
+                "profiled_on": f"a seeded sample of {info['sample_size']} rows; size, share "
+                "and outlier_share count every row",
+                "segments": segments,
+            },
+            out / "segments.json",
+        )
+        files.append(out / "segments.json")
+        if save_model:
+            _save_fitted(work, save_model, run.config, run.seg_used)
+    profiled = [s for s in segments if "sentiment" in s]  # not the rows placed after the fit
+    spec = run.plan.spec
+    table, coords = _extras_table(
+        run, audiences and bool(profiled), report and bool(profiled), audience_options
+    )
+    more, audience_info = write_audiences_and_report(
+        out,
+        table,
+        profiled,
+        spec,
+        timer,
+        coords=(lambda: coords) if coords is not None else None,
+        input_name=_text_file(run.plan),
+        lang=run.config.lang,
+        seed=run.config.seed,
+        audiences=audiences,
+        audience_options=audience_options,
+        report=report,
+    )
+    files += more
+    status = counts.groupby("status").n.sum().sort_values(ascending=False).astype(int).to_dict()
+    warnings = [info["note"]] if info.get("note") else []
+    seconds = {
+        **timer.seconds,
+        **{f"pipeline.{k}": v for k, v in run.enc_timer.seconds.items()},
+        **{f"pipeline.fit.{k}": v for k, v in info["timings"].items()},
+    }
+    seconds["total"] = round(time.perf_counter() - run.t0, 3)
+    rows_out = int(counts["n"].sum())
+    run_info = run.run_info(
+        rows_out=rows_out,
+        status=status,
+        seconds=seconds,
+        warnings=warnings,
+        pipeline=info["pipeline"],
+        batch={
+            "fit_sample_rows": info["sample_size"],
+            "fit_sample_selection": "scorable rows with the smallest splitmix64(seed, row) "
+            "keys (same rows for any chunking or engine)",
+        },
+        seg=run.seg_used,
+    )
+    if save_model:
+        run_info["saved_model"] = str(save_model)
+    write_run_json(out, run_info, files, None, audience_info)
     return RunResult(
         out,
         files,
-        n_rows,
-        int(counts["n"].sum()),
+        run.n_rows,
+        rows_out,
         run_info["status_counts"],
         segments,
         warnings,
         seconds["total"],
     )
+
+
+def _finish_with_behavior(
+    run: _Run,
+    behavior_options: Any,
+    loaded: Any,
+    save_model: str | Path | None,
+    audiences: bool,
+    audience_options: Any,
+    report: bool,
+) -> Any:
+    """``--orders`` / ``--events`` / ``--unit customer``: every encoded row in memory, then the
+    very functions ``nlpseg analyze`` runs
+    (:func:`~nlp_seg.runs.behavior_job.run_behavior_job_encoded` and
+    :func:`~nlp_seg.runs.jobs.write_run_outputs`), so both give the same segments and the
+    same files for the same input and seed. Customer features, CLV and tiers need all of a
+    customer's rows together, so this stage holds the whole input (as ``analyze`` does);
+    pass 1 is still streamed and resumable. Nothing of it is kept in ``_work/fit``: a re-run
+    refits (seconds, next to the encoding).
+    """
+    from nlp_seg.io.write import status_counts
+    from nlp_seg.runs.behavior_job import run_behavior_job_encoded
+    from nlp_seg.runs.jobs import RunResult, write_run_json, write_run_outputs
+
+    timer, out = run.timer, run.out
+    with timer("load_encoded"):
+        frame, encoded = load_all_encoded(run.work, run.n_chunks, run.plan)
+    seg = run.seg_used or Segmenter(run.config, reporter=run.reporter)
+    fit_timer = StageTimer()
+    with timer("fit"):
+        beh_run = run_behavior_job_encoded(
+            seg,
+            frame,
+            run.plan.spec,
+            behavior_options,
+            _text_file(run.plan),
+            encoded,
+            loaded=loaded,
+            timer=fit_timer,
+        )
+    warnings = list(beh_run.warnings)
+    if seg.note_:
+        warnings.append(seg.note_)
+    out.mkdir(parents=True, exist_ok=True)
+    merged, files, audience_info = write_run_outputs(
+        out,
+        frame,
+        seg,
+        run.plan.spec,
+        timer,
+        beh_run=beh_run,
+        input_name=_text_file(run.plan),
+        save_model=save_model,
+        audiences=audiences,
+        audience_options=audience_options,
+        report=report,
+        csv=run.options.write_csv,
+    )
+    status = dict(status_counts(merged["status"]))
+    seconds = {
+        **timer.seconds,
+        **{f"pipeline.{k}": v for k, v in run.enc_timer.seconds.items()},
+        **{f"pipeline.fit.{k}": v for k, v in seg.timings_.items()},
+    }
+    seconds["total"] = round(time.perf_counter() - run.t0, 3)
+    run_info = run.run_info(
+        rows_out=len(merged),
+        status=status,
+        seconds=seconds,
+        warnings=warnings,
+        pipeline=seg.describe(),
+        batch={
+            "fit_sample_rows": int(getattr(seg, "fit_sample_size_", 0)),
+            "fit_sample_selection": "in memory after pass 1, as nlpseg analyze: the "
+            f"{beh_run.info.get('unit')}s with the smallest splitmix64(seed, row) keys",
+        },
+        seg=seg,
+    )
+    if save_model:
+        run_info["saved_model"] = str(save_model)
+    write_run_json(out, run_info, files, beh_run, audience_info)
+    return RunResult(
+        out,
+        files,
+        run.n_rows,
+        len(merged),
+        run_info["status_counts"],
+        seg.segments_,
+        warnings,
+        seconds["total"],
+    )
+
+
+def _save_fitted(
+    work: WorkDir, dest: str | Path, config: SegmenterConfig, seg_used: Segmenter | None
+) -> None:
+    """``--save-model`` without behaviour: the segmenter of ``_work/fit`` (fitted on the
+    sample, as every other row was placed with it), re-written to ``dest`` through the model
+    store with the checksums of the models that encoded the rows, as ``analyze`` records
+    them (so ``nlpseg assign`` refuses a different encoder)."""
+    from nlp_seg.models.store import model_record, read_folder, write_folder
+
+    state, arrays = read_folder(work.fit / "segmenter")
+    encoder = (seg_used or Segmenter(config)).encoder
+    emb_id, sent_id = config.resolved_models()
+    models = {}
+    for kind, get, model_id in (
+        ("embedding", encoder.get_embedder, emb_id),
+        ("sentiment", encoder.get_sentiment, sent_id),
+    ):
+        record = state["models"].get(kind) or {}
+        if not record.get("sha256"):
+            slot = get()
+            if hasattr(slot, "load"):
+                slot.load()  # a bundled model knows its folder once loaded
+            record = model_record(slot, model_id)
+        models[kind] = record
+    state["models"] = models
+    write_folder(dest, state, arrays)
+
+
+def _extras_table(
+    run: _Run, audiences: bool, report: bool, audience_options: Any
+) -> tuple[pd.DataFrame, tuple[np.ndarray, np.ndarray] | None]:
+    """The columns of ``assignments.parquet`` the audiences and the report read (id, contact,
+    date, ``segment_*``, ``sentiment_score``), and the report map's ``(rows, xy)`` with the
+    texts of those rows only (a map shows at most a few thousand points): memory for a few
+    narrow columns, not for the texts."""
+    from nlp_seg.io.audiences import EMAIL_NAMES, PHONE_NAMES, _norm_name
+
+    if not (audiences or report):
+        return pd.DataFrame(), None
+    spec = run.plan.spec
+    path = run.out / "assignments.parquet"
+    names = pq.read_schema(path).names
+    wanted = ["segment_id", "segment_name", "segment_probability", "sentiment_score"]
+    if audiences:
+        opts = audience_options
+        named = {getattr(opts, "email_col", None), getattr(opts, "phone_col", None)}
+        wanted += [spec.id] if spec.id else []
+        wanted += [c for c in names if c in named or _norm_name(c) in EMAIL_NAMES + PHONE_NAMES]
+    if report and spec.date:
+        wanted.append(spec.date)
+    table = pq.read_table(path, columns=[c for c in dict.fromkeys(wanted) if c in names])
+    frame = table.to_pandas()
+    coords = None
+    if report and spec.text in names:
+        texts = np.full(len(frame), None, dtype=object)
+        rows_path, xy_path = run.work.fit / "map_rows.npy", run.work.fit / "map_xy.npy"
+        if rows_path.exists() and xy_path.exists():
+            rows = np.load(rows_path, allow_pickle=False)
+            xy = np.load(xy_path, allow_pickle=False)
+            size = run.options.chunk_size
+            for k in np.unique(rows // size):
+                local = rows[rows // size == k] - int(k) * size
+                col = pq.read_table(run.work.part(int(k)), columns=[spec.text]).column(0)
+                texts[local + int(k) * size] = col.take(pa.array(local)).to_pylist()
+            coords = (rows, xy)
+        frame[spec.text] = pd.array(texts, dtype="string")
+    return frame, coords

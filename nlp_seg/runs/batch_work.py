@@ -576,6 +576,12 @@ def fit_on_sample(
     a = seg.assignments_
     work.fit.mkdir(parents=True, exist_ok=True)
     _save_npy(work.fit / "sample_rows.npy", sample)
+    from nlp_seg.io.report import map_coordinates
+
+    coords = map_coordinates(seg)
+    if coords is not None:  # the report's map: global rows of the sample and their 2-D places
+        _save_npy(work.fit / "map_rows.npy", sample[coords[0]].astype(np.int64))
+        _save_npy(work.fit / "map_xy.npy", np.asarray(coords[1], np.float64))
     _save_npy(work.fit / "sample_labels.npy", a["segment_id"].to_numpy(np.int64))
     _save_npy(work.fit / "sample_strength.npy", a["segment_probability"].to_numpy(np.float64))
     _save_npy(work.fit / "sample_outlier.npy", a["is_outlier"].to_numpy(bool))
@@ -668,3 +674,43 @@ def place_chunk(work: WorkDir, k: int, chunk_size: int, state: FittedState) -> i
     _save_table(work.part(k), table)
     write_json({"rows": n}, work.parts / f"{k:06d}.done")
     return n
+
+
+# --------------------------------------------------------------------------- in memory
+def load_all_encoded(
+    work: WorkDir, n_chunks: int, plan: InputPlan
+) -> tuple[pd.DataFrame, tuple[list[str], np.ndarray, np.ndarray, np.ndarray]]:
+    """Every row of pass 1 in memory, for the runs that need them all at once (behaviour):
+    the input rows as :func:`nlp_seg.io.read.read_table` reads them (CSV cells that are all
+    numbers become numbers) and what :meth:`Segmenter.encode_rows` would give for their texts
+    (clean texts, statuses, embeddings as float32, probabilities).
+
+    The embeddings are the float16 vectors pass 1 stored, widened to float32: exactly the
+    vectors a behaviour run segments in ``analyze`` too, which rounds its own to float16 first
+    (see :func:`nlp_seg.runs.behavior_job.run_behavior_job_encoded`).
+    """
+    tables: list[pa.Table] = []
+    clean: list[str] = []
+    status: list[np.ndarray] = []
+    embs: list[np.ndarray] = []
+    probs: list[np.ndarray] = []
+    for k in range(n_chunks):
+        tables.append(pq.read_table(work.chunk_dir(k) / "input.parquet"))
+        enc = work.load_encoded(k)
+        clean.extend(enc.clean)
+        status.append(enc.status)
+        embs.append(enc.embeddings)
+        probs.append(np.asarray(enc.probs, np.float64))
+    dim = max((e.shape[1] for e in embs), default=0)
+    emb = np.zeros((len(clean), dim), np.float32)
+    start = 0
+    for e in embs:  # a chunk without any text stored no embedding columns
+        if e.shape[1]:
+            emb[start : start + len(e)] = e
+        start += len(e)
+    frame = pa.concat_tables(tables).to_pandas() if tables else pd.DataFrame()
+    if plan.fmt == "csv":
+        frame = _restore_numeric(frame)
+    all_status = np.concatenate(status) if status else np.zeros(0, dtype=object)
+    all_probs = np.vstack(probs) if probs else np.zeros((0, 3))
+    return frame, (clean, all_status.astype(object), emb, all_probs)

@@ -527,48 +527,15 @@ def run_behavior_job(
     seg: Segmenter, frame: pd.DataFrame, spec: ColumnSpec, opts: BehaviorOptions, text_file: str
 ) -> BehaviorResult:
     """The file-level run behind ``nlpseg analyze --orders/--events/--unit``: read the
-    behaviour files, encode the texts once, segment (see :func:`segment_with_behavior`)."""
-    if opts.unit not in UNITS:
-        raise InputError(f"unknown --unit {opts.unit!r}; choose review or customer")
-    if spec.id is None:
-        raise InputError(
-            "--orders, --events and --unit customer need a customer id column in "
-            f"{text_file}; name it with --id-col"
-        )
+    behaviour files, encode the texts once, segment (see :func:`run_behavior_job_encoded`)."""
+    check_behavior_inputs(spec, opts, text_file)
     timer = StageTimer()
     with timer("read_behavior"):
-        orders, events, files_info, warnings = load_behavior(opts)
-    clean, status, emb, probs = seg.encode_rows(frame[spec.text].tolist(), timer)
-    embed = None
-    if opts.benefits and emb.shape[1]:
-        embed = seg.encoder.embed_plain
-
-    contacts: tuple[str | None, ...] = ()
-    if opts.unit == "customer":
-        from nlp_seg.io.audiences import detect_contact_columns
-
-        contacts = detect_contact_columns(frame, opts.email_col, opts.phone_col)
-    result = segment_with_behavior(
-        seg,
-        frame,
-        spec,
-        clean,
-        status,
-        emb,
-        probs,
-        contact_cols=contacts,
-        orders=orders,
-        events=events,
-        unit=opts.unit,
-        benefit_embed=embed,
-        clv_horizon_days=opts.clv_horizon_days,
-        text_file=text_file,
-        timer=timer,
+        loaded = load_behavior(opts)
+    encoded = seg.encode_rows(frame[spec.text].tolist(), timer)
+    return run_behavior_job_encoded(
+        seg, frame, spec, opts, text_file, encoded, loaded=loaded, timer=timer
     )
-    result.warnings[:0] = warnings
-    result.info = {**files_info, **result.info}
-    seg.behavior_setup_["columns"] = {k: files_info[k]["columns"] for k in files_info}
-    return result
 
 
 def text_only_warning(setup: dict[str, Any]) -> str:
@@ -737,3 +704,80 @@ def assign_with_behavior(
         "tier_rules": "saved with the model" if rules is not None else None,
     }
     return BehaviorResult(table, {}, info, warnings)
+
+
+def check_behavior_inputs(spec: ColumnSpec, opts: BehaviorOptions, text_file: str) -> None:
+    """Refuse an unknown unit or texts without a customer id column (before any encoding)."""
+    if opts.unit not in UNITS:
+        raise InputError(f"unknown --unit {opts.unit!r}; choose review or customer")
+    if spec.id is None:
+        raise InputError(
+            "--orders, --events and --unit customer need a customer id column in "
+            f"{text_file}; name it with --id-col"
+        )
+
+
+def run_behavior_job_encoded(
+    seg: Segmenter,
+    frame: pd.DataFrame,
+    spec: ColumnSpec,
+    opts: BehaviorOptions,
+    text_file: str,
+    encoded: tuple[list[str], np.ndarray, np.ndarray, np.ndarray],
+    *,
+    loaded: tuple[pd.DataFrame | None, pd.DataFrame | None, dict[str, Any], list[str]]
+    | None = None,
+    timer: StageTimer | None = None,
+) -> BehaviorResult:
+    """:func:`run_behavior_job` on texts that are already encoded.
+
+    ``encoded`` is what :meth:`Segmenter.encode_rows` gives for ``frame[spec.text]`` (clean
+    texts, statuses, embeddings, probabilities; one row per row of ``frame``); ``loaded`` is
+    what :func:`load_behavior` gives for ``opts`` (read here when ``None``). ``nlpseg analyze``
+    encodes the whole file and ``nlpseg batch`` hands over the chunks of its pass 1: both then
+    segment with this one function.
+
+    The embeddings are rounded to float16 first (and computed in float32 from there): that is
+    how ``nlpseg batch`` stores them, and encoding in other batches (a file at once, or chunk
+    by chunk) moves a float32 vector by ~1e-8, which UMAP can turn into other segments;
+    rounded, both commands segment the same vectors (``tests/test_batch_behavior.py``). The
+    rounding moves a vector by ~1e-4 relative, far below what tells texts apart.
+    """
+    check_behavior_inputs(spec, opts, text_file)
+    timer = timer or StageTimer()
+    if loaded is None:
+        with timer("read_behavior"):
+            loaded = load_behavior(opts)
+    orders, events, files_info, warnings = loaded
+    clean, status, emb, probs = encoded
+    emb = np.asarray(emb, dtype=np.float16).astype(np.float32)
+    embed = None
+    if opts.benefits and emb.shape[1]:
+        embed = seg.encoder.embed_plain
+
+    contacts: tuple[str | None, ...] = ()
+    if opts.unit == "customer":
+        from nlp_seg.io.audiences import detect_contact_columns
+
+        contacts = detect_contact_columns(frame, opts.email_col, opts.phone_col)
+    result = segment_with_behavior(
+        seg,
+        frame,
+        spec,
+        clean,
+        status,
+        emb,
+        probs,
+        contact_cols=contacts,
+        orders=orders,
+        events=events,
+        unit=opts.unit,
+        benefit_embed=embed,
+        clv_horizon_days=opts.clv_horizon_days,
+        text_file=text_file,
+        timer=timer,
+    )
+    result.warnings[:0] = warnings
+    result.info = {**files_info, **result.info}
+    seg.behavior_setup_["columns"] = {k: files_info[k]["columns"] for k in files_info}
+    return result

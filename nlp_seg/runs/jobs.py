@@ -9,6 +9,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -102,6 +103,158 @@ def _run_info(
     }
 
 
+def write_run_outputs(
+    out: Path,
+    frame: pd.DataFrame,
+    seg: Segmenter,
+    spec: ColumnSpec,
+    timer: StageTimer,
+    *,
+    beh_run: Any = None,
+    input_name: str,
+    save_model: str | Path | None = None,
+    audiences: bool = True,
+    audience_options: Any = None,
+    report: bool = True,
+    csv: bool = True,
+) -> tuple[pd.DataFrame, list[Path], dict[str, Any] | None]:
+    """The files of a run held in memory: ``assignments.csv`` / ``.parquet``,
+    ``segments.json``, the ``--save-model`` folder, ``audiences/`` and ``report.html``.
+
+    ``frame`` is the input and ``seg`` the segmenter fitted on it; ``beh_run`` (the
+    :class:`~nlp_seg.runs.behavior_job.BehaviorResult` of a behaviour run) brings its own
+    output table (one row per customer at ``--unit customer``). ``nlpseg analyze`` and
+    ``nlpseg batch`` with behaviour both write through here, so the two cannot drift;
+    ``csv=False`` (``batch --no-csv``) leaves out ``assignments.csv``. Returns
+    the output table, the files written and the audiences' entry for run.json (see
+    :func:`write_run_json`)."""
+    with timer("write"):
+        if beh_run is not None:
+            merged = beh_run.table
+        else:
+            merged = merge_input_and_assignments(frame, seg.assignments_, ASSIGNMENT_COLUMNS)
+        files = [out / "assignments.csv", out / "assignments.parquet", out / "segments.json"]
+        if csv:
+            write_csv(merged, files[0])
+        else:
+            files[0].unlink(missing_ok=True)
+            files.pop(0)
+        write_parquet(merged, out / "assignments.parquet")
+        write_json(
+            {
+                "naming_rules": beh_run.naming_rules if beh_run is not None else naming_rules(),
+                "segments": seg.segments_,
+            },
+            out / "segments.json",
+        )
+        if save_model:
+            seg.columns_ = spec
+            seg.save(save_model)
+    customer_unit = beh_run is not None and beh_run.info.get("unit") == "customer"
+    more, audience_info = write_audiences_and_report(
+        out,
+        merged,
+        seg.segments_,
+        spec,
+        timer,
+        # one row per customer at --unit customer, whatever the input called its id
+        id_col="customer_id" if customer_unit else None,
+        coords=(lambda: _map_coordinates(seg)) if beh_run is None else None,
+        input_name=input_name,
+        lang=seg.config.lang,
+        seed=seg.config.seed,
+        audiences=audiences,
+        audience_options=audience_options,
+        report=report,
+    )
+    return merged, files + more, audience_info
+
+
+def share_contact_columns(behavior_options: Any, audience_options: Any) -> None:
+    """Give a behaviour run the contact columns named for the audiences (``--email-col`` /
+    ``--phone-col``), so ``--unit customer`` carries the same columns into its table."""
+    if audience_options is not None:
+        behavior_options.email_col = behavior_options.email_col or audience_options.email_col
+        behavior_options.phone_col = behavior_options.phone_col or audience_options.phone_col
+
+
+def _map_coordinates(seg: Segmenter) -> Any:
+    from nlp_seg.io.report import map_coordinates
+
+    return map_coordinates(seg)
+
+
+def write_audiences_and_report(
+    out: Path,
+    table: pd.DataFrame,
+    segments: list[dict[str, Any]],
+    spec: ColumnSpec,
+    timer: StageTimer,
+    *,
+    id_col: str | None = None,
+    coords: Callable[[], Any] | None = None,
+    input_name: str,
+    lang: str,
+    seed: int,
+    audiences: bool = True,
+    audience_options: Any = None,
+    report: bool = True,
+) -> tuple[list[Path], dict[str, Any] | None]:
+    """``out/audiences/`` (when ``audiences``) and ``out/report.html`` (when ``report``) from
+    ``table``, the output table or the columns of it they read (the id, contact, text, date,
+    ``segment_*`` and ``sentiment_score`` columns). ``id_col`` overrides the customer id
+    column (default ``spec.id`` when in ``table``); ``coords`` gives the report map's
+    ``(rows, xy)`` or ``None`` (see :func:`nlp_seg.io.report.map_coordinates`). Used by
+    :func:`write_run_outputs` and by ``nlpseg batch``, which streams its assignments and reads
+    back only these columns."""
+    files: list[Path] = []
+    audience_info = None
+    if audiences and segments:
+        with timer("audiences"):
+            from nlp_seg.io.audiences import write_audiences
+
+            id_in_table = id_col or (spec.id if spec.id in table.columns else None)
+            _, audience_info = write_audiences(
+                table, table, segments, out, id_in_table, audience_options
+            )
+            files.append(out / "audiences")
+    if report and segments:
+        with timer("report"):
+            from nlp_seg.io.report import build_report, write_report
+
+            text_in_table = spec.text if spec.text in table.columns else None
+            if text_in_table is not None:
+                page = build_report(
+                    table,
+                    segments,
+                    text_col=text_in_table,
+                    date_col=spec.date if spec.date in table.columns else None,
+                    coords=coords() if coords is not None else None,
+                    lang=lang,
+                    input_name=input_name,
+                    seed=seed,
+                )
+                files.append(write_report(out / "report.html", page))
+    return files, audience_info
+
+
+def write_run_json(
+    out: Path,
+    info: dict[str, Any],
+    files: list[Path],
+    beh_run: Any = None,
+    audience_info: dict[str, Any] | None = None,
+) -> None:
+    """``out/run.json``: ``info`` plus the behaviour and audiences entries; appended to
+    ``files``."""
+    if beh_run is not None:
+        info["behavior"] = beh_run.info
+    if audience_info is not None:
+        info["audiences"] = audience_info
+    write_json(info, out / "run.json")
+    files.append(out / "run.json")
+
+
 def analyze_file(
     input_path: str | Path,
     out_dir: str | Path,
@@ -143,9 +296,7 @@ def analyze_file(
     if behavior_options is not None and behavior_options.active:
         from nlp_seg.runs.behavior_job import run_behavior_job
 
-        if audience_options is not None:  # the same contact columns as the audiences
-            behavior_options.email_col = behavior_options.email_col or audience_options.email_col
-            behavior_options.phone_col = behavior_options.phone_col or audience_options.phone_col
+        share_contact_columns(behavior_options, audience_options)
         beh_run = run_behavior_job(seg, frame, spec, behavior_options, Path(input_path).name)
         if behavior_options.unit == "customer":  # a customer's reviews are pooled, as intended
             warnings = [w for w in warnings if "duplicate values in id column" not in w]
@@ -157,53 +308,19 @@ def analyze_file(
     if note:
         warnings.append(note)
     out = Path(out_dir)
-    with timer("write"):
-        if beh_run is not None:
-            merged = beh_run.table
-        else:
-            merged = merge_input_and_assignments(frame, seg.assignments_, ASSIGNMENT_COLUMNS)
-        files = [out / "assignments.csv", out / "assignments.parquet", out / "segments.json"]
-        write_csv(merged, files[0])
-        write_parquet(merged, files[1])
-        write_json(
-            {
-                "naming_rules": beh_run.naming_rules if beh_run is not None else naming_rules(),
-                "segments": seg.segments_,
-            },
-            files[2],
-        )
-        if save_model:
-            seg.columns_ = spec
-            seg.save(save_model)
-    audience_info = None
-    if audiences and seg.segments_:
-        with timer("audiences"):
-            from nlp_seg.io.audiences import write_audiences
-
-            id_in_table = spec.id if spec.id in merged.columns else None
-            if beh_run is not None and beh_run.info.get("unit") == "customer":
-                id_in_table = "customer_id"  # one row per customer, whatever the input called it
-            aud_files, audience_info = write_audiences(
-                merged, merged, seg.segments_, out, id_in_table, audience_options
-            )
-            files.append(out / "audiences")
-    if report and seg.segments_:
-        with timer("report"):
-            from nlp_seg.io.report import build_report, map_coordinates, write_report
-
-            text_in_table = spec.text if spec.text in merged.columns else None
-            if text_in_table is not None:
-                page = build_report(
-                    merged,
-                    seg.segments_,
-                    text_col=text_in_table,
-                    date_col=spec.date if spec.date in merged.columns else None,
-                    coords=map_coordinates(seg) if beh_run is None else None,
-                    lang=seg.config.lang,
-                    input_name=Path(input_path).name,
-                    seed=seg.config.seed,
-                )
-                files.append(write_report(out / "report.html", page))
+    merged, files, audience_info = write_run_outputs(
+        out,
+        frame,
+        seg,
+        spec,
+        timer,
+        beh_run=beh_run,
+        input_name=Path(input_path).name,
+        save_model=save_model,
+        audiences=audiences,
+        audience_options=audience_options,
+        report=report,
+    )
     seconds = {**timer.seconds, **{f"pipeline.{k}": v for k, v in seg.timings_.items()}}
     seconds["total"] = round(time.perf_counter() - t0, 3)
     status = status_counts(merged["status"])
@@ -219,12 +336,7 @@ def analyze_file(
         warnings,
         started,
     )
-    if beh_run is not None:
-        info["behavior"] = beh_run.info
-    if audience_info is not None:
-        info["audiences"] = audience_info
-    write_json(info, out / "run.json")
-    files.append(out / "run.json")
+    write_run_json(out, info, files, beh_run, audience_info)
     return RunResult(
         out, files, len(frame), len(merged), status, seg.segments_, warnings, seconds["total"]
     )
