@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -326,6 +327,16 @@ def read_orders(
                 f"no customer {role} column found in {name}; name it with {flag} "
                 f"(columns: {', '.join(map(str, raw.columns))})"
             )
+    orders, warnings = _clean_orders(raw, cols, name)
+    return orders, cols, warnings
+
+
+def _clean_orders(
+    raw: pd.DataFrame, cols: dict[str, str | None], name: str, *, strict_dates: bool = True
+) -> tuple[pd.DataFrame, list[str]]:
+    """The cleaning of :func:`read_orders` on a raw table whose column roles are ``cols``
+    (also :func:`orders_from_records`); ``strict_dates`` refuses a table without any readable
+    date (a file's wrong date column)."""
     warnings: list[str] = []
     orders = pd.DataFrame(index=raw.index)
     orders["customer_key"] = id_keys(raw[cols["id"]])
@@ -342,7 +353,7 @@ def read_orders(
     )
     no_id = orders["customer_key"].isna()
     no_date = orders["order_date"].isna()
-    if no_date.all():
+    if strict_dates and no_date.all():
         raise InputError(
             f"no order date in {name} could be read (column {cols['date']!r}); dates must be ISO "
             "(2025-03-31), dd/mm/yyyy or Unix epoch, or name the column with --orders-date-col"
@@ -374,7 +385,7 @@ def read_orders(
         )
     orders["purchase"] = ~no_id & ~no_date & ~negative & ~cancelled
     orders["refund"] = ~no_id & ~no_date & negative
-    return orders, cols, warnings
+    return orders, warnings
 
 
 def read_events(
@@ -403,12 +414,21 @@ def read_events(
                 f"no event {role} column found in {name}; name it with {flag} "
                 f"(columns: {', '.join(map(str, raw.columns))})"
             )
+    events, warnings = _clean_events(raw, cols, name)
+    return events, cols, warnings
+
+
+def _clean_events(
+    raw: pd.DataFrame, cols: dict[str, str | None], name: str, *, strict_dates: bool = True
+) -> tuple[pd.DataFrame, list[str]]:
+    """The cleaning of :func:`read_events` on a raw table whose column roles are ``cols``
+    (also :func:`events_from_records`); ``strict_dates`` as in :func:`_clean_orders`."""
     events = pd.DataFrame(index=raw.index)
     events["customer_key"] = id_keys(raw[cols["id"]])
     events["event"] = _canon_event(raw[cols["type"]])
     events["time"] = parse_dates(raw[cols["time"]])
     warnings: list[str] = []
-    if events["time"].isna().all():
+    if strict_dates and events["time"].isna().all():
         raise InputError(
             f"no event time in {name} could be read (column {cols['time']!r}); use ISO, "
             "dd/mm/yyyy or epoch, or name the column with --events-time-col"
@@ -426,7 +446,41 @@ def read_events(
             f"{name}: event types not used by any feature: {', '.join(map(str, unknown[:8]))}"
             + (" ..." if len(unknown) > 8 else "")
         )
-    return events.loc[~bad].reset_index(drop=True), cols, warnings
+    return events.loc[~bad].reset_index(drop=True), warnings
+
+
+#: Fields of one order / event record (the service's request lists), in column order.
+ORDER_RECORD_FIELDS = ("customer_id", "date", "amount", "status", "channel", "items")
+EVENT_RECORD_FIELDS = ("customer_id", "type", "time")
+
+
+def orders_from_records(
+    records: Sequence[Mapping[str, Any]], *, name: str = "the request"
+) -> tuple[pd.DataFrame, list[str]]:
+    """Orders given as records (``customer_id``, ``date``, ``amount`` and optionally
+    ``status``, ``channel``, ``items``; what ``nlpseg serve`` receives) cleaned as
+    :func:`read_orders` cleans a file: the same frame, the same warnings (``name`` stands for
+    the file name). An empty list gives an empty frame (customers known to have no orders)."""
+    raw = pd.DataFrame.from_records(list(records), columns=list(ORDER_RECORD_FIELDS))
+    cols: dict[str, str | None] = {
+        "id": "customer_id",
+        "date": "date",
+        "amount": "amount",
+        "status": "status",
+        "channel": "channel",
+        "items": "items",
+    }
+    return _clean_orders(raw, cols, name, strict_dates=False)
+
+
+def events_from_records(
+    records: Sequence[Mapping[str, Any]], *, name: str = "the request"
+) -> tuple[pd.DataFrame, list[str]]:
+    """Events given as records (``customer_id``, ``type``, ``time``) cleaned as
+    :func:`read_events` cleans a file."""
+    raw = pd.DataFrame.from_records(list(records), columns=list(EVENT_RECORD_FIELDS))
+    cols: dict[str, str | None] = {"id": "customer_id", "type": "type", "time": "time"}
+    return _clean_events(raw, cols, name, strict_dates=False)
 
 
 # --------------------------------------------------------------------------- features
@@ -560,16 +614,18 @@ def customer_features(
     horizon_days: int = 365,
     seed: int = 0,
     clv_params: dict[str, Any] | None = None,
+    ref: pd.Timestamp | None = None,
 ) -> tuple[pd.DataFrame, pd.Timestamp, dict[str, Any], list[str]]:
     """Order, event and CLV features for every customer seen in the orders or events.
 
     Returns the features (index: customer key), the reference date, a description of the CLV
     model, and warnings. ``clv_params`` predicts CLV with an already-fitted model (see
-    :func:`nlp_seg.behavior.clv.estimate_clv`).
+    :func:`nlp_seg.behavior.clv.estimate_clv`). ``ref`` measures recency and tenure from that
+    date instead of the data's latest one (:func:`reference_date`).
     """
     from nlp_seg.behavior.clv import estimate_clv
 
-    ref = reference_date(orders, events)
+    ref = reference_date(orders, events) if ref is None else pd.Timestamp(ref)
     parts: list[pd.DataFrame] = []
     clv_info: dict[str, Any] = {}
     warnings: list[str] = []

@@ -552,78 +552,137 @@ def text_only_warning(setup: dict[str, Any]) -> str:
     )
 
 
-def assign_with_behavior(
+@dataclass
+class BehaviorAssignment:
+    """What :func:`assign_behavior_encoded` produced: one row per placed unit (an input row at
+    the review unit, a customer at the customer unit), in output order."""
+
+    #: The output table, as ``nlpseg assign`` writes it.
+    table: pd.DataFrame
+    #: The behaviour features the rows were placed with (the model's behaviour columns, before
+    #: scaling); NaN where unknown, which placement reads as the fitted median.
+    block: pd.DataFrame
+    #: Positions of the input rows behind each output row.
+    rows: list[list[int]]
+    #: Whether each output row had text to place.
+    has_text: np.ndarray
+    info: dict[str, Any]
+    warnings: list[str] = field(default_factory=list)
+
+
+def assign_behavior_encoded(
     seg: Segmenter,
     frame: pd.DataFrame,
     spec: ColumnSpec,
-    opts: BehaviorOptions,
-    text_file: str,
+    clean: list[str],
+    status: np.ndarray,
+    embeddings: np.ndarray,
+    probs: np.ndarray,
+    *,
+    orders: pd.DataFrame | None,
+    events: pd.DataFrame | None,
+    orders_of: Any = None,
+    events_of: Any = None,
+    frame_fills: bool = False,
+    reference_date: pd.Timestamp | None = None,
     timer: StageTimer | None = None,
-) -> BehaviorResult:
-    """``nlpseg assign NEW --model DIR --orders ... [--events ...]`` for a segmenter saved from
-    a behaviour run: the same features as at fit time (same definitions, recency and tenure
-    from the new data's latest date, CLV from the *saved* BG/NBD + Gamma-Gamma parameters,
-    tiers from the *saved* thresholds), at the saved unit, placed with the fitted fuser and
-    neighbours. Returns the output table (review unit: one row per input row; customer unit:
-    one row per customer) and run metadata."""
+) -> BehaviorAssignment:
+    """Place already-encoded rows with a segmenter saved from a behaviour run: the core of
+    ``nlpseg assign --orders/--events`` (files) and of ``nlpseg serve`` (request JSON).
+
+    ``frame`` holds the rows (``spec.id`` the customer id; a rating or other behaviour columns
+    the model uses, by name); ``clean``, ``status``, ``embeddings``, ``probs`` are what
+    :meth:`Segmenter.encode_rows` gives for its texts; ``orders`` / ``events`` are in the shape
+    :func:`~nlp_seg.behavior.tables.read_orders` / ``read_events`` return. The features have
+    the fit's definitions (CLV from the *saved* BG/NBD + Gamma-Gamma parameters, tiers from the
+    *saved* thresholds), are computed at the saved unit (a customer's rows pooled at the
+    customer unit) and placed with the fitted fuser and neighbours.
+
+    A file's orders and events are taken as the whole history: a customer absent from them
+    has bought nothing. ``orders_of`` / ``events_of`` (customer keys) say instead whose orders
+    / events are known at all; the others' order / event features are unknown (NaN: the fitted
+    median) and their tiers ``unknown``. ``frame_fills`` lets behaviour columns of ``frame``
+    named like a computed feature (``frequency``, ``clv``, ``avg_rating``...) fill what the
+    orders / events leave unknown. ``reference_date`` measures recency and tenure from that
+    date instead of the data's latest one.
+    """
     from nlp_seg.segmenter import build_assignments
     from nlp_seg.stages.naming import TierRules
 
     setup: dict[str, Any] = getattr(seg, "behavior_setup_", None) or {}
     timer = timer or StageTimer()
     unit = str(setup.get("unit", "review"))
-    if spec.id is None:
-        raise InputError(
-            f"--orders / --events need a customer id column in {text_file}; name it with --id-col"
-        )
-    orders, events, files_info, warnings = load_behavior(opts)
+    warnings: list[str] = []
     with timer("behavior_features"):
         feats, ref, clv_info, w = customer_features(
             orders,
             events,
             horizon_days=int(setup.get("clv_horizon_days", 365)),
             clv_params=setup.get("clv_params"),
+            ref=reference_date,
         )
         warnings += w
     keys = id_keys(frame[spec.id]).reset_index(drop=True)
-    for name, table in (("orders", orders), ("events", events)):
-        if table is not None:
-            tkeys = pd.Index(table["customer_key"].dropna().unique())
-            warnings += join_report(
-                keys, tkeys, source=f"the {name}", text_file=text_file, text_id_col=spec.id
-            )
+    n = len(frame)
     wanted = list(seg.behavior_scaler_.columns_) if seg.behavior_scaler_ is not None else []
-    clean, status, emb, probs = seg.encode_rows(frame[spec.text].tolist(), timer)
-    ok = status == STATUS_OK
+    ok = np.asarray(status, dtype=object) == STATUS_OK
     rating_col = setup.get("rating_column")
     rating_col = rating_col if rating_col in frame.columns else None
     rf = _review_block(frame, spec, keys, ok, probs, rating_col)
     rules = TierRules.from_dict(setup["tier_rules"]) if setup.get("tier_rules") else None
     extra_cols = [c for c in wanted if c in frame.columns and c not in BLOCK_FEATURES]
+    given = None
+    if frame_fills:
+        given = frame.reindex(columns=wanted).reset_index(drop=True)
+        given = given.apply(pd.to_numeric, errors="coerce").astype(float)
 
-    def with_tiers(table: pd.DataFrame) -> pd.DataFrame:
-        if rules is None:
-            return table
-        vt, lt = rules.assign(table)
-        return table.assign(value_tier=vt, loyalty_tier=lt)
+    def features(index: pd.Index) -> pd.DataFrame:
+        """Features and tiers of the customers in ``index``, unknown where not given."""
+        table = _feature_table(feats, rf, index)
+        no_orders = ~index.isin(list(orders_of)) if orders_of is not None else None
+        if no_orders is not None:
+            for c in ("frequency", "monetary", "clv"):  # known to have bought nothing: 0
+                table[c] = table[c].fillna(0.0) if c in table else 0.0
+            table["clv_method"] = (
+                table["clv_method"].astype(object).fillna("no_orders")
+                if "clv_method" in table
+                else "no_orders"
+            )
+            for c in (*ORDER_FEATURES, "clv"):
+                if c in table:
+                    table.loc[no_orders, c] = np.nan
+            table.loc[no_orders, "clv_method"] = None
+        if events_of is not None:
+            no_events = ~index.isin(list(events_of))
+            for c in EVENT_FEATURES:
+                if c in table:
+                    table.loc[no_events, c] = np.nan
+        if rules is not None:
+            vt, lt = rules.assign(table)
+            table = table.assign(value_tier=vt, loyalty_tier=lt)
+            if no_orders is not None:
+                table.loc[no_orders, ["value_tier", "loyalty_tier"]] = "unknown"
+        return table
 
     names = {s["id"]: s["name"] for s in seg.segments_}
     if unit == "review":
         customers = pd.Index(sorted(set(keys.dropna()) | set(feats.index)))
-        per_customer = with_tiers(_feature_table(feats, rf, customers))
+        per_customer = features(customers)
         rows = per_customer.reindex(keys.where(keys.notna(), "\0missing")).reset_index(drop=True)
         for c in ("value_tier", "loyalty_tier"):
             if c in rows:
                 rows[c] = rows[c].fillna("unknown")
         extra = frame[extra_cols].reset_index(drop=True) if extra_cols else None
         block = _block(rows, extra).reindex(columns=wanted)
-        labels = np.full(len(frame), -1, dtype=int)
-        strength = np.zeros(len(frame))
-        outlier = np.zeros(len(frame), dtype=bool)
+        if given is not None:
+            block = block.fillna(given)
+        labels = np.full(n, -1, dtype=int)
+        strength = np.zeros(n)
+        outlier = np.zeros(n, dtype=bool)
         if ok.any():
             with timer("assign"):
                 lab, st, out = seg.place_encoded(
-                    emb[ok], probs[ok], block.loc[ok].reset_index(drop=True), new_rows=True
+                    embeddings[ok], probs[ok], block.loc[ok].reset_index(drop=True), new_rows=True
                 )
             labels[ok], strength[ok], outlier[ok] = lab, st, out
         assignments = build_assignments(labels, strength, outlier, probs, status, names)
@@ -635,22 +694,24 @@ def assign_with_behavior(
             pd.concat([base, rows], axis=1), assignments, ASSIGNMENT_COLUMNS
         )
         n_customers = len(customers)
+        row_groups = [[i] for i in range(n)]
+        has_text = ok
     else:
         order, row_owner = _customer_owners(keys, list(feats.index))
         m = len(order)
-        pemb, prob, probs_fit, has_text = _pool_customers(row_owner, m, emb, probs, ok)
+        pemb, prob, probs_fit, has_text = _pool_customers(row_owner, m, embeddings, probs, ok)
         cust_status = np.where(has_text, STATUS_OK, STATUS_NO_TEXT).astype(object)
         feat_keys = pd.Index([None if str(k).startswith("\0row") else k for k in order])
-        per_customer = _feature_table(feats, rf, feat_keys)
-        rows_by_owner: list[list[str]] = [[] for _ in range(m)]
+        row_groups = [[] for _ in range(m)]
         texts_by_owner: list[list[str]] = [[] for _ in range(m)]
-        for i in range(len(frame)):
-            rows_by_owner[row_owner[i]].append(str(i))
+        for i in range(n):
+            row_groups[row_owner[i]].append(i)
             if ok[i]:
                 texts_by_owner[row_owner[i]].append(clean[i])
+        per_customer = features(feat_keys)
         if "review_count" in per_customer:
-            per_customer["review_count"] = [float(len(r)) for r in rows_by_owner]
-        per_customer = with_tiers(per_customer).reset_index(drop=True)
+            per_customer["review_count"] = [float(len(r)) for r in row_groups]
+        per_customer = per_customer.reset_index(drop=True)
         extra = None
         if extra_cols:
             num = frame[extra_cols].apply(pd.to_numeric, errors="coerce")
@@ -659,6 +720,8 @@ def assign_with_behavior(
         if "avg_rating" in wanted and "avg_rating" in per_customer:
             block["avg_rating"] = per_customer["avg_rating"].to_numpy(dtype=float)
         block = block.reindex(columns=wanted)
+        if given is not None:
+            block = block.fillna(given.groupby(row_owner).mean().reindex(range(m)))
         if not has_text.any():  # nobody wrote anything: the fitted text centre is unknown
             probs_fit = np.zeros((m, 3))
         with timer("assign"):
@@ -671,13 +734,11 @@ def assign_with_behavior(
             [
                 pd.DataFrame(
                     {
-                        "customer_id": pd.array(
-                            [None if str(k).startswith("\0row") else k for k in order],
-                            dtype="string",
-                        ),
+                        "customer_id": pd.array(list(feat_keys), dtype="string"),
                         spec.text: pd.array([j or None for j in joined], dtype="string"),
                         "review_rows": pd.array(
-                            [";".join(r) if r else None for r in rows_by_owner], dtype="string"
+                            [";".join(map(str, r)) if r else None for r in row_groups],
+                            dtype="string",
                         ),
                     }
                 ),
@@ -687,14 +748,7 @@ def assign_with_behavior(
             axis=1,
         )
         n_customers = m
-    missing = [c for c in wanted if c not in block.columns or block[c].isna().all()]
-    if missing:
-        warnings.append(
-            f"behaviour features {', '.join(missing)} could not be computed from the files "
-            "given; they count as missing (the fitted median)"
-        )
     info = {
-        **files_info,
         "unit": unit,
         "customers": n_customers,
         "reference_date": str(ref.date()),
@@ -703,7 +757,48 @@ def assign_with_behavior(
         "clv": clv_info,
         "tier_rules": "saved with the model" if rules is not None else None,
     }
-    return BehaviorResult(table, {}, info, warnings)
+    return BehaviorAssignment(table, block, row_groups, np.asarray(has_text), info, warnings)
+
+
+def assign_with_behavior(
+    seg: Segmenter,
+    frame: pd.DataFrame,
+    spec: ColumnSpec,
+    opts: BehaviorOptions,
+    text_file: str,
+    timer: StageTimer | None = None,
+) -> BehaviorResult:
+    """``nlpseg assign NEW --model DIR --orders ... [--events ...]`` for a segmenter saved from
+    a behaviour run: read the files, check the join, encode the texts and place them with
+    :func:`assign_behavior_encoded` (the same features as at fit time, recency and tenure from
+    the new data's latest date, at the saved unit). Returns the output table (review unit: one
+    row per input row; customer unit: one row per customer) and run metadata."""
+    timer = timer or StageTimer()
+    if spec.id is None:
+        raise InputError(
+            f"--orders / --events need a customer id column in {text_file}; name it with --id-col"
+        )
+    orders, events, files_info, warnings = load_behavior(opts)
+    keys = id_keys(frame[spec.id]).reset_index(drop=True)
+    for name, table in (("orders", orders), ("events", events)):
+        if table is not None:
+            tkeys = pd.Index(table["customer_key"].dropna().unique())
+            warnings += join_report(
+                keys, tkeys, source=f"the {name}", text_file=text_file, text_id_col=spec.id
+            )
+    clean, status, emb, probs = seg.encode_rows(frame[spec.text].tolist(), timer)
+    placed = assign_behavior_encoded(
+        seg, frame, spec, clean, status, emb, probs, orders=orders, events=events, timer=timer
+    )
+    warnings += placed.warnings
+    block = placed.block
+    missing = [c for c in block.columns if block[c].isna().all()]
+    if missing:
+        warnings.append(
+            f"behaviour features {', '.join(missing)} could not be computed from the files "
+            "given; they count as missing (the fitted median)"
+        )
+    return BehaviorResult(placed.table, {}, {**files_info, **placed.info}, warnings)
 
 
 def check_behavior_inputs(spec: ColumnSpec, opts: BehaviorOptions, text_file: str) -> None:

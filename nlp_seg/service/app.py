@@ -1,24 +1,22 @@
 """``nlpseg serve``: an HTTP API that scores and segments new text with a fitted segmenter.
 
 Shops want a review labelled the moment it is posted; a CRM wants to ask which segment a
-customer is in now. This module is the service behind that: FastAPI (an OpenAPI spec at
-``/openapi.json``) served by uvicorn, with
+customer is in now. This module holds the routes, :func:`create_app` and :func:`serve`:
+FastAPI (an OpenAPI spec at ``/openapi.json``) served by uvicorn, with
 
-* **micro-batching**: concurrent small requests wait in an asyncio queue for at most
-  ``max_wait_ms`` and share one encoder call of up to ``max_batch_texts`` texts; the model call
-  runs in a single worker thread, so the event loop keeps answering (health, metrics, queueing)
-  while the CPU encodes;
-* **results identical to** :meth:`Segmenter.predict` **for a request's rows**: a batch encodes
-  every distinct text of its requests once, then each request is placed on its own through
-  ``predict`` itself (a placement step may depend on the rows placed with it: UMAP's
-  ``transform`` does, batched distance arithmetic rounds differently; one client's answer must
-  not depend on what another sent at the same time);
+* **micro-batching** (:mod:`nlp_seg.service.batching`): concurrent small requests wait in an
+  asyncio queue for at most ``max_wait_ms`` and share one encoder call of up to
+  ``max_batch_texts`` texts; the model call runs in a single worker thread, so the event loop
+  keeps answering (health, metrics, queueing) while the CPU encodes;
+* **the answers of** ``nlpseg assign`` **for a request's rows**: each request is placed on its
+  own, through :meth:`Segmenter.predict` or, for a segmenter saved from a behaviour run
+  (``--orders/--events``), through the code of ``nlpseg assign --orders``, with the orders and
+  events the rows carry; each result says what it was placed on (``placed_on``) and which
+  behaviour features were unknown (``warnings``);
 * **limits** that answer 413/422 with a JSON error instead of failing: texts per request, text
-  length, body size (a middleware that reads at most ``max_body_bytes``), a bounded queue (503);
-* optional **API key** (``NLPSEG_API_KEY``), compared in constant time, required everywhere but
-  ``/healthz`` and ``/readyz``;
-* **Prometheus metrics** at ``/metrics``: requests and latency per endpoint, batch sizes, model
-  call time, queue depth.
+  length, body size, a bounded queue (503);
+* optional **API key** (``NLPSEG_API_KEY``) and **Prometheus metrics** at ``/metrics``
+  (:mod:`nlp_seg.service.middleware`).
 
 The model is loaded once, before the first request, from a folder fixed at start; nothing in a
 request names a file. Request texts are never written to disk (the embedding cache is off).
@@ -26,13 +24,11 @@ request names a file. Request texts are never written to disk (the embedding cac
 
 import asyncio
 import contextlib
-import hmac
 import json
 import logging
 import math
 import os
-import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, fields
 from typing import TYPE_CHECKING, Annotated, Any, Literal
@@ -40,34 +36,32 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal
 import numpy as np
 import pandas as pd
 
+from nlp_seg.service.batching import (
+    AssignPayload,
+    MicroBatcher,
+    ModelRunner,
+    OverloadedError,
+    Placement,
+)
+from nlp_seg.service.middleware import (
+    ApiKeyMiddleware,
+    BodyLimitMiddleware,
+    Metrics,
+    MetricsMiddleware,
+    error_body,
+)
+
 if TYPE_CHECKING:
     from fastapi import FastAPI
 
     from nlp_seg.segmenter import Segmenter
 
-log = logging.getLogger("nlp_seg.service.app")
+log = logging.getLogger(__name__)
 
 API_KEY_ENV = "NLPSEG_API_KEY"
 SETTINGS_ENV = "NLPSEG_SERVE_SETTINGS"
-OPEN_PATHS = frozenset({"/healthz", "/readyz"})
-KNOWN_PATHS = frozenset(
-    {
-        "/v1/score",
-        "/v1/assign",
-        "/v1/segments",
-        "/healthz",
-        "/readyz",
-        "/metrics",
-        "/openapi.json",
-        "/docs",
-    }
-)
-
-Scope = dict[str, Any]
-Message = dict[str, Any]
-Receive = Callable[[], Awaitable[Message]]
-Send = Callable[[Message], Awaitable[None]]
-ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+#: What a result was placed on (``None``: nothing, e.g. an empty text at the review unit).
+PLACED_ON = ("text+behavior", "text", "behavior")
 
 
 @dataclass
@@ -119,421 +113,6 @@ class ServiceSettings:
         return out
 
 
-# ----------------------------------------------------------------------------- errors
-
-
-def error_body(code: str, message: str, details: list[dict[str, Any]] | None = None) -> bytes:
-    """The one JSON error shape every non-2xx answer uses."""
-    err: dict[str, Any] = {"code": code, "message": message}
-    if details:
-        err["details"] = details
-    return json.dumps({"error": err}, ensure_ascii=False).encode("utf-8")
-
-
-async def _send_error(
-    send: Send,
-    status: int,
-    code: str,
-    message: str,
-    headers: Sequence[tuple[bytes, bytes]] = (),
-) -> None:
-    body = error_body(code, message)
-    await send(
-        {
-            "type": "http.response.start",
-            "status": status,
-            "headers": [
-                (b"content-type", b"application/json"),
-                (b"content-length", str(len(body)).encode()),
-                *headers,
-            ],
-        }
-    )
-    await send({"type": "http.response.body", "body": body})
-
-
-# ----------------------------------------------------------------------------- middleware
-
-
-class BodyLimitMiddleware:
-    """Refuse bodies over ``max_bytes`` with 413, reading at most that many bytes.
-
-    A declared ``Content-Length`` over the limit is refused before anything is read; a body
-    without one (chunked) is read up to the limit and refused as soon as it goes past. The
-    body that passes is replayed to the app, so no handler ever sees an unbounded stream.
-    """
-
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
-        self.app = app
-        self.max_bytes = max_bytes
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        declared = None
-        for name, value in scope.get("headers", []):
-            if name == b"content-length":
-                try:
-                    declared = int(value)
-                except ValueError:
-                    await _send_error(send, 400, "bad_request", "invalid Content-Length header")
-                    return
-        too_big = f"request body is larger than the limit of {self.max_bytes} bytes"
-        if declared is not None and declared > self.max_bytes:
-            await _send_error(send, 413, "payload_too_large", too_big, [(b"connection", b"close")])
-            return
-        chunks: list[bytes] = []
-        size = 0
-        while True:
-            message = await receive()
-            if message["type"] == "http.disconnect":
-                return
-            chunk = message.get("body", b"")
-            size += len(chunk)
-            if size > self.max_bytes:
-                await _send_error(
-                    send, 413, "payload_too_large", too_big, [(b"connection", b"close")]
-                )
-                return
-            chunks.append(chunk)
-            if not message.get("more_body", False):
-                break
-        body = b"".join(chunks)
-        replayed = False
-
-        async def replay() -> Message:
-            nonlocal replayed
-            if not replayed:
-                replayed = True
-                return {"type": "http.request", "body": body, "more_body": False}
-            return await receive()
-
-        await self.app(scope, replay, send)
-
-
-class ApiKeyMiddleware:
-    """Require ``X-API-Key: KEY`` or ``Authorization: Bearer KEY`` except on health paths.
-
-    Keys are compared with :func:`hmac.compare_digest` (constant time), so response timing
-    does not leak how much of a guessed key was right.
-    """
-
-    def __init__(self, app: ASGIApp, api_key: str) -> None:
-        self.app = app
-        self.key = api_key.encode("utf-8")
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["path"] in OPEN_PATHS:
-            await self.app(scope, receive, send)
-            return
-        supplied: bytes | None = None
-        for name, value in scope.get("headers", []):
-            if name == b"x-api-key":
-                supplied = value.strip()
-                break
-            if name == b"authorization" and value[:7].lower() == b"bearer ":
-                supplied = value[7:].strip()
-        if supplied is None or not hmac.compare_digest(supplied, self.key):
-            message = (
-                "missing API key: send it as 'X-API-Key: KEY' or 'Authorization: Bearer KEY'"
-                if supplied is None
-                else "invalid API key"
-            )
-            await _send_error(
-                send, 401, "unauthorized", message, [(b"www-authenticate", b"Bearer")]
-            )
-            return
-        await self.app(scope, receive, send)
-
-
-class Metrics:
-    """The service's Prometheus metrics, in their own registry (one per app)."""
-
-    def __init__(self) -> None:
-        from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
-
-        self.registry = CollectorRegistry()
-        self.requests = Counter(
-            "nlpseg_http_requests",
-            "HTTP requests answered, by endpoint, method and status code.",
-            ["endpoint", "method", "status"],
-            registry=self.registry,
-        )
-        self.latency = Histogram(
-            "nlpseg_http_request_duration_seconds",
-            "Time from request to the end of the response, by endpoint.",
-            ["endpoint"],
-            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
-            registry=self.registry,
-        )
-        self.request_texts = Histogram(
-            "nlpseg_request_texts",
-            "Texts (or rows) per request, by endpoint.",
-            ["endpoint"],
-            buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024),
-            registry=self.registry,
-        )
-        self.batch_texts = Histogram(
-            "nlpseg_batch_texts",
-            "Texts per model call (micro-batch), by kind (score or assign).",
-            ["kind"],
-            buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024),
-            registry=self.registry,
-        )
-        self.batch_requests = Histogram(
-            "nlpseg_batch_requests",
-            "Requests sharing one model call, by kind.",
-            ["kind"],
-            buckets=(1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 64),
-            registry=self.registry,
-        )
-        self.model_seconds = Histogram(
-            "nlpseg_model_call_duration_seconds",
-            "Time of one model call (encode + sentiment + placement of a micro-batch).",
-            ["kind"],
-            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
-            registry=self.registry,
-        )
-        self.queue_depth = Gauge(
-            "nlpseg_queue_requests",
-            "Requests waiting for a model call, by kind.",
-            ["kind"],
-            registry=self.registry,
-        )
-        self.rows = Counter(
-            "nlpseg_rows",
-            "Rows answered, by kind and status (ok, empty_text, ...).",
-            ["kind", "status"],
-            registry=self.registry,
-        )
-
-    def exposition(self) -> tuple[bytes, str]:
-        from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-
-        return generate_latest(self.registry), CONTENT_TYPE_LATEST
-
-
-class MetricsMiddleware:
-    """Count and time every request, labelled by a fixed set of endpoints (bounded labels)."""
-
-    def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
-        self.app = app
-        self.metrics = metrics
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        endpoint = scope["path"] if scope["path"] in KNOWN_PATHS else "other"
-        status = 500
-        start = time.perf_counter()
-
-        async def send_wrapper(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = int(message["status"])
-            await send(message)
-
-        try:
-            await self.app(scope, receive, send_wrapper)
-        finally:
-            self.metrics.latency.labels(endpoint).observe(time.perf_counter() - start)
-            self.metrics.requests.labels(endpoint, scope.get("method", ""), str(status)).inc()
-
-
-# ----------------------------------------------------------------------------- batching
-
-
-class OverloadedError(Exception):
-    """The queue is full: the client should retry later (503)."""
-
-
-@dataclass
-class _Pending:
-    payload: Any
-    size: int
-    future: asyncio.Future[Any]
-
-
-class MicroBatcher:
-    """Queue requests and answer them in shared model calls.
-
-    The loop takes the first waiting request, then keeps taking requests until the batch
-    holds ``max_texts`` texts or ``max_wait_s`` has passed since the first one, and runs
-    ``fn(payloads) -> results`` (one result per payload, same order) in ``executor``. While
-    a call runs, new requests queue up, so under load batches fill without waiting at all.
-    A request larger than ``max_texts`` is a batch of its own; one that would overflow the
-    batch waits for the next.
-    """
-
-    def __init__(
-        self,
-        kind: str,
-        fn: Callable[[list[Any]], list[Any]],
-        *,
-        max_texts: int,
-        max_wait_s: float,
-        max_queue: int,
-        executor: ThreadPoolExecutor,
-        metrics: Metrics,
-    ) -> None:
-        self.kind = kind
-        self.fn = fn
-        self.max_texts = max_texts
-        self.max_wait_s = max_wait_s
-        self.max_queue = max_queue
-        self.executor = executor
-        self.metrics = metrics
-        self._queue: asyncio.Queue[_Pending] = asyncio.Queue()
-        self._held: _Pending | None = None
-        self._task: asyncio.Task[None] | None = None
-
-    def start(self) -> None:
-        self._task = asyncio.get_running_loop().create_task(self._run(), name=f"batch-{self.kind}")
-
-    async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-
-    async def submit(self, payload: Any, size: int) -> Any:
-        """Queue one request's payload and wait for its result."""
-        if self._queue.qsize() >= self.max_queue:
-            raise OverloadedError(f"{self.kind} queue is full ({self.max_queue} requests)")
-        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        await self._queue.put(_Pending(payload, max(1, size), future))
-        self.metrics.queue_depth.labels(self.kind).set(self._queue.qsize())
-        return await future
-
-    async def _next(self, timeout: float | None) -> _Pending | None:
-        if self._held is not None:
-            item, self._held = self._held, None
-            return item
-        if timeout is None:
-            return await self._queue.get()
-        if timeout <= 0:
-            try:
-                return self._queue.get_nowait()
-            except asyncio.QueueEmpty:
-                return None
-        try:
-            return await asyncio.wait_for(self._queue.get(), timeout)
-        except asyncio.TimeoutError:
-            return None
-
-    async def _run(self) -> None:
-        loop = asyncio.get_running_loop()
-        while True:
-            first = await self._next(None)
-            assert first is not None
-            batch, total = [first], first.size
-            deadline = loop.time() + self.max_wait_s
-            while total < self.max_texts:
-                item = await self._next(deadline - loop.time())
-                if item is None:
-                    break
-                if total + item.size > self.max_texts:
-                    self._held = item
-                    break
-                batch.append(item)
-                total += item.size
-            self.metrics.queue_depth.labels(self.kind).set(self._queue.qsize())
-            live = [p for p in batch if not p.future.done()]
-            if not live:
-                continue
-            self.metrics.batch_texts.labels(self.kind).observe(sum(p.size for p in live))
-            self.metrics.batch_requests.labels(self.kind).observe(len(live))
-            start = time.perf_counter()
-            try:
-                results = await loop.run_in_executor(
-                    self.executor, self.fn, [p.payload for p in live]
-                )
-            except Exception as exc:  # noqa: BLE001 - handed to each waiting request
-                log.exception("%s model call failed", self.kind)
-                for p in live:
-                    if not p.future.done():
-                        p.future.set_exception(exc)
-                continue
-            finally:
-                self.metrics.model_seconds.labels(self.kind).observe(time.perf_counter() - start)
-            for p, result in zip(live, results, strict=True):
-                if not p.future.done():
-                    p.future.set_result(result)
-
-
-# ----------------------------------------------------------------------------- model calls
-
-
-class ModelRunner:
-    """The model calls behind the endpoints; run only in the service's single model thread.
-
-    ``score_batch`` and ``assign_batch`` take the payloads of every request in a micro-batch
-    and return one DataFrame of contract columns per request.
-    """
-
-    def __init__(self, segmenter: "Segmenter") -> None:
-        self.segmenter = segmenter
-
-    def score_batch(self, payloads: list[list[str | None]]) -> list[pd.DataFrame]:
-        """Sentiment of every request's texts, from one scorer call over their distinct texts.
-
-        Same columns and values as ``nlpseg score`` (``SCORE_COLUMNS``).
-        """
-        from nlp_seg.normalize import STATUS_OK, normalize_texts
-        from nlp_seg.segmenter import SCORE_COLUMNS, build_assignments
-
-        seg = self.segmenter
-        norms = [normalize_texts(texts, max_chars=seg.config.max_chars) for texts in payloads]
-        distinct = sorted({n.text for norm in norms for n in norm if n.status == STATUS_OK})
-        probs_all = seg.score_sentiment(distinct) if distinct else np.zeros((0, 3))
-        row_of = {t: i for i, t in enumerate(distinct)}
-        out = []
-        for norm in norms:
-            n = len(norm)
-            status = np.array([x.status for x in norm], dtype=object)
-            ok = status == STATUS_OK
-            probs = np.full((n, 3), np.nan)
-            if ok.any():
-                probs[ok] = probs_all[[row_of[x.text] for x in norm if x.status == STATUS_OK]]
-            frame = build_assignments(
-                np.full(n, -1), np.zeros(n), np.zeros(n, dtype=bool), probs, status, {}
-            )
-            out.append(frame[list(SCORE_COLUMNS)])
-        return out
-
-    def assign_batch(
-        self, payloads: list[tuple[list[str | None], pd.DataFrame | None]]
-    ) -> list[pd.DataFrame]:
-        """Segments of every request's rows: one encoder pass over the batch's distinct texts,
-        then :meth:`Segmenter.predict` on each request's own rows with those encodings."""
-        from nlp_seg.normalize import STATUS_OK, normalize_texts
-
-        seg = self.segmenter
-        distinct = sorted(
-            {
-                n.text
-                for texts, _ in payloads
-                for n in normalize_texts(texts, max_chars=seg.config.max_chars)
-                if n.status == STATUS_OK
-            }
-        )
-        if distinct:
-            emb_all, probs_all = seg.encode(distinct)
-        row_of = {t: i for i, t in enumerate(distinct)}
-
-        def encoded(texts: Sequence[str], timer: Any = None) -> tuple[np.ndarray, np.ndarray]:
-            idx = [row_of[t] for t in texts]
-            return emb_all[idx], probs_all[idx]
-
-        return [seg.predict(texts, behavior, encode=encoded) for texts, behavior in payloads]
-
-    def warm_up(self) -> None:
-        """Load the models and compile UMAP's code before the service says it is ready."""
-        self.assign_batch([(["warm-up text: good product, fast delivery"], None)])
-
-
 def _clean(value: Any) -> Any:
     """A JSON-ready Python value: NaN/NA to ``None``, NumPy scalars to Python ones."""
     if value is None or value is pd.NA:
@@ -565,6 +144,210 @@ def _jsonable(obj: Any) -> Any:
     return json.loads(json.dumps(obj, default=plain))
 
 
+# ----------------------------------------------------------------------------- behaviour rows
+
+
+def _invalid(loc: Sequence[Any], message: str) -> Exception:
+    """A 422 naming ``loc`` in the request body, in the shape schema errors have."""
+    from fastapi.exceptions import RequestValidationError
+
+    return RequestValidationError([{"loc": ("body", *loc), "msg": message, "type": "value_error"}])
+
+
+def _check_readable(values: list[Any], parse: Any, locs: list[tuple[Any, ...]], what: str) -> None:
+    """422 at the first value ``parse`` cannot read (NaN/NaT); ``None`` values are allowed."""
+    given = [v for v in values if v is not None]
+    if not given:
+        return
+    parsed = parse(pd.Series(given)).isna().to_numpy()
+    if parsed.any():
+        at = [loc for loc, v in zip(locs, values, strict=True) if v is not None]
+        raise _invalid(at[int(np.flatnonzero(parsed)[0])], f"cannot be read as {what}")
+
+
+def behavior_payload(
+    rows: Sequence[Any],
+    reference_date: str | None,
+    *,
+    input_cols: list[str],
+    sources: list[str],
+    fit_reference_date: str | None,
+) -> AssignPayload:
+    """The model-thread payload of one ``/v1/assign`` request: texts, behaviour values, and
+    (for a segmenter saved from a behaviour run) the orders / events lists of the rows'
+    customers cleaned as ``nlpseg assign --orders`` cleans a file
+    (:func:`~nlp_seg.behavior.tables.orders_from_records`).
+
+    A customer's list may sit on any of its rows; rows of one customer that both carry a list
+    must carry the same one. A list needs the row's ``customer_id``; dates and amounts that
+    cannot be read are refused (422), not dropped. Recency and tenure are measured from
+    ``reference_date`` when given, else from the fit's reference date or the request's latest
+    order / event date, whichever is later (what ``nlpseg assign`` does with a file holding
+    the fit's orders).
+    """
+    from nlp_seg.behavior.tables import (
+        events_from_records,
+        id_keys,
+        orders_from_records,
+        parse_amounts,
+        parse_dates,
+    )
+    from nlp_seg.behavior.tables import reference_date as latest_date
+
+    texts = [r.text for r in rows]
+    behavior = None
+    if input_cols:
+        behavior = pd.DataFrame(
+            [r.behavior.model_dump(by_alias=True) if r.behavior else {} for r in rows],
+            columns=input_cols,
+            dtype=float,
+        )
+    customer_ids = [r.customer_id for r in rows]
+    payload = AssignPayload(texts, behavior, customer_ids)
+    if not sources:
+        return payload
+    keys = id_keys(pd.Series(customer_ids, dtype=object)).tolist()
+    lists: dict[str, dict[str, list[dict[str, Any]]]] = {s: {} for s in sources}
+    records: dict[str, list[dict[str, Any]]] = {s: [] for s in sources}
+    locs: dict[str, list[tuple[Any, ...]]] = {s: [] for s in sources}
+    for i, row in enumerate(rows):
+        for source in sources:
+            items = getattr(row, source, None)
+            if items is None:
+                continue
+            key = keys[i]
+            if key is None:
+                raise _invalid(
+                    ("rows", i, "customer_id"), f"a row with {source} needs its customer_id"
+                )
+            dumped = [item.model_dump() for item in items]
+            if key in lists[source]:
+                if lists[source][key] != dumped:
+                    raise _invalid(
+                        ("rows", i, source),
+                        f"rows of customer {key!r} carry different {source} lists; send a "
+                        f"customer's {source} once (on any of its rows)",
+                    )
+                continue
+            lists[source][key] = dumped
+            for j, rec in enumerate(dumped):
+                records[source].append({"customer_id": key, **rec})
+                locs[source].append(("rows", i, source, j))
+    date_text = "a date (ISO 8601 such as 2025-03-31, dd/mm/yyyy or Unix epoch)"
+    if "orders" in sources:
+        recs, at = records["orders"], locs["orders"]
+        _check_readable(
+            [r["date"] for r in recs], parse_dates, [(*a, "date") for a in at], date_text
+        )
+        _check_readable(
+            [r["amount"] for r in recs],
+            parse_amounts,
+            [(*a, "amount") for a in at],
+            "an amount (a number or a currency string such as '1.234.000 ₫')",
+        )
+        payload.orders_of = set(lists["orders"])
+        if lists["orders"]:
+            payload.orders, w = orders_from_records(recs)
+            payload.warnings += w
+    if "events" in sources:
+        recs, at = records["events"], locs["events"]
+        _check_readable(
+            [r["time"] for r in recs], parse_dates, [(*a, "time") for a in at], date_text
+        )
+        payload.events_of = set(lists["events"])
+        if lists["events"]:
+            payload.events, w = events_from_records(recs)
+            payload.warnings += w
+    orders, events = payload.orders, payload.events
+    dated = (orders is not None and bool((orders["purchase"] | orders["refund"]).any())) or (
+        events is not None and len(events) > 0
+    )
+    latest = latest_date(orders, events) if dated else None
+    if reference_date is not None:
+        ref = parse_dates(pd.Series([reference_date], dtype=object)).iloc[0]
+        if pd.isna(ref):
+            raise _invalid(("reference_date",), f"cannot be read as {date_text}")
+        if latest is not None and latest > ref:
+            raise _invalid(
+                ("reference_date",),
+                f"is before the request's latest order or event ({latest.date()})",
+            )
+    else:
+        candidates = [pd.Timestamp(fit_reference_date)] if fit_reference_date else []
+        candidates += [latest] if latest is not None else []
+        ref = max(candidates) if candidates else None
+    payload.reference_date = ref
+    return payload
+
+
+def assign_results(rows: Sequence[Any], placement: Placement, sources: list[str]) -> dict[str, Any]:
+    """The ``/v1/assign`` answer for one request's placement: one result per row (review
+    unit) or per customer (customer unit), each saying what it was placed on and which
+    behaviour features were unknown."""
+    records = frame_records(placement.assignments)
+    beh = placement.behavior
+    cols = list(beh.columns) if beh is not None else []
+    known = beh.notna().to_numpy() if beh is not None else np.zeros((len(records), 0), bool)
+    values = frame_records(beh) if beh is not None else None
+    tiers = frame_records(placement.tiers) if placement.tiers is not None else None
+    per_customer = placement.unit == "customer"
+    what = "customer" if per_customer else "row"
+    hint = (
+        f"send its customer's {' / '.join(sources)} with a customer_id, or behavior values"
+        if sources
+        else "send behavior values"
+    )
+    results = []
+    for j, rec in enumerate(records):
+        members = placement.rows[j]
+        first = rows[members[0]] if members else None
+        has_text = bool(placement.has_text[j])
+        any_known = bool(known[j].any()) if cols else False
+        warnings: list[str] = []
+        placed_on: str | None = None
+        if has_text:
+            placed_on = "text+behavior" if any_known else "text"
+        elif per_customer and any_known:
+            placed_on = "behavior"
+        missing = [c for c, k in zip(cols, known[j], strict=True) if not k]
+        if cols and (has_text or per_customer) and missing:
+            listed = ", ".join(missing)
+            if placed_on == "text":
+                warnings.append(
+                    f"placed on text alone: no behaviour for this {what} ({hint}); the "
+                    f"features {listed} count as the fitted median"
+                )
+            elif placed_on is None:
+                warnings.append(
+                    f"no text and no behaviour for this {what}: placed with {listed} at the "
+                    "fitted median"
+                )
+            else:
+                warnings.append(
+                    f"behaviour features {listed} are unknown for this {what}: they count as "
+                    "the fitted median"
+                )
+        results.append(
+            {
+                "id": None if per_customer or first is None else first.id,
+                "customer_id": first.customer_id if first is not None else None,
+                "rows": list(members),
+                **rec,
+                "placed_on": placed_on,
+                "behavior": values[j] if values is not None else None,
+                "value_tier": tiers[j].get("value_tier") if tiers is not None else None,
+                "loyalty_tier": tiers[j].get("loyalty_tier") if tiers is not None else None,
+                "warnings": warnings,
+            }
+        )
+    return {
+        "unit": placement.unit,
+        "reference_date": placement.reference_date,
+        "results": results,
+        "warnings": list(placement.warnings),
+    }
+
+
 # ----------------------------------------------------------------------------- the app
 
 
@@ -572,8 +355,10 @@ def create_app(segmenter: "Segmenter", settings: "ServiceSettings | None" = None
     """The HTTP service for a fitted ``segmenter`` (see the module docstring).
 
     The segmenter is used as given, except that its embedding cache is switched off so request
-    texts never reach the disk. Request schemas carry the limits in ``settings``, so the
-    OpenAPI spec documents them and FastAPI enforces them (422).
+    texts never reach the disk. Request schemas carry the limits in ``settings`` and the
+    model's behaviour inputs (its behaviour columns; ``orders`` / ``events`` for a segmenter
+    saved from a behaviour run), so the OpenAPI spec documents them and FastAPI enforces them
+    (422).
     """
     from fastapi import FastAPI, HTTPException, Request
     from fastapi.exceptions import RequestValidationError
@@ -599,12 +384,23 @@ def create_app(segmenter: "Segmenter", settings: "ServiceSettings | None" = None
     runner = ModelRunner(segmenter)
     metrics = Metrics()
     segments_payload = {"segments": _jsonable(segmenter.segments_)}
+    setup = runner.setup
     scaler = getattr(segmenter, "behavior_scaler_", None)
     behavior_cols: list[str] = list(scaler.columns_) if scaler is not None else []
+    rating_col = setup.get("rating_column") if setup else None
+    # A behaviour model's own columns, plus the star rating its customer features read.
+    input_cols = behavior_cols + (
+        [rating_col] if rating_col and rating_col not in behavior_cols else []
+    )
+    sources = [s for s in ("orders", "events") if s in (setup.get("sources") or [])]
+    unit = str(setup.get("unit", "review")) if setup else "review"
     state: dict[str, Any] = {"ready": False, "error": None}
 
     strict = ConfigDict(strict=True, extra="forbid")
     Text = Annotated[str, Field(max_length=settings.max_text_chars)]
+    Short = Annotated[str, Field(max_length=100)]
+    Finite = Annotated[float, Field(allow_inf_nan=False)]
+    Id = str | int | None
 
     class ScoreRequest(BaseModel):
         model_config = strict
@@ -614,10 +410,10 @@ def create_app(segmenter: "Segmenter", settings: "ServiceSettings | None" = None
             description="Texts to score; empty or null texts come back with status empty_text.",
         )
 
-    # A behaviour object whose properties are exactly this model's behaviour columns.
+    # A behaviour object whose properties are exactly this model's behaviour inputs.
     behavior_fields: dict[str, Any] = {
         f"col_{i}": (float | None, Field(default=None, alias=col, allow_inf_nan=False))
-        for i, col in enumerate(behavior_cols)
+        for i, col in enumerate(input_cols)
     }
     Behavior = create_model(
         "Behavior",
@@ -625,22 +421,88 @@ def create_app(segmenter: "Segmenter", settings: "ServiceSettings | None" = None
         **behavior_fields,
     )
 
-    class AssignRow(BaseModel):
+    class Order(BaseModel):
         model_config = strict
-        id: str | int | None = Field(
-            default=None, description="Your row or customer id, echoed back."
+        date: Short | int | Finite = Field(  # type: ignore[valid-type]
+            description="Order date: ISO 8601, dd/mm/yyyy or Unix epoch (seconds or ms)."
         )
-        text: Text | None = None  # type: ignore[valid-type]
-        behavior: Behavior | None = Field(  # type: ignore[valid-type]
-            default=None,
-            description="Behaviour columns the model was fitted with: "
-            + (", ".join(behavior_cols) if behavior_cols else "none (text only)")
-            + "; missing ones count as the training median.",
+        amount: Finite | Short | None = Field(  # type: ignore[valid-type]
+            description="A number or a currency string ('1.234.000 ₫', '$12.50', 'R$ 10,00'); "
+            "negative: a refund; null: unknown (counts for frequency, not for value)."
+        )
+        status: Short | None = Field(  # type: ignore[valid-type]
+            default=None, description="Cancelled, refunded, returned... are not purchases."
+        )
+        channel: Short | None = None  # type: ignore[valid-type]
+        items: Finite | None = None  # type: ignore[valid-type]
+
+    class Event(BaseModel):
+        model_config = strict
+        type: Short = Field(  # type: ignore[valid-type]
+            description="email_send, email_open, click, session, cart_add, cart_abandon "
+            "(or a synonym: 'add to cart', 'opened', 'page_view'...)."
+        )
+        time: Short | int | Finite = Field(  # type: ignore[valid-type]
+            description="ISO 8601, dd/mm/yyyy or Unix epoch (seconds or ms)."
         )
 
-    class AssignRequest(BaseModel):
-        model_config = strict
-        rows: list[AssignRow] = Field(min_length=1, max_length=settings.max_texts)
+    row_fields: dict[str, Any] = {
+        "id": (Id, Field(default=None, description="Your row id, echoed back.")),
+        "customer_id": (
+            Id,
+            Field(
+                default=None,
+                description="The row's customer: "
+                + (
+                    "rows of one customer are pooled into one result (customer-unit model)"
+                    if unit == "customer"
+                    else "its orders / events give the row its customer's behaviour"
+                    if sources
+                    else "echoed back"
+                )
+                + ".",
+            ),
+        ),
+        "text": (Text | None, None),
+        "behavior": (
+            Behavior | None,
+            Field(
+                default=None,
+                description="Behaviour values by name: "
+                + (", ".join(input_cols) if input_cols else "none (text only)")
+                + ("; they fill the features the orders / events leave unknown" if sources else "")
+                + "; missing ones count as the training median.",
+            ),
+        ),
+    }
+    if "orders" in sources:
+        row_fields["orders"] = (
+            list[Order] | None,
+            Field(
+                default=None,
+                description="The orders of the row's customer (its whole history; [] for none). "
+                "Without: its order features are unknown (the training median).",
+            ),
+        )
+    if "events" in sources:
+        row_fields["events"] = (
+            list[Event] | None,
+            Field(default=None, description="The events of the row's customer."),
+        )
+    AssignRow = create_model("AssignRow", __config__=strict, **row_fields)
+    request_fields: dict[str, Any] = {
+        "rows": (list[AssignRow], Field(min_length=1, max_length=settings.max_texts))  # type: ignore[valid-type]
+    }
+    if sources:
+        request_fields["reference_date"] = (
+            Short | None,
+            Field(
+                default=None,
+                description="Date recency and tenure are measured from (e.g. today). Default: "
+                "the fit's reference date, or the request's latest order / event when later.",
+            ),
+        )
+    AssignRequest = create_model("AssignRequest", __config__=strict, **request_fields)
 
     class ScoreResult(BaseModel):
         sentiment_label: Literal["negative", "neutral", "positive"] | None
@@ -652,7 +514,9 @@ def create_app(segmenter: "Segmenter", settings: "ServiceSettings | None" = None
         results: list[ScoreResult]
 
     class AssignResult(BaseModel):
-        id: str | int | None
+        id: str | int | None = Field(description="The row's id (null for a customer result).")
+        customer_id: str | int | None
+        rows: list[int] = Field(description="Positions of the request rows behind this result.")
         segment_id: int
         segment_name: str
         segment_probability: float | None
@@ -661,9 +525,23 @@ def create_app(segmenter: "Segmenter", settings: "ServiceSettings | None" = None
         sentiment_score: float | None
         sentiment_confidence: float | None
         status: str
+        placed_on: Literal["text+behavior", "text", "behavior"] | None = Field(
+            description="What the result was placed on (null: nothing, e.g. an empty text)."
+        )
+        behavior: dict[str, float | None] | None = Field(
+            description="The behaviour features it was placed with (null: unknown)."
+        )
+        value_tier: str | None
+        loyalty_tier: str | None
+        warnings: list[str] = Field(description="Why placement used less than the model can.")
 
     class AssignResponse(BaseModel):
+        unit: Literal["review", "customer"] = Field(
+            description="review: one result per row; customer: one per customer, its rows pooled."
+        )
+        reference_date: str | None
         results: list[AssignResult]
+        warnings: list[str]
 
     class ErrorDetail(BaseModel):
         code: str
@@ -800,26 +678,24 @@ def create_app(segmenter: "Segmenter", settings: "ServiceSettings | None" = None
         responses=errors,
         summary="Segment of rows (text + optional behaviour)",
     )
-    async def assign(request: AssignRequest) -> dict[str, Any]:
-        """Segment id, name, membership probability, outlier flag and sentiment of each row,
-        in order; identical to ``nlpseg assign`` / ``Segmenter.predict`` for the same rows."""
-        texts = [row.text for row in request.rows]
-        behavior = None
-        if behavior_cols:
-            behavior = pd.DataFrame(
-                [
-                    row.behavior.model_dump(by_alias=True) if row.behavior else {}
-                    for row in request.rows
-                ],
-                columns=behavior_cols,
-                dtype=float,
-            )
-        frame = await _submit(assign_batcher, (texts, behavior), len(texts))
-        records = frame_records(frame)
-        for row, rec in zip(request.rows, records, strict=True):
-            rec["id"] = row.id
+    async def assign(request: AssignRequest) -> dict[str, Any]:  # type: ignore[valid-type]
+        """Segment id, name, membership probability, outlier flag and sentiment of each row
+        (or, for a customer-unit model, of each customer, its rows pooled), in order: what
+        ``nlpseg assign`` (``--orders`` / ``--events`` made of the rows' lists) gives for the
+        same rows. ``placed_on`` and ``warnings`` say what each result was placed on."""
+        rows = request.rows  # type: ignore[attr-defined]
+        payload = behavior_payload(
+            rows,
+            getattr(request, "reference_date", None),
+            input_cols=input_cols,
+            sources=sources,
+            fit_reference_date=setup.get("reference_date") if setup else None,
+        )
+        placement = await _submit(assign_batcher, payload, len(rows))
+        answer = assign_results(rows, placement, sources)
+        for rec in answer["results"]:
             metrics.rows.labels("assign", rec["status"]).inc()
-        return {"results": records}
+        return answer
 
     @app.get("/v1/segments", summary="The fitted segments' profiles", responses=errors)
     async def segments() -> dict[str, Any]:
