@@ -34,7 +34,7 @@ from nlp_seg.stages.base import clone_stage
 from nlp_seg.stages.clustering import HdbscanClusterer
 from nlp_seg.stages.encoder import TextEncoder
 from nlp_seg.stages.fusion import BlockFuser, parse_weights
-from nlp_seg.stages.naming import SegmentNamer
+from nlp_seg.stages.naming import SegmentNamer, recount_profiles
 from nlp_seg.stages.placement import FitNeighbours, fit_sample
 from nlp_seg.stages.reduction import UmapReducer
 
@@ -226,6 +226,7 @@ class Segmenter:
         outlier = np.zeros(n, dtype=bool)
         self.behavior_scaler_: BehaviorScaler | None = None
         seg_rows = np.flatnonzero(seg_mask)
+        sample = seg_rows
         if len(seg_rows):
             # The same seeded sample rule as `nlpseg batch` (see stages.placement.fit_sample):
             # scaler, fuser, UMAP and HDBSCAN learn on the sample, the other rows are placed.
@@ -262,19 +263,28 @@ class Segmenter:
                         labels[idx], strength[idx], outlier[idx] = lab, st, out
                         adv(len(idx))
 
+        # Named and profiled on the fit sample (all rows when the input fits in it), as the
+        # batch engine does; sizes, shares and outlier shares then count every row.
+        rows = sample if len(sample) < len(seg_rows) else np.arange(n)
         with timer("naming"), self.reporter.stage("Naming and profiling segments"):
             self.namer_ = SegmentNamer(playbook=cfg.playbook, lang=cfg.lang).fit(
-                texts,
-                labels,
-                probs,
-                embeddings,
-                scored=scored,
-                segmented=seg_mask,
-                outlier=outlier,
-                behavior=behavior,
-                row_info=self.row_info_,
+                [texts[i] for i in rows],
+                labels[rows],
+                probs[rows],
+                embeddings[rows],
+                scored=scored[rows],
+                segmented=seg_mask[rows],
+                outlier=outlier[rows],
+                behavior=behavior.iloc[rows].reset_index(drop=True)
+                if behavior is not None
+                else None,
+                row_info=self.row_info_.iloc[rows].reset_index(drop=True)
+                if self.row_info_ is not None
+                else None,
             )
             self.segments_ = self.namer_.segments_
+            if len(rows) < n:
+                self.segments_ = recount_profiles(self.segments_, labels, scored, seg_mask, outlier)
         names = {s["id"]: s["name"] for s in self.segments_}
         self.assignments_ = build_assignments(
             labels, strength, outlier, probs, status, names, segmented=seg_mask

@@ -163,3 +163,22 @@ def test_bad_behaviour_input_fails_before_encoding(
     assert not (out / "_work" / "chunks").exists()  # nothing was encoded
     proc = nlpseg("-q", "batch", str(texts), "--unit", "shop", "--out", str(out))
     assert proc.returncode == 2 and "choose review or customer" in proc.stderr
+
+
+def test_plain_batch_equals_plain_analyze(tiny_models: dict[str, Path], tmp_path: Path) -> None:
+    """Review unit, no behaviour: batch's chunked fit/place gives analyze's segments too (the
+    same fit-sample rule, the same float16 vectors, the same neighbour placement)."""
+    common = [str(EXAMPLES / "reviews.csv"), *tiny_args(tiny_models), "--no-cache"]
+    common += ["--no-report", "--no-audiences", "--fit-sample-size", "120"]
+    for cmd, extra in (("analyze", []), ("batch", ["--chunk-size", str(CHUNK)])):
+        proc = nlpseg("-q", cmd, *common, *extra, "--out", str(tmp_path / cmd))
+        assert proc.returncode == 0, proc.stderr[-3000:]
+    a = pd.read_parquet(tmp_path / "analyze" / "assignments.parquet")
+    b = pd.read_parquet(tmp_path / "batch" / "assignments.parquet")
+    assert a["review_id"].tolist() == b["review_id"].tolist()
+    same = (a["segment_id"] == b["segment_id"]) & (a["segment_name"] == b["segment_name"])
+    assert same.mean() >= 0.99, f"{int((~same).sum())} of {len(a)} rows differ"
+    # 52 rows were outside the 120-row fit sample: placed by their nearest fitted rows in both
+    assert (
+        json.loads((tmp_path / "batch" / "run.json").read_text())["batch"]["fit_sample_rows"] == 120
+    )

@@ -99,8 +99,8 @@ def test_new_rows_unscoreable_kept_and_unlike_rows_flagged(saved: dict) -> None:
 
 
 def test_tampered_file_is_refused(saved: dict, tmp_path: Path) -> None:
-    from nlp_seg.segmenter import load_segmenter
     from nlp_seg.models.store import ModelFolderError
+    from nlp_seg.segmenter import load_segmenter
 
     bad = tmp_path / "model"
     shutil.copytree(saved["model"], bad)
@@ -138,9 +138,10 @@ def _plant_pickles(folder: Path, marker: Path) -> None:
 def test_planted_pickle_is_never_read(saved: dict, tmp_path: Path) -> None:
     """An attacker's pickle beside a valid model, and listed in a recomputed manifest: neither
     assign nor load runs it (nothing in nlp_seg unpickles), and a listed stranger is refused."""
+    from test_cli import nlpseg
+
     from nlp_seg.models.store import ModelFolderError, file_sha256
     from nlp_seg.segmenter import load_segmenter
-    from test_cli import nlpseg
 
     marker = tmp_path / "pwned"
     model = tmp_path / "model"

@@ -110,11 +110,14 @@ class ColumnSpec:
     date: str | None = None
 
 
-def read_table(path: str | Path, encoding: str | None = None) -> pd.DataFrame:
+def read_table(path: str | Path, encoding: str | None = None, typed: bool = True) -> pd.DataFrame:
     """Read ``path`` into a DataFrame with every column kept as it was in the file.
 
-    CSV cells are read as strings first (ids such as ``00123`` keep their zeros) and numeric
-    columns are converted afterwards, so nothing a user typed is lost on the way through.
+    CSV cells are read as strings (ids such as ``00123`` keep their zeros); with ``typed``
+    columns that are entirely numeric are then converted (:func:`restore_numeric`). The runs
+    read ``typed=False`` and detect column roles on a typed copy, so an input column comes out
+    as the text the user typed (``+84901234567`` keeps its ``+``, ``4.50`` its zero).
+    Parquet and JSON keep their own types either way.
     """
     import pandas as pd
 
@@ -137,6 +140,8 @@ def read_table(path: str | Path, encoding: str | None = None) -> pd.DataFrame:
             df = pd.read_json(io.StringIO(text), lines=lines, dtype=False)
         else:
             df = _read_delimited(p, encoding, tab=suffix == ".tsv")
+            if typed:
+                df = restore_numeric(df)
     except InputError:
         raise
     except (ValueError, OSError, pd.errors.ParserError) as exc:
@@ -199,21 +204,88 @@ def _read_delimited(p: Path, encoding: str | None, tab: bool) -> pd.DataFrame:
     import pandas as pd
 
     text = _decode(p, encoding)
+    if "\x00" in text:
+        log.warning("%s holds NUL bytes; they were removed", p.name)
+        text = text.replace("\x00", "")
     if not text.strip():
         raise InputError(f"input file is empty: {p}")
     sep = "\t" if tab else sniff_delimiter(text[:65536])
-    df = pd.read_csv(
-        io.StringIO(text),
-        sep=sep,
-        dtype=str,
-        keep_default_na=False,
-        na_values=[""],
-        skip_blank_lines=True,
-    )
-    return _restore_numeric(df)
+    header, rows = _split_rows(text, sep, p.name)
+    df = pd.DataFrame(rows, columns=header, dtype=object)
+    return df.where(df.notna() & (df != ""), None).astype(object)
 
 
-def _restore_numeric(df: pd.DataFrame) -> pd.DataFrame:
+def _split_rows(text: str, sep: str, name: str) -> tuple[list[str], list[list[str | None]]]:
+    """Header and rows of a delimited text, each row exactly as wide as the header.
+
+    A row with more fields than the header is never shifted silently: when the last column
+    is the text column, the extra fields are rejoined into it (an unquoted comma inside a
+    review) with a warning naming the lines; otherwise it is an error naming the line.
+    Short rows are padded with empty cells; blank lines are skipped.
+    """
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=sep)
+    try:
+        header = next(reader)
+    except StopIteration as exc:
+        raise InputError(f"input file has no rows: {name}") from exc
+    except csv.Error as exc:
+        raise InputError(f"cannot read {name}: {exc}") from exc
+    header = _unique_header([h.strip() for h in header], name)
+    width = len(header)
+    last_is_text = _norm_name(header[-1]) in {_norm_name(c) for c in TEXT_COLUMN_NAMES}
+    rows: list[list[str | None]] = []
+    joined: list[int] = []
+    try:
+        for row in reader:
+            if not row or (len(row) == 1 and not row[0].strip() and width > 1):
+                continue
+            if len(row) > width:
+                if not last_is_text:
+                    raise InputError(
+                        f"{name} line {reader.line_num}: {len(row)} fields but the header has "
+                        f"{width}; quote cells that contain {sep!r} (or name the right "
+                        "delimiter by saving the file as TSV)"
+                    )
+                row = row[: width - 1] + [sep.join(row[width - 1 :])]
+                joined.append(reader.line_num)
+            elif len(row) < width:
+                row = row + [None] * (width - len(row))  # type: ignore[list-item]
+            rows.append(row)  # type: ignore[arg-type]
+    except csv.Error as exc:
+        raise InputError(f"cannot read {name} (line {reader.line_num}): {exc}") from exc
+    if joined:
+        shown = ", ".join(map(str, joined[:5])) + (" ..." if len(joined) > 5 else "")
+        log.warning(
+            "%d rows of %s have more fields than its header (lines %s): the extra %r were "
+            "kept as part of the last column, %r; quote such texts to be sure",
+            len(joined),
+            name,
+            shown,
+            sep,
+            header[-1],
+        )
+    if not rows:
+        raise InputError(f"input file has no rows: {name}")
+    return header, rows
+
+
+def _unique_header(header: list[str], name: str) -> list[str]:
+    """Column names made unique (``name``, ``name.1``, ...) with a warning, as pandas does."""
+    seen: dict[str, int] = {}
+    out = []
+    for h in header:
+        if h in seen:
+            seen[h] += 1
+            new = f"{h}.{seen[h]}"
+            log.warning("%s has the column name %r more than once; read as %r", name, h, new)
+            out.append(new)
+        else:
+            seen[h] = 0
+            out.append(h)
+    return out
+
+
+def restore_numeric(df: pd.DataFrame) -> pd.DataFrame:
     """Turn columns that are entirely numeric back into numbers, unless they look like ids."""
     import pandas as pd
 

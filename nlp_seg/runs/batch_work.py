@@ -26,7 +26,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from nlp_seg.errors import InputError, NlpsegError
-from nlp_seg.io.read import ColumnSpec, _restore_numeric, detect_columns, sniff_delimiter
+from nlp_seg.io.read import ColumnSpec, detect_columns, restore_numeric, sniff_delimiter
 from nlp_seg.io.write import (
     _atomic_write,
     write_json,
@@ -253,7 +253,7 @@ def plan_inputs(
         except (ValueError, UnicodeDecodeError, pd.errors.ParserError) as exc:
             raise InputError(f"cannot read {files[0].path.name}: {exc}".splitlines()[0]) from exc
         head.columns = columns
-        head = _restore_numeric(head)
+        head = restore_numeric(head)
     else:
         schema = None
         for f in files:
@@ -708,9 +708,9 @@ def load_all_encoded(
         if e.shape[1]:
             emb[start : start + len(e)] = e
         start += len(e)
+    # CSV cells stay the strings that were typed, exactly as analyze reads them (roles were
+    # detected on a typed copy when the inputs were planned).
     frame = pa.concat_tables(tables).to_pandas() if tables else pd.DataFrame()
-    if plan.fmt == "csv":
-        frame = _restore_numeric(frame)
     all_status = np.concatenate(status) if status else np.zeros(0, dtype=object)
     all_probs = np.vstack(probs) if probs else np.zeros((0, 3))
     return frame, (clean, all_status.astype(object), emb, all_probs)

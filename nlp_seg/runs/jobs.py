@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from nlp_seg.errors import InputError
-from nlp_seg.io.read import ColumnSpec, detect_columns, read_table
+from nlp_seg.io.read import ColumnSpec, detect_columns, read_table, restore_numeric
 from nlp_seg.io.write import (
     file_sha256,
     merge_input_and_assignments,
@@ -56,9 +56,18 @@ def _load_input(
     behavior_cols: list[str] | None,
     encoding: str | None,
 ) -> tuple[pd.DataFrame, ColumnSpec, list[str]]:
-    frame = read_table(input_path, encoding=encoding)
-    spec = detect_columns(frame, text_col=text_col, id_col=id_col, behavior_cols=behavior_cols)
+    frame = read_table(input_path, encoding=encoding, typed=False)  # cells as typed
+    typed = restore_numeric(frame.copy())
+    spec = detect_columns(typed, text_col=text_col, id_col=id_col, behavior_cols=behavior_cols)
     warnings: list[str] = []
+    numeric_text = pd.to_numeric(typed[spec.text], errors="coerce").notna()
+    filled = typed[spec.text].notna()
+    if filled.sum() and numeric_text.sum() >= 0.9 * filled.sum():
+        warnings.append(
+            f"the text column {spec.text!r} holds numbers, not text, in "
+            f"{int(numeric_text.sum())} of {int(filled.sum())} rows; their sentiment and "
+            "segments mean little: name the review column with --text-col"
+        )
     if spec.id is not None:
         dup = frame[spec.id].dropna().duplicated()
         if dup.any():
@@ -424,10 +433,10 @@ def assign_file(
         )
     saved = seg.columns_
     with timer("read"):
-        frame = read_table(input_path, encoding=encoding)
+        frame = read_table(input_path, encoding=encoding, typed=False)  # cells as typed
         cols = set(frame.columns)
         spec = detect_columns(
-            frame,
+            restore_numeric(frame.copy()),
             text_col=text_col or (saved.text if saved and saved.text in cols else None),
             id_col=id_col or (saved.id if saved and saved.id in cols else None),
             behavior_cols=[],

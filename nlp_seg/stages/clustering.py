@@ -56,9 +56,14 @@ class HdbscanClusterer:
             )
         else:
             self.model_ = self._make(mcs)
-            self.model_.fit(x)
-            self.raw_labels_ = np.asarray(self.model_.labels_, dtype=int)
-            self.probabilities_ = np.asarray(self.model_.probabilities_, dtype=float)
+            try:
+                self.model_.fit(x)
+                self.raw_labels_ = np.asarray(self.model_.labels_, dtype=int)
+                self.probabilities_ = np.asarray(self.model_.probabilities_, dtype=float)
+            except ValueError as exc:  # degenerate geometry (all rows alike): one segment
+                log.debug("HDBSCAN failed: %s", exc)
+                self.raw_labels_ = np.full(n, -1, dtype=int)
+                self.probabilities_ = np.zeros(n)
             if (self.raw_labels_ < 0).all():
                 self.note_ = "HDBSCAN found no dense group; all rows form a single segment"
                 self.model_ = None

@@ -53,6 +53,14 @@ def _check_head_encoder(scorer: Any, embedder: Any) -> None:
     )
 
 
+def _stored_precision(emb: np.ndarray) -> np.ndarray:
+    """Embeddings rounded to float16 (and widened back to float32): the precision the batch
+    engine stores, so every command segments the very same vectors. It also absorbs the
+    ~1e-7 jitter between encoding a text alone or in another batch (padding), which UMAP would
+    otherwise amplify into other segment numbers."""
+    return np.asarray(emb, dtype=np.float16).astype(np.float32)
+
+
 def _weights_fingerprint(model: str) -> str:
     from nlp_seg.models.registry import local_model_folder, quick_fingerprint
 
@@ -136,7 +144,7 @@ class TextEncoder:
         ):
             if layers:  # the head's probabilities come out of the same pass
                 emb, probs = self._encode_for_layer_head(scorer, uniq_list, layers, advance)
-                return emb[inverse], probs[inverse]
+                return _stored_precision(emb)[inverse], probs[inverse]
             emb = self.get_embedder().embed(uniq_list, progress=advance)
         with (
             timer("sentiment"),
@@ -146,7 +154,7 @@ class TextEncoder:
                 probs = scorer.predict_proba(uniq_list, embeddings=emb, progress=advance)
             else:
                 probs = self._cached_proba(scorer, uniq_list, advance)
-        return emb[inverse], np.asarray(probs, dtype=np.float64)[inverse]
+        return _stored_precision(emb)[inverse], np.asarray(probs, dtype=np.float64)[inverse]
 
     def _encode_for_layer_head(
         self, scorer: Any, texts: list[str], layers: tuple[int, ...], advance: Any

@@ -731,3 +731,31 @@ class SegmentNamer:
 
 def _finite_or_none(x: float) -> float | None:
     return round(float(x), 4) if x is not None and np.isfinite(x) else None
+
+
+def recount_profiles(
+    segments: list[dict[str, Any]],
+    labels: np.ndarray,
+    scored: np.ndarray,
+    segmented: np.ndarray,
+    outlier: np.ndarray,
+) -> list[dict[str, Any]]:
+    """Profiles made on the fit sample with size, share, ``with_text`` and ``outlier_share``
+    counted over every row (``sample_size`` keeps the sample's count). The rest of a profile
+    (sentiment mix, keywords, quotes) estimates the whole from a uniform sample."""
+    total = int(segmented.sum())
+    out = []
+    for s in segments:
+        members = segmented & (labels == s["id"])
+        size = int(members.sum())
+        out.append(
+            {
+                **s,
+                "size": size,
+                "share": round(size / total, 4) if total else 0.0,
+                "with_text": int((members & scored).sum()),
+                "outlier_share": round(float(outlier[members].mean()), 4) if size else 0.0,
+                "sample_size": s["size"],
+            }
+        )
+    return out

@@ -138,8 +138,10 @@ class UmapReducer:
 
     def fit_transform(self, x: np.ndarray) -> np.ndarray:
         n = len(x)
-        if n < 4:
-            # Too few rows for a neighbour graph: keep the top principal directions instead.
+        distinct = len(np.unique(np.round(x, 6), axis=0)) if n else 0
+        if n < 4 or distinct < 4:
+            # Too few (distinct) rows for a neighbour graph, e.g. the same text 40 times:
+            # keep the top principal directions instead.
             self.model_ = None
             self.backend_ = "identity"
             self.passthrough_mean_ = x.mean(axis=0)
