@@ -34,6 +34,7 @@ from nlp_seg.stages.base import clone_stage
 from nlp_seg.stages.clustering import HdbscanClusterer
 from nlp_seg.stages.encoder import TextEncoder
 from nlp_seg.stages.fusion import BlockFuser, parse_weights
+from nlp_seg.stages.merging import SegmentMerger
 from nlp_seg.stages.naming import SegmentNamer, recount_profiles
 from nlp_seg.stages.placement import FitNeighbours, fit_sample
 from nlp_seg.stages.reduction import UmapReducer
@@ -70,11 +71,15 @@ class SegmenterConfig:
     n_neighbors: int = 15
     seed: int = 42
     keep_outliers: bool = False
+    #: merge segments whose centres lie within each other's spread (see stages.merging)
+    merge_similar: bool = True
     fit_sample_size: int = 50_000
     cache_dir: str | None = None
     playbook: str | None = None
     lang: str = "en"
     max_chars: int = 2000
+    #: models read lower-cased text (None: when both models are the bundled ones)
+    lowercase: bool | None = None
 
     def resolved_models(self) -> tuple[str, str]:
         from nlp_seg.errors import NlpsegError
@@ -336,16 +341,16 @@ class Segmenter:
         self.fit_coords_ = np.asarray(reduced, dtype=np.float32)
         with timer("clustering"), self.reporter.stage("HDBSCAN clustering"):
             self.clusterer_.fit(reduced)
+        with timer("merging"):
+            self.merger_ = SegmentMerger(enabled=cfg.merge_similar).fit(
+                fused, self.clusterer_.labels_
+            )
+            labels = self.merger_.transform(self.clusterer_.labels_)
+        outliers = np.asarray(self.clusterer_.outlier_mask_, dtype=bool)
         # Other rows (the rest of a large input, new rows, the batch engine's chunks) are
         # placed by their nearest fitted rows in the fused space: plain arrays, no pickle.
-        self.neighbours_ = FitNeighbours(seed=cfg.seed).fit(
-            fused, self.clusterer_.labels_, self.clusterer_.outlier_mask_
-        )
-        return (
-            np.asarray(self.clusterer_.labels_, dtype=int),
-            np.asarray(self.clusterer_.probabilities_, dtype=float),
-            np.asarray(self.clusterer_.outlier_mask_, dtype=bool),
-        )
+        self.neighbours_ = FitNeighbours(seed=cfg.seed).fit(fused, labels, outliers)
+        return labels, np.asarray(self.clusterer_.probabilities_, dtype=float), outliers
 
     def fit_predict(
         self, texts: Sequence[object], behavior: pd.DataFrame | None = None

@@ -31,7 +31,9 @@ def saved(tiny_models: dict[str, Path], tmp_path_factory: pytest.TempPathFactory
     cfg = SegmenterConfig(
         embedding_model=str(enc), sentiment_model=str(tiny_models["sentiment"]), seed=3
     )
-    analyze_file(EXAMPLE, root / "out", cfg, save_model=root / "model")
+    # rating named as behaviour (it is not taken as one unless named), so the saved
+    # segmenter carries a behaviour scaler
+    analyze_file(EXAMPLE, root / "out", cfg, save_model=root / "model", behavior_cols=["rating"])
     return {"root": root, "model": root / "model", "out": root / "out", "encoder": enc}
 
 

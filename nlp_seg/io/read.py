@@ -75,6 +75,10 @@ BEHAVIOUR_NAME_HINTS = (
     "amount",
     "revenue",
     "recency",
+#: Names that make a numeric column a behaviour feature when none are named. A star rating
+#: is not one (it says what the text says, and a saved segmenter would place rows without it
+#: elsewhere): it checks the sentiment instead (run.json ``rating_check``), and is used as
+#: behaviour only when named with ``--behavior-cols``.
     "frequency",
     "monetary",
     "visit",
@@ -83,8 +87,6 @@ BEHAVIOUR_NAME_HINTS = (
     "ltv",
     "value",
     "days_since",
-    "rating",
-    "star",
     "tenure",
     "aov",
     "open",

@@ -14,7 +14,6 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
 
 from nlp_seg.errors import InputError
@@ -55,6 +54,7 @@ def _load_input(
     id_col: str | None,
     behavior_cols: list[str] | None,
     encoding: str | None,
+    segmenting: bool = True,
 ) -> tuple[pd.DataFrame, ColumnSpec, list[str]]:
     frame = read_table(input_path, encoding=encoding, typed=False)  # cells as typed
     typed = restore_numeric(frame.copy())
@@ -68,7 +68,7 @@ def _load_input(
             f"{int(numeric_text.sum())} of {int(filled.sum())} rows; their sentiment and "
             "segments mean little: name the review column with --text-col"
         )
-    if spec.id is not None:
+    if spec.id is not None and segmenting:
         dup = frame[spec.id].dropna().duplicated()
         if dup.any():
             warnings.append(
@@ -247,15 +247,51 @@ def write_audiences_and_report(
     return files, audience_info
 
 
+def rating_check(
+    frame: pd.DataFrame, spec: ColumnSpec, sentiment_score: pd.Series
+) -> dict[str, Any] | None:
+    """How a star-rating column in the input agrees with the sentiment, or how it was used.
+
+    A rating is not taken as a behaviour feature unless named with ``--behavior-cols`` (it
+    says what the text says): it checks the sentiment scores instead, row by row.
+    """
+    from nlp_seg.behavior.tables import find_rating_column
+
+    col = find_rating_column(frame, exclude=(spec.text, spec.id))
+    if col is None:
+        return None
+    if col in spec.behavior:
+        return {"column": col, "used_as": "behaviour (named with --behavior-cols)"}
+    rating = pd.to_numeric(frame[col], errors="coerce").reset_index(drop=True)
+    score = pd.to_numeric(sentiment_score, errors="coerce").reset_index(drop=True)
+    both = rating.notna() & score.notna()
+    info: dict[str, Any] = {
+        "column": col,
+        "used_as": "check of the sentiment",
+        "rows": int(both.sum()),
+    }
+    if both.sum() >= 3 and rating[both].nunique() > 1:
+        info["spearman_with_sentiment_score"] = round(
+            float(rating[both].corr(score[both], method="spearman")), 4
+        )
+        info["mean_sentiment_score_by_rating"] = {
+            str(k): round(float(v), 4) for k, v in score[both].groupby(rating[both]).mean().items()
+        }
+    return info
+
+
 def write_run_json(
     out: Path,
     info: dict[str, Any],
     files: list[Path],
     beh_run: Any = None,
     audience_info: dict[str, Any] | None = None,
+    rating: dict[str, Any] | None = None,
 ) -> None:
-    """``out/run.json``: ``info`` plus the behaviour and audiences entries; appended to
-    ``files``."""
+    """``out/run.json``: ``info`` plus the behaviour, audiences and rating-check entries;
+    appended to ``files``."""
+    if rating is not None:
+        info["rating_check"] = rating
     if beh_run is not None:
         info["behavior"] = beh_run.info
     if audience_info is not None:
@@ -345,7 +381,15 @@ def analyze_file(
         warnings,
         started,
     )
-    write_run_json(out, info, files, beh_run, audience_info)
+    rows_align = beh_run is None or beh_run.info.get("unit") != "customer"
+    rating = rating_check(frame, spec, merged["sentiment_score"]) if rows_align else None
+    if rating and "spearman_with_sentiment_score" in rating:
+        reporter.message(
+            f"Rating column {rating['column']} checks the sentiment (Spearman "
+            f"{rating['spearman_with_sentiment_score']:+.2f} with sentiment_score); it is not "
+            "a behaviour feature unless named with --behavior-cols"
+        )
+    write_run_json(out, info, files, beh_run, audience_info, rating)
     return RunResult(
         out, files, len(frame), len(merged), status, seg.segments_, warnings, seconds["total"]
     )
@@ -362,25 +406,17 @@ def score_file(
     reporter: Reporter | None = None,
 ) -> RunResult:
     """``nlpseg score``: sentiment only; writes the input columns plus the sentiment columns."""
-    from nlp_seg.normalize import STATUS_OK, normalize_texts
-    from nlp_seg.segmenter import build_assignments
 
     started = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
     t0 = time.perf_counter()
     reporter = reporter or SilentReporter()
-    frame, spec, warnings = _load_input(input_path, text_col, id_col, [], encoding)
-    seg = Segmenter(config or SegmenterConfig(), reporter=reporter)
-    norm = normalize_texts(frame[spec.text].tolist(), max_chars=seg.config.max_chars)
-    status = np.array([n.status for n in norm], dtype=object)
-    ok = status == STATUS_OK
-    probs = np.full((len(frame), 3), np.nan)
-    timer = StageTimer()
-    if ok.any():
-        probs[ok] = seg.score_sentiment([n.text for n, k in zip(norm, ok, strict=True) if k], timer)
-    n = len(frame)
-    cols = build_assignments(
-        np.full(n, -1), np.zeros(n), np.zeros(n, dtype=bool), probs, status, {}
+    frame, spec, warnings = _load_input(
+        input_path, text_col, id_col, [], encoding, segmenting=False
     )
+    seg = Segmenter(config or SegmenterConfig(), reporter=reporter)
+    timer = StageTimer()
+    cols = seg.score(frame[spec.text].tolist(), timer)
+    n = len(frame)
     merged = merge_input_and_assignments(frame, cols, SCORE_COLUMNS)
     out = Path(out_file)
     if out.suffix.lower() in (".parquet", ".pq"):
@@ -390,6 +426,9 @@ def score_file(
     seconds = {**timer.seconds, "total": round(time.perf_counter() - t0, 3)}
     st = status_counts(merged["status"])
     info = _run_info("score", input_path, spec, seg, n, len(merged), st, seconds, warnings, started)
+    rating = rating_check(frame, spec, merged["sentiment_score"])
+    if rating is not None:
+        info["rating_check"] = rating
     run_json = out.with_name(out.stem + ".run.json")
     write_json(info, run_json)
     return RunResult(None, [out, run_json], n, len(merged), st, [], warnings, seconds["total"])

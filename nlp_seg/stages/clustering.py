@@ -18,8 +18,10 @@ log = logging.getLogger(__name__)
 
 
 def default_min_cluster_size(n: int) -> int:
-    """About 2% of the rows, at least 5 and at most 5,000: a few to a few dozen segments."""
-    return int(max(5, min(5000, round(0.02 * n))))
+    """About 2% of the rows (at most 5,000), and at least ``0.6 * sqrt(n)`` and 5, so a small
+    file gets a readable handful of segments (172 rows: 8, not 5) and a large one a few
+    dozen."""
+    return int(max(5, round(0.6 * n**0.5), min(5000, round(0.02 * n))))
 
 
 class HdbscanClusterer:

@@ -113,6 +113,21 @@ class TextEncoder:
             )
         return self.sentiment
 
+    @property
+    def lowercase(self) -> bool:
+        """Whether the models read lower-cased text: ``config.lowercase``, or by default when
+        both models are the bundled ones (measured: labels no longer depend on case, and
+        dev macro-F1 does not drop; docs/benchmarks.md)."""
+        if self.config.lowercase is not None:
+            return bool(self.config.lowercase)
+        from nlp_seg.models.registry import BUNDLED_ENCODER, BUNDLED_SENTIMENT
+
+        return self.config.resolved_models() == (BUNDLED_ENCODER, BUNDLED_SENTIMENT)
+
+    def model_texts(self, texts: Sequence[str]) -> list[str]:
+        """What the models read: the clean texts, lower-cased when :attr:`lowercase`."""
+        return [t.lower() for t in texts] if self.lowercase else list(texts)
+
     def check_compatible(self) -> None:
         """Refuse a sentiment head trained on another encoder, before any text is embedded."""
         scorer = self.get_sentiment()
@@ -129,7 +144,7 @@ class TextEncoder:
         """Embeddings and ``(n, 3)`` sentiment probabilities of clean texts, one encoder pass
         when the sentiment scorer reads embeddings (the bundled profile)."""
         timer = timer or StageTimer()
-        texts = list(texts)
+        texts = self.model_texts(texts)
         uniq, inverse = np.unique(np.asarray(texts, dtype=object), return_inverse=True)
         uniq_list = [str(t) for t in uniq]
         scorer = self.get_sentiment()
@@ -263,7 +278,7 @@ class TextEncoder:
         if scorer.needs_embeddings:
             return self.encode(texts, timer)[1]
         timer = timer or StageTimer()
-        texts = list(texts)
+        texts = self.model_texts(texts)
         uniq, inverse = np.unique(np.asarray(texts, dtype=object), return_inverse=True)
         with (
             timer("sentiment"),

@@ -166,6 +166,28 @@ def base_name(mean_score: float, shares: Mapping[str, float], request_share: flo
     return "neutral"
 
 
+#: Letters only Vietnamese uses (with its tone marks): a clause holding one is segmented into
+#: words, so keywords are whole words ("cập nhật", "mô tả"), not syllable pairs across two
+#: words ("shop cập", "giống mô").
+VI_RE = re.compile("[ăâđêôơưạảấầẩẫậắằẳẵặẹẻẽếềểễệỉịọỏốồổỗộớờởỡợụủứừửữựỳỵỷỹ]")
+
+
+def vietnamese_words(clause: str) -> list[str]:
+    """Vietnamese words of a clause (multi-syllable words joined by a space), by
+    underthesea's CRF word segmenter (bundled with the package, offline); syllables when the
+    package is missing."""
+    try:
+        from underthesea import word_tokenize
+    except ImportError:  # pragma: no cover - a dependency; kept working without it
+        return WORD_RE.findall(clause)
+    out = []
+    for token in word_tokenize(clause):
+        syllables = token.lower().split()
+        if syllables and all(WORD_RE.fullmatch(x) for x in syllables):
+            out.append(" ".join(syllables))
+    return out
+
+
 def analyze_tokens(text: str) -> list[str]:
     """Keyword candidates of one text: word unigrams and bigrams (Vietnamese syllables pair
     into phrases such as "giao hàng"), CJK runs as character bigrams (cut at stopword
@@ -189,7 +211,7 @@ def analyze_tokens(text: str) -> list[str]:
                     if bg not in STOPWORDS
                 )
     for clause in _CLAUSE_RE.split(CJK_RE.sub(" ", text)):
-        words = WORD_RE.findall(clause)
+        words = vietnamese_words(clause) if VI_RE.search(clause) else WORD_RE.findall(clause)
         tokens.extend(w for w in words if len(w) > 1 and w not in STOPWORDS)
         for a, b in zip(words, words[1:], strict=False):
             if len(a) < 2 or len(b) < 2 or b in STOPWORDS or f"{a} {b}" in STOPWORDS:
@@ -331,17 +353,27 @@ def load_playbook(path: str | Path | None = None) -> dict[str, Any]:
     return data
 
 
+#: What ``{topic}`` reads when a segment has no keywords.
+NO_TOPIC = {"en": "what they mention", "vi": "điều họ nhắc tới"}
+
+
 def suggest_action(
-    playbook: Mapping[str, Any], segment: Mapping[str, Any], lang: str = "en"
+    playbook: Mapping[str, Any],
+    segment: Mapping[str, Any],
+    lang: str = "en",
+    topic: str = "",
 ) -> str:
-    """The first playbook rule whose ``when`` fields all match the segment."""
+    """The first playbook rule whose ``when`` fields all match the segment, with ``{topic}``
+    replaced by the segment's topic (its top keywords), so segments of one kind get actions
+    about what their members actually say."""
     for rule in playbook.get("rules", []):
         when = rule.get("when", {})
         if all(segment.get(k) == v for k, v in when.items()):
             action = rule.get("action", "")
             if isinstance(action, dict):
-                return str(action.get(lang) or action.get("en") or next(iter(action.values())))
-            return str(action)
+                action = action.get(lang) or action.get("en") or next(iter(action.values()))
+            fill = topic or NO_TOPIC.get(lang, NO_TOPIC["en"])
+            return str(action).replace("{topic}", fill)
     return ""
 
 
@@ -356,7 +388,9 @@ def disambiguate(names: dict[int, str], keywords: dict[int, list[str]]) -> dict[
             continue
         used: set[str] = set()
         for sid in ids:
-            kws = [k for k in keywords.get(sid, []) if k not in used][:2]
+            own = keywords.get(sid, [])
+            # Keywords no other segment of this name showed yet; else its own top ones.
+            kws = [k for k in own if k not in used][:2] or own[:2]
             used.update(kws)
             out[sid] = f"{name} ({', '.join(kws)})" if kws else f"{name} #{sid}"
     # Guarantee uniqueness even when keywords coincide.
@@ -685,7 +719,9 @@ def profile_segments(
         q = qual.get(prof["id"], {})
         prof.update(q.get("fields", {}))
         key = {"base": prof["base_name"], **q.get("fields", {})}
-        prof["action"] = suggest_action(playbook_rules, key, lang=lang)
+        prof["action"] = suggest_action(
+            playbook_rules, key, lang=lang, topic=", ".join(prof["keywords"][:2])
+        )
     return profiles
 
 
