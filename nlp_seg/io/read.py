@@ -1,17 +1,24 @@
 """Input: read a table of texts and find its text, id and behaviour columns.
 
-Reading is forgiving about *format* (CSV with any common delimiter, TSV, Parquet, JSON Lines;
-UTF-8 with or without BOM; other encodings detected or named) and strict about *meaning*: an
-unknown column or a file with no usable text stops the run with a one-line error instead of
-silently guessing wrong.
+Reading is forgiving about *format* (CSV with any common delimiter, TSV, Parquet, JSON Lines,
+Excel and OpenDocument spreadsheets; UTF-8 with or without BOM, UTF-16 with or without BOM,
+other encodings detected or named) and strict about *meaning*: an unknown column or a file with
+no usable text stops the run with a one-line error instead of silently guessing wrong. A file is
+recognised by its content, not only its name: a workbook saved as ``.csv`` is read as the
+workbook it is, and a binary file is named for what it is instead of blamed on its encoding.
 """
 
 from __future__ import annotations
 
 import csv
+import datetime as dt
 import io
 import logging
+import math
 import re
+import zipfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -68,6 +75,10 @@ ID_COLUMN_NAMES = (
     "review_id",
     "reviewid",
 )
+#: Names that make a numeric column a behaviour feature when none are named. A star rating
+#: is not one (it says what the text says, and a saved segmenter would place rows without it
+#: elsewhere): it checks the sentiment instead (run.json ``rating_check``), and is used as
+#: behaviour only when named with ``--behavior-cols``.
 BEHAVIOUR_NAME_HINTS = (
     "order",
     "spend",
@@ -75,10 +86,6 @@ BEHAVIOUR_NAME_HINTS = (
     "amount",
     "revenue",
     "recency",
-#: Names that make a numeric column a behaviour feature when none are named. A star rating
-#: is not one (it says what the text says, and a saved segmenter would place rows without it
-#: elsewhere): it checks the sentiment instead (run.json ``rating_check``), and is used as
-#: behaviour only when named with ``--behavior-cols``.
     "frequency",
     "monetary",
     "visit",
@@ -99,7 +106,25 @@ BEHAVIOUR_NAME_HINTS = (
     "points",
 )
 CSV_DELIMITERS = ",;\t|"
-SUPPORTED_SUFFIXES = (".csv", ".tsv", ".txt", ".parquet", ".pq", ".jsonl", ".ndjson", ".json")
+SPREADSHEET_SUFFIXES = (".xlsx", ".xlsm", ".xls", ".xlsb", ".ods")
+SUPPORTED_SUFFIXES = (
+    ".csv",
+    ".tsv",
+    ".txt",
+    ".parquet",
+    ".pq",
+    ".jsonl",
+    ".ndjson",
+    ".json",
+    *SPREADSHEET_SUFFIXES,
+)
+# What a spreadsheet kind is called in messages, and the suffix it is normally saved with.
+SPREADSHEET_KINDS = {
+    "xlsx": ("an Excel workbook", ".xlsx"),
+    "xlsb": ("a binary Excel workbook", ".xlsb"),
+    "xls": ("an Excel 97-2003 workbook", ".xls"),
+    "ods": ("an OpenDocument spreadsheet", ".ods"),
+}
 
 
 @dataclass(frozen=True)
@@ -112,14 +137,42 @@ class ColumnSpec:
     date: str | None = None
 
 
-def read_table(path: str | Path, encoding: str | None = None, typed: bool = True) -> pd.DataFrame:
+_SHEETS: dict[Path, str] = {}
+
+
+@contextmanager
+def sheet_of(path: str | Path, sheet: str | None) -> Iterator[None]:
+    """While inside, :func:`read_table` reads ``path`` from ``sheet`` (``--sheet NAME``).
+
+    The commands name the sheet of their main input this way, so the runs (and any other
+    file they read, such as ``--orders``) need not carry it: only that one file is affected.
+    """
+    if sheet is None:
+        yield
+        return
+    key = Path(path).expanduser().resolve()
+    _SHEETS[key] = sheet
+    try:
+        yield
+    finally:
+        _SHEETS.pop(key, None)
+
+
+def read_table(
+    path: str | Path,
+    encoding: str | None = None,
+    typed: bool = True,
+    sheet: str | None = None,
+) -> pd.DataFrame:
     """Read ``path`` into a DataFrame with every column kept as it was in the file.
 
-    CSV cells are read as strings (ids such as ``00123`` keep their zeros); with ``typed``
-    columns that are entirely numeric are then converted (:func:`restore_numeric`). The runs
-    read ``typed=False`` and detect column roles on a typed copy, so an input column comes out
-    as the text the user typed (``+84901234567`` keeps its ``+``, ``4.50`` its zero).
-    Parquet and JSON keep their own types either way.
+    CSV and spreadsheet cells are read as strings (ids such as ``00123`` keep their zeros; a
+    spreadsheet cell is the text the sheet shows: ``3`` not ``3.0``, a date as ``2024-05-01``,
+    a number formatted ``00000`` with its zeros); with ``typed`` columns that are entirely
+    numeric are then converted (:func:`restore_numeric`). The runs read ``typed=False`` and
+    detect column roles on a typed copy, so an input column comes out as the text the user
+    typed (``+84901234567`` keeps its ``+``, ``4.50`` its zero). Parquet and JSON keep their
+    own types either way. ``sheet`` names the sheet of a workbook (default: the first one).
     """
     import pandas as pd
 
@@ -131,9 +184,24 @@ def read_table(path: str | Path, encoding: str | None = None, typed: bool = True
     if p.stat().st_size == 0:
         raise InputError(f"input file is empty: {p}")
     suffix = p.suffix.lower()
+    if sheet is None:
+        sheet = _SHEETS.get(p.expanduser().resolve())
+    kind = sniff_kind(p)
     try:
-        if suffix in (".parquet", ".pq"):
+        if kind in SPREADSHEET_KINDS or suffix in SPREADSHEET_SUFFIXES:
+            df = _read_spreadsheet(p, kind, sheet)
+            if typed:
+                df = restore_numeric(df)
+        elif sheet is not None:
+            raise InputError(
+                f"--sheet is for spreadsheets (.xlsx, .xls, .ods); {p.name} is not one"
+            )
+        elif kind == "parquet" or suffix in (".parquet", ".pq"):
+            if suffix not in (".parquet", ".pq"):
+                log.warning("%s is a Parquet file, not text; read it as Parquet", p.name)
             df = pd.read_parquet(p)
+        elif kind is not None:
+            raise InputError(_not_text_message(p, kind))
         elif suffix in (".jsonl", ".ndjson"):
             df = pd.read_json(io.StringIO(_decode(p, encoding)), lines=True, dtype=False)
         elif suffix == ".json":
@@ -155,8 +223,109 @@ def read_table(path: str | Path, encoding: str | None = None, typed: bool = True
     return df
 
 
+# Binary formats recognised by their first bytes (zip archives are looked into).
+_MAGIC = (
+    (b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1", "xls"),  # OLE2 compound file: Excel 97-2003
+    (b"PAR1", "parquet"),
+    (b"\x1f\x8b", "gzip"),
+    (b"BZh", "bzip2"),
+    (b"\xfd7zXZ\x00", "xz"),
+    (b"7z\xbc\xaf\x27\x1c", "7z"),
+    (b"%PDF", "pdf"),
+    (b"SQLite format 3\x00", "sqlite"),
+    (b"\x89PNG", "png"),
+    (b"\xff\xd8\xff", "jpeg"),
+)
+_NOT_TEXT = {  # kind: (what it is, what to do)
+    "parquet": ("a Parquet file", "give it a .parquet name"),
+    "gzip": ("gzip-compressed", "unpack it first (gunzip)"),
+    "bzip2": ("bzip2-compressed", "unpack it first"),
+    "xz": ("xz-compressed", "unpack it first"),
+    "7z": ("a 7-Zip archive", "unpack it first"),
+    "zip": ("a zip archive", "unpack it first"),
+    "pdf": ("a PDF document", "export its table to CSV"),
+    "sqlite": ("an SQLite database", "export the table to CSV"),
+    "png": ("an image", ""),
+    "jpeg": ("an image", ""),
+    "binary": ("binary data", ""),
+}
+
+
+def sniff_kind(path: str | Path) -> str | None:
+    """What a file is by its content: a spreadsheet kind (``xlsx``, ``xlsb``, ``xls``,
+    ``ods``), ``parquet``, an archive or other binary kind, or ``None`` for text."""
+    p = Path(path)
+    with open(p, "rb") as f:
+        head = f.read(1 << 16)
+    if head.startswith(b"PK\x03\x04"):
+        try:
+            with zipfile.ZipFile(p) as z:
+                names = set(z.namelist())
+                if "xl/workbook.xml" in names:
+                    return "xlsx"
+                if "xl/workbook.bin" in names:
+                    return "xlsb"
+                if "mimetype" in names and b"spreadsheet" in z.read("mimetype"):
+                    return "ods"
+                if "content.xml" in names and "META-INF/manifest.xml" in names:
+                    return "ods"
+        except (zipfile.BadZipFile, OSError, KeyError):
+            pass
+        return "zip"
+    for magic, kind in _MAGIC:
+        if head.startswith(magic):
+            return kind
+    if _utf16_without_bom(head) or head.startswith((b"\xff\xfe", b"\xfe\xff")):
+        return None
+    if head.startswith(b"\xef\xbb\xbf"):
+        return None
+    # Control bytes other than NUL (handled as stray padding), TAB, LF, CR, FF and ESC are
+    # rare in text in any encoding and common in binary data.
+    control = sum(1 for b in head if 0 < b < 9 or 13 < b < 32 and b != 27)
+    if head and control > 0.05 * len(head):
+        return "binary"
+    return None
+
+
+def _not_text_message(p: Path, kind: str) -> str:
+    what, todo = _NOT_TEXT.get(kind, ("not a text file", ""))
+    return (
+        f"{p.name} is {what}, not CSV/TSV/JSON text"
+        + (f"; {todo}" if todo else "")
+        + " (nlpseg reads CSV, TSV, JSON Lines, Parquet and .xlsx/.xls/.ods spreadsheets)"
+    )
+
+
+def _utf16_without_bom(head: bytes) -> str | None:
+    """``utf-16-le``/``utf-16-be`` when ``head`` looks like UTF-16 text without a BOM.
+
+    Text is mostly ASCII letters, digits, spaces and punctuation (Vietnamese too: its
+    letters sit around them), whose UTF-16 high byte is zero: one of the two byte lanes is
+    largely NUL and the other hardly ever. The guess must then decode cleanly.
+    """
+    sample = head[: len(head) - len(head) % 2][:65536]
+    if len(sample) < 4:
+        return None
+    even, odd = sample[0::2], sample[1::2]
+    even_nul = even.count(0) / len(even)
+    odd_nul = odd.count(0) / len(odd)
+    if odd_nul > 0.3 and even_nul < 0.02:
+        guess = "utf-16-le"
+    elif even_nul > 0.3 and odd_nul < 0.02:
+        guess = "utf-16-be"
+    else:
+        return None
+    try:
+        sample.decode(guess)
+    except UnicodeDecodeError as exc:
+        if exc.start < len(sample) - 4:  # only a character cut at the end of the sample
+            return None
+    return guess
+
+
 def _decode(p: Path, encoding: str | None) -> str:
-    """Decode a text file: the named encoding, else UTF-8 (BOM stripped), else a detected one."""
+    """Decode a text file: the named encoding, else by its BOM (UTF-8, UTF-16, UTF-32), else
+    UTF-16 without BOM when it looks like it, else UTF-8, else a detected encoding."""
     raw = p.read_bytes()
     if encoding:
         try:
@@ -167,6 +336,29 @@ def _decode(p: Path, encoding: str | None) -> str:
             raise InputError(
                 f"{p.name} is not valid {encoding} (byte {exc.start}); try another --encoding"
             ) from exc
+    for bom, codec in (
+        (b"\xff\xfe\x00\x00", "utf-32"),
+        (b"\x00\x00\xfe\xff", "utf-32"),
+        (b"\xff\xfe", "utf-16"),
+        (b"\xfe\xff", "utf-16"),
+    ):
+        if raw.startswith(bom):
+            try:
+                return raw.decode(codec)
+            except UnicodeDecodeError as exc:
+                raise InputError(
+                    f"{p.name} starts like {codec.upper()} but is not valid {codec.upper()} "
+                    f"(byte {exc.start}); pass the right --encoding"
+                ) from exc
+    utf16 = _utf16_without_bom(raw[:65536])
+    if utf16 is not None:
+        try:
+            text = raw.decode(utf16)
+        except UnicodeDecodeError:
+            pass
+        else:
+            log.info("%s read as %s (no byte-order mark)", p.name, utf16)
+            return text
     try:
         return raw.decode("utf-8-sig")
     except UnicodeDecodeError:
@@ -189,6 +381,171 @@ def _decode(p: Path, encoding: str | None) -> str:
         "%s is not UTF-8; decoded as %s (use --encoding to override)", p.name, best.encoding
     )
     return text
+
+
+def _read_spreadsheet(p: Path, kind: str | None, sheet: str | None) -> pd.DataFrame:
+    """The first (or the named) sheet of a workbook as text cells, like a CSV read."""
+    import pandas as pd
+
+    suffix = p.suffix.lower()
+    if kind not in SPREADSHEET_KINDS:
+        if kind is not None:
+            what = "; ".join(filter(None, _NOT_TEXT.get(kind, ("something else", ""))))
+        elif p.read_bytes()[:512].lstrip(b"\xef\xbb\xbf \t\r\n").startswith(b"<"):
+            what = "an HTML/XML page; open it in a spreadsheet and save it as .xlsx or CSV"
+        else:
+            what = "text; give it a .csv (or .tsv) name"
+        raise InputError(f"{p.name} is named like a spreadsheet but is {what}")
+    what, usual = SPREADSHEET_KINDS[kind]
+    if suffix not in SPREADSHEET_SUFFIXES:
+        log.warning("%s is %s, not %s text; read it as a spreadsheet", p.name, what, suffix)
+    if kind == "xlsx":
+        name, rows = _xlsx_rows(p, sheet)
+    else:
+        name, rows = _calamine_rows(p, sheet)
+    header, body = _sheet_table(rows, p.name, name)
+    df = pd.DataFrame(body, columns=header, dtype=object)
+    return df.where(df.notna(), None).astype(object)
+
+
+def _pick_sheet(names: list[str], visible: list[bool], sheet: str | None, p: Path) -> str:
+    if sheet is None:
+        shown = [n for n, v in zip(names, visible, strict=True) if v] or names
+        if not shown:
+            raise InputError(f"{p.name} has no sheets")
+        if len(names) > 1:
+            log.info(
+                "%s has %d sheets; reading %r (--sheet picks another)", p.name, len(names), shown[0]
+            )
+        return shown[0]
+    if sheet in names:
+        return sheet
+    by_lower = {n.strip().lower(): n for n in names}
+    if sheet.strip().lower() in by_lower:
+        return by_lower[sheet.strip().lower()]
+    if sheet.strip().isdigit() and 1 <= int(sheet) <= len(names):
+        return names[int(sheet) - 1]
+    raise InputError(
+        f"{p.name} has no sheet {sheet!r}; its sheets: " + ", ".join(repr(n) for n in names)
+    )
+
+
+def _xlsx_rows(p: Path, sheet: str | None) -> tuple[str, list[list[str | None]]]:
+    """Rows of an .xlsx/.xlsm sheet through openpyxl, each cell the text the sheet shows."""
+    try:
+        import openpyxl
+    except ImportError as exc:  # a dependency; only a broken install lacks it
+        raise InputError("reading .xlsx needs openpyxl: pip install openpyxl") from exc
+    import warnings
+
+    # A file object, not the path: openpyxl refuses names that do not end in .xlsx/.xlsm.
+    with open(p, "rb") as fh:
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # "no default style", unknown extensions, ...
+                wb = openpyxl.load_workbook(fh, read_only=True, data_only=True)
+        except Exception as exc:  # noqa: BLE001 - a damaged or encrypted workbook
+            raise InputError(
+                f"cannot read {p.name} as an Excel workbook: {_first_line(exc)}"
+            ) from exc
+        try:
+            sheets = [ws for ws in wb.worksheets if hasattr(ws, "iter_rows")]
+            names = [ws.title for ws in sheets]
+            visible = [getattr(ws, "sheet_state", "visible") == "visible" for ws in sheets]
+            name = _pick_sheet(names, visible, sheet, p)
+            ws = wb[name]
+            if hasattr(ws, "reset_dimensions"):
+                ws.reset_dimensions()  # exporters often write a wrong <dimension>
+            rows = [
+                [_cell_text(c.value, getattr(c, "number_format", None)) for c in row]
+                for row in ws.iter_rows()
+            ]
+        finally:
+            wb.close()
+    return name, rows
+
+
+def _calamine_rows(p: Path, sheet: str | None) -> tuple[str, list[list[str | None]]]:
+    """Rows of an .xls/.xlsb/.ods sheet through python-calamine, cells as shown text."""
+    try:
+        from python_calamine import CalamineWorkbook
+    except ImportError as exc:  # a dependency; only a broken install lacks it
+        raise InputError(
+            f"reading {p.suffix or 'this spreadsheet'} needs python-calamine: "
+            "pip install python-calamine"
+        ) from exc
+    try:
+        wb = CalamineWorkbook.from_path(str(p))
+        meta = list(wb.sheets_metadata)
+        names = [m.name for m in meta]
+        visible = ["Visible" in str(m.visible) for m in meta]
+        name = _pick_sheet(names, visible, sheet, p)
+        values = wb.get_sheet_by_name(name).to_python(skip_empty_area=False)
+    except InputError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - calamine raises its own error types
+        raise InputError(f"cannot read {p.name} as a spreadsheet: {_first_line(exc)}") from exc
+    return name, [[_cell_text(v) for v in row] for row in values]
+
+
+_ZERO_PADDED = re.compile(r"0+")
+
+
+def _cell_text(value: object, number_format: str | None = None) -> str | None:
+    """A cell as the text a spreadsheet shows for it (``None`` when empty).
+
+    Whole numbers lose the ``.0`` the file stores (``3``, ``84901234567``), other numbers keep
+    15 significant digits (Excel's precision, so ``0.1+0.2`` is ``0.3``), a number formatted
+    ``00000`` keeps its leading zeros, dates are ISO (``2024-05-01``, with the time only when
+    it is not midnight), booleans ``TRUE``/``FALSE`` as Excel writes them.
+    """
+    if value is None:
+        return None
+    if isinstance(value, str):
+        return value if value != "" else None
+    if isinstance(value, bool):
+        return "TRUE" if value else "FALSE"
+    if isinstance(value, (int, float)):
+        if isinstance(value, float) and not math.isfinite(value):
+            return str(value)
+        if float(value).is_integer() and abs(value) < 1e15:
+            digits = str(int(value))
+            if number_format and _ZERO_PADDED.fullmatch(number_format) and value >= 0:
+                return digits.zfill(len(number_format))
+            return digits
+        return f"{value:.15g}"
+    if isinstance(value, dt.datetime):
+        if value.time() == dt.time(0) and value.tzinfo is None:
+            return value.date().isoformat()
+        return value.isoformat(sep=" ")
+    if isinstance(value, (dt.date, dt.time)):
+        return value.isoformat()
+    return str(value)
+
+
+def _sheet_table(
+    rows: list[list[str | None]], name: str, sheet: str
+) -> tuple[list[str], list[list[str | None]]]:
+    """Header and body of a sheet: blank rows skipped, the first non-blank row the header,
+    columns without a header name and without data dropped, every row as wide as the header."""
+    rows = [r for r in rows if any(c is not None and c.strip() for c in r)]
+    if not rows:
+        raise InputError(f"input file has no rows: {name} (sheet {sheet!r} is empty)")
+    width = max(
+        max((i + 1 for i, c in enumerate(r) if c is not None and c.strip()), default=0)
+        for r in rows
+    )
+    rows = [(r + [None] * width)[:width] for r in rows]
+    header_cells, body = rows[0], rows[1:]
+    header = [(h or "").strip() or f"column_{i + 1}" for i, h in enumerate(header_cells)]
+    if not body:
+        raise InputError(f"input file has no rows: {name} (sheet {sheet!r} has only a header)")
+    return _unique_header(header, name), body
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def sniff_delimiter(sample: str, default: str = ",") -> str:
