@@ -15,11 +15,68 @@ from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
 import typer
+from typer.core import TyperGroup
+
+# Options of the whole program, accepted before or after the command name.
+GLOBAL_FLAGS = ("--quiet", "-q", "--debug", "--version")
+
+
+def hoist_global_options(group: Any, ctx: Any, args: list[str]) -> list[str]:
+    """``args`` with the global flags that follow the command name moved in front of it, so
+    ``nlpseg analyze f.csv -q`` means ``nlpseg -q analyze f.csv``.
+
+    A flag is only moved where it is one: not after ``--``, and not as the value of the
+    command's own option (``--text-col -q`` names a column called ``-q``). Commands are
+    walked by duck typing: typer ships its own copy of click's classes.
+    """
+    front: list[str] = []
+    rest: list[str] = []
+    cmd: Any = group
+    in_command = False
+    takes_value: set[str] = set()
+    i = 0
+    while i < len(args):
+        tok = args[i]
+        if tok == "--":
+            rest.extend(args[i:])
+            break
+        if hasattr(cmd, "list_commands") and not tok.startswith("-"):
+            sub = cmd.get_command(ctx, tok)
+            if sub is not None:
+                cmd, in_command = sub, True
+                takes_value = {
+                    name
+                    for p in getattr(sub, "params", [])
+                    if getattr(p, "param_type_name", "") == "option"
+                    and not getattr(p, "is_flag", False)
+                    and not getattr(p, "count", False)
+                    for name in (*p.opts, *p.secondary_opts)
+                }
+            rest.append(tok)
+        elif in_command and tok in GLOBAL_FLAGS:
+            front.append(tok)
+        elif in_command and tok in takes_value and i + 1 < len(args):
+            rest.extend(args[i : i + 2])
+            i += 1
+        else:
+            rest.append(tok)
+        i += 1
+    return front + rest
+
+
+class GlobalOptionsAnywhere(TyperGroup):
+    """The top-level group: ``-q``, ``--debug`` and ``--version`` also after the command."""
+
+    def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
+        return super().parse_args(ctx, hoist_global_options(self, ctx, list(args)))
+
 
 app = typer.Typer(
     name="nlpseg",
+    cls=GlobalOptionsAnywhere,
     help="Named, actionable customer segments from reviews, comments and chats "
-    "(sentiment + embeddings + behaviour -> UMAP -> HDBSCAN -> named segments).",
+    "(sentiment + embeddings + behaviour -> UMAP -> HDBSCAN -> named segments). "
+    "The options below (-q, --debug, --version) also work after the command name.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
@@ -27,7 +84,7 @@ app = typer.Typer(
 models_app = typer.Typer(help="List and prepare the models nlpseg uses.", no_args_is_help=True)
 app.add_typer(models_app, name="models")
 
-_STATE: dict[str, bool] = {"debug": False, "quiet": False}
+_STATE: dict[str, Any] = {"debug": False, "quiet": False, "command": None}
 T = TypeVar("T")
 
 
@@ -41,6 +98,7 @@ def _version_callback(value: bool) -> None:
 
 @app.callback()
 def main(
+    ctx: typer.Context,
     debug: Annotated[bool, typer.Option("--debug", help="Show full tracebacks.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress output.")] = False,
     version: Annotated[
@@ -50,6 +108,7 @@ def main(
     """nlpseg: who your customers are, from what they write."""
     _STATE["debug"] = debug
     _STATE["quiet"] = quiet
+    _STATE["command"] = ctx.invoked_subcommand
     logging.basicConfig(
         level=logging.DEBUG if debug else logging.WARNING,
         format="%(levelname)s %(name)s: %(message)s",
@@ -68,8 +127,46 @@ def _fail(message: str, code: int = 2) -> None:
     raise typer.Exit(code)
 
 
+# The optional extras of pyproject.toml, by the top-level modules they install.
+EXTRA_MODULES = {
+    "uvicorn": "serve",
+    "fastapi": "serve",
+    "starlette": "serve",
+    "prometheus_client": "serve",
+    "ray": "ray",
+    "bertopic": "bench",
+    "emosent": "train",
+}
+
+
+def missing_extra(exc: BaseException) -> str | None:
+    """The extra whose module is missing behind ``exc`` (itself or what caused it), if any."""
+    seen = 0
+    cur: BaseException | None = exc
+    while cur is not None and seen < 5:
+        if isinstance(cur, ImportError):
+            name = (cur.name or "").split(".")[0]
+            if name in EXTRA_MODULES:
+                return EXTRA_MODULES[name]
+        cur = cur.__cause__
+        seen += 1
+    return None
+
+
+def missing_extra_message(extra: str) -> str:
+    """``nlpseg serve needs the serve extra: pip install 'nlpseg[serve]'``."""
+    command = " ".join(["nlpseg", *filter(None, [_STATE["command"]])])
+    if extra == "ray":
+        command += " --engine ray"
+    return f"{command} needs the {extra} extra: pip install 'nlpseg[{extra}]'"
+
+
 def guarded(fn: Callable[[], T]) -> T:
-    """Run ``fn``; turn every failure into one line on stderr and a non-zero exit."""
+    """Run ``fn``; turn every failure into one line on stderr and a non-zero exit.
+
+    A module of an optional extra that is not installed (uvicorn for ``serve``, ...) is
+    answered with the install command, whichever code tripped over it.
+    """
     from nlp_seg.errors import NlpsegError
 
     try:
@@ -79,12 +176,18 @@ def guarded(fn: Callable[[], T]) -> T:
     except NlpsegError as exc:
         if _STATE["debug"]:
             raise
+        extra = missing_extra(exc.__cause__) if exc.__cause__ is not None else None
+        if extra is not None:
+            _fail(missing_extra_message(extra), exc.exit_code)
         _fail(str(exc).splitlines()[0] if str(exc) else type(exc).__name__, exc.exit_code)
     except KeyboardInterrupt:
         _fail("interrupted", 130)
     except MemoryError:
         _fail("out of memory; try a smaller --fit-sample-size or --batch-size", 1)
     except Exception as exc:  # noqa: BLE001 - last line of defence for the user
+        extra = missing_extra(exc)
+        if extra is not None and not _STATE["debug"]:
+            _fail(missing_extra_message(extra), 2)
         if _STATE["debug"]:
             raise
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
@@ -111,6 +214,15 @@ IdCol = Annotated[
 ]
 Encoding = Annotated[
     str | None, typer.Option("--encoding", help="File encoding if not UTF-8 (auto-detected).")
+]
+Sheet = Annotated[
+    str | None,
+    typer.Option(
+        "--sheet", help="Sheet of an .xlsx/.xls/.ods input, by name (default: the first)."
+    ),
+]
+InputFile = Annotated[
+    Path, typer.Argument(help="CSV, TSV, Parquet, JSON Lines or .xlsx/.xls/.ods spreadsheet.")
 ]
 Profile = Annotated[
     str, typer.Option("--profile", help="Model profile: bundled (offline default) or hub.")
@@ -207,12 +319,13 @@ def _cache_dir(cache_dir: str | None, no_cache: bool) -> str | None:
 
 @app.command()
 def analyze(
-    input: Annotated[Path, typer.Argument(help="CSV, TSV, Parquet or JSON Lines file.")],
+    input: InputFile,
     out: Annotated[Path, typer.Option("--out", "-o", help="Output folder.")] = Path("nlpseg_out"),
     text_col: TextCol = None,
     id_col: IdCol = None,
     behavior_cols: BehaviorCols = None,
     encoding: Encoding = None,
+    sheet: Sheet = None,
     profile: Profile = "bundled",
     sentiment_model: SentimentModel = None,
     embedding_model: EmbeddingModel = None,
@@ -327,33 +440,36 @@ def analyze(
             lang=lang,
         )
         cfg.resolved_models()
-        result = analyze_file(
-            input,
-            out,
-            cfg,
-            text_col=text_col,
-            id_col=id_col,
-            behavior_cols=_split(behavior_cols),
-            encoding=encoding,
-            reporter=_reporter(),
-            save_model=save_model,
-            behavior_options=BehaviorOptions(
-                orders=orders,
-                events=events,
-                unit=unit,
-                orders_id_col=orders_id_col,
-                orders_date_col=orders_date_col,
-                orders_amount_col=orders_amount_col,
-                events_id_col=events_id_col,
-                events_type_col=events_type_col,
-                events_time_col=events_time_col,
+        from nlp_seg.io.read import sheet_of
+
+        with sheet_of(input, sheet):
+            result = analyze_file(
+                input,
+                out,
+                cfg,
+                text_col=text_col,
+                id_col=id_col,
+                behavior_cols=_split(behavior_cols),
                 encoding=encoding,
-                clv_horizon_days=clv_horizon_days,
-            ),
-            audiences=audiences,
-            audience_options=audience_options,
-            report=report,
-        )
+                reporter=_reporter(),
+                save_model=save_model,
+                behavior_options=BehaviorOptions(
+                    orders=orders,
+                    events=events,
+                    unit=unit,
+                    orders_id_col=orders_id_col,
+                    orders_date_col=orders_date_col,
+                    orders_amount_col=orders_amount_col,
+                    events_id_col=events_id_col,
+                    events_type_col=events_type_col,
+                    events_time_col=events_time_col,
+                    encoding=encoding,
+                    clv_horizon_days=clv_horizon_days,
+                ),
+                audiences=audiences,
+                audience_options=audience_options,
+                report=report,
+            )
         _summary(result)
 
     guarded(run)
@@ -393,13 +509,14 @@ def _summary(result: Any) -> None:
 
 @app.command()
 def score(
-    input: Annotated[Path, typer.Argument(help="CSV, TSV, Parquet or JSON Lines file.")],
+    input: InputFile,
     out: Annotated[Path, typer.Option("--out", "-o", help="Output CSV or Parquet file.")] = Path(
         "scores.csv"
     ),
     text_col: TextCol = None,
     id_col: IdCol = None,
     encoding: Encoding = None,
+    sheet: Sheet = None,
     profile: Profile = "bundled",
     sentiment_model: SentimentModel = None,
     embedding_model: EmbeddingModel = None,
@@ -425,15 +542,18 @@ def score(
             cache_dir=_cache_dir(cache_dir, no_cache),
         )
         cfg.resolved_models()
-        result = score_file(
-            input,
-            out,
-            cfg,
-            text_col=text_col,
-            id_col=id_col,
-            encoding=encoding,
-            reporter=_reporter(),
-        )
+        from nlp_seg.io.read import sheet_of
+
+        with sheet_of(input, sheet):
+            result = score_file(
+                input,
+                out,
+                cfg,
+                text_col=text_col,
+                id_col=id_col,
+                encoding=encoding,
+                reporter=_reporter(),
+            )
         _summary(result)
 
     guarded(run)
@@ -507,7 +627,7 @@ def raise_input(message: str) -> None:
 
 @app.command()
 def assign(
-    input: Annotated[Path, typer.Argument(help="CSV, TSV, Parquet or JSON Lines file.")],
+    input: InputFile,
     model: Annotated[
         Path, typer.Option("--model", "-m", help="Folder written by analyze --save-model.")
     ],
@@ -517,6 +637,7 @@ def assign(
     text_col: TextCol = None,
     id_col: IdCol = None,
     encoding: Encoding = None,
+    sheet: Sheet = None,
     device: Annotated[
         str | None, typer.Option("--device", help="auto, cpu or cuda (default: as saved).")
     ] = None,
@@ -547,32 +668,34 @@ def assign(
     """Label new rows with a saved segmenter; unlike-anything-seen rows are flagged."""
 
     def run() -> None:
+        from nlp_seg.io.read import sheet_of
         from nlp_seg.runs.behavior_job import BehaviorOptions
         from nlp_seg.runs.jobs import assign_file
 
-        result = assign_file(
-            input,
-            model,
-            out,
-            text_col=text_col,
-            id_col=id_col,
-            encoding=encoding,
-            device=device,
-            batch_size=batch_size,
-            cache_dir=_cache_dir(cache_dir, no_cache),
-            reporter=_reporter(),
-            behavior_options=BehaviorOptions(
-                orders=orders,
-                events=events,
-                orders_id_col=orders_id_col,
-                orders_date_col=orders_date_col,
-                orders_amount_col=orders_amount_col,
-                events_id_col=events_id_col,
-                events_type_col=events_type_col,
-                events_time_col=events_time_col,
+        with sheet_of(input, sheet):
+            result = assign_file(
+                input,
+                model,
+                out,
+                text_col=text_col,
+                id_col=id_col,
                 encoding=encoding,
-            ),
-        )
+                device=device,
+                batch_size=batch_size,
+                cache_dir=_cache_dir(cache_dir, no_cache),
+                reporter=_reporter(),
+                behavior_options=BehaviorOptions(
+                    orders=orders,
+                    events=events,
+                    orders_id_col=orders_id_col,
+                    orders_date_col=orders_date_col,
+                    orders_amount_col=orders_amount_col,
+                    events_id_col=events_id_col,
+                    events_type_col=events_type_col,
+                    events_time_col=events_time_col,
+                    encoding=encoding,
+                ),
+            )
         _summary(result)
 
     guarded(run)
@@ -766,6 +889,28 @@ def serve(
         int,
         typer.Option("--workers", min=1, help="Processes, each with its own copy of the model."),
     ] = 1,
+    api_key_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--api-key-file",
+            help="Read the API key from this file (instead of NLPSEG_API_KEY).",
+            dir_okay=False,
+        ),
+    ] = None,
+    allow_unauthenticated: Annotated[
+        bool,
+        typer.Option(
+            "--allow-unauthenticated",
+            help="Serve beyond localhost without an API key (refused otherwise).",
+        ),
+    ] = False,
+    allowed_host: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--allowed-host",
+            help="Also answer this Host name (repeatable; localhost names always are).",
+        ),
+    ] = None,
     max_texts: Annotated[
         int, typer.Option("--max-texts", min=1, help="Texts or rows per request.")
     ] = 256,
@@ -782,9 +927,39 @@ def serve(
         float,
         typer.Option("--max-wait-ms", min=0, help="How long a request waits for others."),
     ] = 5.0,
-    max_queue: Annotated[
-        int, typer.Option("--max-queue", min=1, help="Waiting requests before 503.")
-    ] = 1000,
+    max_queue_texts: Annotated[
+        int,
+        typer.Option("--max-queue-texts", min=1, help="Texts waiting per endpoint before 503."),
+    ] = 2048,
+    max_pending_bytes: Annotated[
+        int,
+        typer.Option(
+            "--max-pending-bytes",
+            min=1,
+            help="Request-body bytes held at once (read, queued, computed) before 503.",
+        ),
+    ] = 32_000_000,
+    max_connections: Annotated[
+        int,
+        typer.Option("--max-connections", min=1, help="Open connections before 503."),
+    ] = 256,
+    header_timeout: Annotated[
+        float,
+        typer.Option("--header-timeout", min=0.1, help="Seconds for a request's headers."),
+    ] = 10.0,
+    body_timeout: Annotated[
+        float,
+        typer.Option("--body-timeout", min=0.1, help="Seconds for a request's body (408)."),
+    ] = 30.0,
+    keep_alive_timeout: Annotated[
+        int,
+        typer.Option(
+            "--keep-alive-timeout", min=1, help="Seconds an idle kept-alive connection stays."
+        ),
+    ] = 5,
+    max_header_bytes: Annotated[
+        int, typer.Option("--max-header-bytes", min=1024, help="Bytes of a request's head.")
+    ] = 16_384,
     device: Annotated[
         str | None, typer.Option("--device", help="auto, cpu or cuda (default: as saved).")
     ] = None,
@@ -795,7 +970,7 @@ def serve(
         ),
     ] = None,
 ) -> None:
-    """Serve a saved segmenter over HTTP (set NLPSEG_API_KEY to require a key)."""
+    """Serve a saved segmenter over HTTP (NLPSEG_API_KEY or --api-key-file to require a key)."""
 
     def run() -> None:
         import socket
@@ -803,32 +978,56 @@ def serve(
         from nlp_seg.errors import NlpsegError
 
         try:
-            from nlp_seg.service.app import ServiceSettings
+            from nlp_seg.service.app import ServiceSettings, exposure_problem
             from nlp_seg.service.app import serve as serve_app
         except ImportError as exc:
             raise NlpsegError(
                 f"the service needs the serve extra ({exc.name} is missing): "
                 "pip install 'nlpseg[serve]'"
             ) from exc
+        overrides: dict[str, object] = {}
+        if api_key_file is not None:
+            try:
+                key = api_key_file.read_text(encoding="utf-8").strip()
+            except (OSError, UnicodeDecodeError) as exc:
+                raise NlpsegError(f"cannot read --api-key-file {api_key_file}: {exc}") from exc
+            if not key or "\n" in key:
+                raise NlpsegError(f"--api-key-file {api_key_file} must hold the key on one line")
+            if os.name == "posix" and api_key_file.stat().st_mode & 0o077:
+                typer.echo(
+                    f"warning: {api_key_file} is readable by other users; chmod 600 it",
+                    err=True,
+                )
+            overrides["api_key"] = key
+        try:
+            settings = ServiceSettings.from_env(
+                max_texts=max_texts,
+                max_text_chars=max_text_chars,
+                max_body_bytes=max_body_bytes,
+                max_batch_texts=max_batch_size,
+                max_wait_ms=max_wait_ms,
+                max_queue_texts=max_queue_texts,
+                max_pending_bytes=max_pending_bytes,
+                max_connections=max_connections,
+                header_timeout_s=header_timeout,
+                body_timeout_s=body_timeout,
+                keep_alive_s=keep_alive_timeout,
+                max_header_bytes=max_header_bytes,
+                threads=threads,
+                **overrides,
+            )
+        except ValueError as exc:
+            raise NlpsegError(str(exc)) from exc
+        problem = exposure_problem(host, settings.api_key, allow_unauthenticated)
+        if problem:
+            raise NlpsegError(problem)
+        if exposure_problem(host, settings.api_key, False):
+            typer.echo(f"warning: serving on {host} without an API key", err=True)
         try:
             with socket.create_server((host, port)):
                 pass
         except OSError as exc:
             raise NlpsegError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from exc
-        settings = ServiceSettings.from_env(
-            max_texts=max_texts,
-            max_text_chars=max_text_chars,
-            max_body_bytes=max_body_bytes,
-            max_batch_texts=max_batch_size,
-            max_wait_ms=max_wait_ms,
-            max_queue=max_queue,
-            threads=threads,
-        )
-        if host not in ("127.0.0.1", "localhost", "::1") and not settings.api_key:
-            typer.echo(
-                f"warning: listening on {host} without an API key; set NLPSEG_API_KEY",
-                err=True,
-            )
         serve_app(
             str(model),
             settings,
@@ -837,6 +1036,8 @@ def serve(
             workers=workers,
             device=device,
             log_level="warning" if _STATE["quiet"] else "info",
+            allowed_hosts=allowed_host or (),
+            allow_unauthenticated=allow_unauthenticated,
         )
 
     guarded(run)

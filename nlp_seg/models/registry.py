@@ -2,7 +2,8 @@
 
 nlpseg must work air-gapped. Every model is named by a hub id or a local folder; a hub id is
 first looked up in the local cache, and the network is only tried when the user has not set
-``HF_HUB_OFFLINE=1``. When nothing works, the error names the model and says how to get it.
+``HF_HUB_OFFLINE=1`` and the hub can be reached (checked in about two seconds). When nothing
+works, the error names the model and says how to get it (``hf download``).
 ``trust_remote_code`` is never enabled: a model folder cannot run code on the user's machine.
 """
 
@@ -56,11 +57,61 @@ def hub_offline() -> bool:
     return os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in {"1", "true", "yes", "on"}
 
 
+def hub_endpoint() -> tuple[str, int]:
+    """Host and port of the hub (``HF_ENDPOINT`` for a mirror, else huggingface.co:443)."""
+    from urllib.parse import urlsplit
+
+    url = urlsplit(os.environ.get("HF_ENDPOINT", "").strip() or "https://huggingface.co")
+    host = url.hostname or "huggingface.co"
+    return host, url.port or (80 if url.scheme == "http" else 443)
+
+
+_REACHABLE: dict[str, bool] = {}
+
+
+def hub_reachable(timeout: float = 2.0) -> bool:
+    """Whether the hub answers an HTTP request (any status) within about ``timeout`` seconds.
+
+    An HTTP answer, not a TCP connection: sandboxes and captive networks accept connections
+    to anything and then never answer. The request goes through the proxy the environment
+    names (``HTTPS_PROXY``, ``NO_PROXY``). Name resolution is not bounded by a socket
+    timeout, so the request runs in a daemon thread that is given up on after
+    ``1.5 * timeout``. The answer is kept for the process.
+    """
+    import threading
+    import urllib.error
+    import urllib.request
+
+    host, port = hub_endpoint()
+    scheme = "http" if port == 80 else "https"
+    url = f"{scheme}://{host}:{port}/"
+    if url in _REACHABLE:
+        return _REACHABLE[url]
+    answered: list[bool] = []
+
+    def ask() -> None:
+        try:
+            request = urllib.request.Request(url, method="HEAD")
+            with urllib.request.urlopen(request, timeout=timeout):
+                answered.append(True)
+        except urllib.error.HTTPError:  # 401, 404, ...: an answer all the same
+            answered.append(True)
+        except Exception:  # noqa: BLE001 - DNS, refused, TLS, timeout: no hub
+            answered.append(False)
+
+    t = threading.Thread(target=ask, name="nlpseg-hub-check", daemon=True)
+    t.start()
+    t.join(1.5 * timeout)
+    _REACHABLE[url] = bool(answered and answered[0])
+    return _REACHABLE[url]
+
+
 def how_to_get(model_id: str, option: str) -> str:
+    folder = f"./models/{model_id.split('/')[-1]}"
     return (
-        f"on a machine with internet run `huggingface-cli download {model_id} --local-dir "
-        f"./models/{model_id.split('/')[-1]}`, copy that folder here and pass {option} "
-        f"./models/{model_id.split('/')[-1]} (or use --profile bundled, which needs no download)"
+        f"on a machine with internet run `hf download {model_id} --local-dir {folder}`, "
+        f"copy that folder here and pass {option} {folder} "
+        "(or use --profile bundled, which needs no download)"
     )
 
 
@@ -81,15 +132,23 @@ def load_with_fallback(loader: Any, model_id: str, option: str, kind: str, **kwa
     """Call ``loader(model_id, local_files_only=..., **kwargs)``: cache first, then the hub.
 
     ``loader`` is a ``from_pretrained``-style callable. The hub is only tried when offline
-    mode is off; any failure becomes a :class:`ModelUnavailableError` naming the model.
+    mode is off and the hub answers a connection within seconds (no minute of retries on a
+    machine without network); any failure becomes a :class:`ModelUnavailableError` naming
+    the model and the command that fetches it.
     """
     try:
         return loader(model_id, local_files_only=True, **kwargs)
     except Exception as first:  # noqa: BLE001 - any loader failure means "not in the cache"
         if hub_offline():
             raise ModelUnavailableError(
-                f"{kind} model {model_id!r} is not available offline (HF_HUB_OFFLINE=1): "
-                + how_to_get(model_id, option)
+                f"{kind} model {model_id!r} is not in the local Hugging Face cache and "
+                "HF_HUB_OFFLINE=1 forbids downloading it: " + how_to_get(model_id, option)
+            ) from first
+        if not hub_reachable():
+            host, _ = hub_endpoint()
+            raise ModelUnavailableError(
+                f"{kind} model {model_id!r} is not in the local Hugging Face cache and "
+                f"{host} cannot be reached (no network?): " + how_to_get(model_id, option)
             ) from first
     try:
         return loader(model_id, local_files_only=False, **kwargs)
