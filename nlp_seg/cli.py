@@ -88,6 +88,13 @@ _STATE: dict[str, Any] = {"debug": False, "quiet": False, "command": None}
 T = TypeVar("T")
 
 
+class _PlainFormatter(logging.Formatter):
+    """``warning: message`` / ``error: message``, as the CLI prints its own warnings."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return f"{record.levelname.lower()}: {record.getMessage()}"
+
+
 def _version_callback(value: bool) -> None:
     if value:
         from nlp_seg.version import __version__
@@ -109,10 +116,15 @@ def main(
     _STATE["debug"] = debug
     _STATE["quiet"] = quiet
     _STATE["command"] = ctx.invoked_subcommand
+    # One warning style everywhere: a logged warning reads like the run's own ("warning: ...");
+    # --debug shows the logger's name too.
     logging.basicConfig(
         level=logging.DEBUG if debug else logging.WARNING,
-        format="%(levelname)s %(name)s: %(message)s",
+        format="%(levelname)s %(name)s: %(message)s" if debug else "%(message)s",
     )
+    if not debug:
+        for handler in logging.getLogger().handlers:
+            handler.setFormatter(_PlainFormatter())
     if not debug:
         os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
         os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")

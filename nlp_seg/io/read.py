@@ -615,7 +615,7 @@ def _split_rows(text: str, sep: str, name: str) -> tuple[list[str], list[list[st
     if joined:
         shown = ", ".join(map(str, joined[:5])) + (" ..." if len(joined) > 5 else "")
         log.warning(
-            "%d rows of %s have more fields than its header (lines %s): the extra %r were "
+            "%d row(s) of %s have more fields than its header (lines %s): the extra %r were "
             "kept as part of the last column, %r; quote such texts to be sure",
             len(joined),
             name,
