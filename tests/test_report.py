@@ -7,6 +7,7 @@ charts and show a card for every segment; customer text must be shown, never run
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -20,6 +21,8 @@ CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 BROWSER_ARGS = [
     "--no-sandbox",
     "--disable-gpu",
+    "--disable-webgl",  # the report must not need WebGL (machines without a GPU, remote desktops)
+    "--disable-3d-apis",
     "--disable-background-networking",
     "--disable-component-update",
     "--disable-sync",
@@ -49,6 +52,8 @@ def reports(tiny_models: dict[str, Path], tmp_path_factory: pytest.TempPathFacto
 def open_in_chromium(path: Path) -> dict:
     sync_api = pytest.importorskip("playwright.sync_api", reason="pip install -e '.[dev]'")
     if CHROMIUM is None:
+        if os.environ.get("CI"):
+            pytest.fail("chromium is missing in CI: .ci/run installs Debian's chromium")
         pytest.skip("chromium not installed (apt-get install chromium; CI installs it)")
     errors: list[str] = []
     external: list[str] = []
@@ -84,6 +89,13 @@ def open_in_chromium(path: Path) -> dict:
                 "text": page.inner_text("body"),
                 "pwned": page.evaluate("window.__pwned === 1"),
                 "lang": page.get_attribute("html", "lang"),
+                "map_points": page.evaluate(
+                    "() => { const m = document.querySelector('#map .js-plotly-plot');"
+                    " return m ? m.querySelectorAll('.scatterlayer path.point').length : -1; }"
+                ),
+                "map_png": page.locator("#map .js-plotly-plot").first.screenshot()
+                if page.locator("#map .js-plotly-plot").count()
+                else b"",
             }
         finally:
             browser.close()
@@ -107,9 +119,52 @@ def test_report_opens_offline_and_shows_every_segment(reports: dict, lang: str) 
     assert page["plots"] >= 4  # map, sizes, sentiment by segment, sentiment over time (dates)
     assert not page["pwned"]  # the injected review is shown as text, never run
     assert page["lang"] == lang
+    # the map is drawn in SVG (WebGL is off in this browser) and fills its box
+    assert page["map_points"] > 50
+    assert _inked_share(page["map_png"]) > 0.01
+    assert _inked_columns(page["map_png"]) > 0.5
     words = {"en": ["Map of the segments", "Suggested action"], "vi": ["Bản đồ phân khúc"]}
     for w in words[lang]:
         assert w in page["text"]
+
+
+def _pixels(png: bytes):
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    return np.asarray(Image.open(io.BytesIO(png)).convert("L"), dtype=float)
+
+
+def _inked_share(png: bytes) -> float:
+    """Share of the image's pixels that are not (near-)white."""
+    return float((_pixels(png) < 235).mean())
+
+
+def _inked_columns(png: bytes) -> float:
+    """Share of the image's columns holding any ink: points spread across the box, not
+    squeezed into a corner."""
+    return float(((_pixels(png) < 200).sum(axis=0) > 0).mean())
+
+
+def test_palette_stays_distinct_for_many_segments() -> None:
+    from nlp_seg.io.report import segment_colours
+
+    colours = segment_colours([{"id": i} for i in range(40)])
+    assert len(set(colours.values())) == 40
+
+
+def test_time_chart_period_follows_the_span() -> None:
+    from nlp_seg.io.report import time_period
+
+    def span(days: int) -> pd.Series:
+        start = pd.to_datetime(["2025-01-01", "2025-01-01"])
+        return pd.Series(start + pd.to_timedelta([0, days], unit="D"))
+
+    assert time_period(span(30)) == "W"
+    assert time_period(span(400)) == "M"
+    assert time_period(span(2000)) == "Q"
 
 
 def test_report_html_escapes_customer_text(reports: dict) -> None:

@@ -44,6 +44,8 @@ STRINGS: dict[str, dict[str, str]] = {
         "mean_sentiment": "Mean sentiment",
         "action": "Suggested action",
         "map": "Map of the segments",
+        "map_missing": "No map: this run kept no 2-D coordinates of its rows (a custom "
+        "reducer, or nothing was segmented).",
         "map_note": "Each dot is one review in the fit sample, placed by the segmenter's UMAP "
         "coordinates projected to 2-D (PCA). Dots close together wrote similar things. "
         "Hover to read the text.",
@@ -60,7 +62,7 @@ STRINGS: dict[str, dict[str, str]] = {
         "quotes": "In their words",
         "behaviour": "Behaviour (mean)",
         "details": "Segments in detail",
-        "month": "Month",
+        "month": "Period",
         "score": "Mean sentiment score",
         "outliers": "flagged as outliers",
         "improvement": "ask for a fix or feature",
@@ -80,6 +82,8 @@ STRINGS: dict[str, dict[str, str]] = {
         "mean_sentiment": "Cảm xúc trung bình",
         "action": "Hành động đề xuất",
         "map": "Bản đồ phân khúc",
+        "map_missing": "Không có bản đồ: lần chạy này không lưu toạ độ 2 chiều của các dòng "
+        "(bộ giảm chiều tuỳ chỉnh, hoặc không có dòng nào được phân khúc).",
         "map_note": "Mỗi chấm là một đánh giá trong mẫu huấn luyện, đặt theo toạ độ UMAP của "
         "mô hình chiếu xuống 2 chiều (PCA). Các chấm gần nhau viết về điều tương tự. "
         "Rê chuột để đọc nội dung.",
@@ -96,7 +100,7 @@ STRINGS: dict[str, dict[str, str]] = {
         "quotes": "Lời khách hàng",
         "behaviour": "Hành vi (trung bình)",
         "details": "Chi tiết từng phân khúc",
-        "month": "Tháng",
+        "month": "Kỳ",
         "score": "Điểm cảm xúc trung bình",
         "outliers": "là điểm ngoại lai",
         "improvement": "yêu cầu sửa lỗi/tính năng",
@@ -127,28 +131,25 @@ BASE_COLOURS = {
     "outliers": "#bdbdbd",
 }
 SENTIMENT_COLOURS = {"negative": "#d7301f", "neutral": "#bdbdbd", "positive": "#1b9e77"}
-PALETTE = [
-    "#1f77b4",
-    "#ff7f0e",
-    "#2ca02c",
-    "#d62728",
-    "#9467bd",
-    "#8c564b",
-    "#e377c2",
-    "#17becf",
-    "#bcbd22",
-    "#7f7f7f",
-    "#393b79",
-    "#637939",
-    "#8c6d31",
-    "#843c39",
-    "#7b4173",
-    "#3182bd",
-    "#e6550d",
-    "#31a354",
-    "#756bb1",
-    "#636363",
-]
+
+
+def _palette() -> list[str]:
+    """48 distinct colours (plotly's Dark24 then Light24), so 30+ segments never share one;
+    beyond that, golden-angle hues."""
+    from plotly.colors import qualitative
+
+    return list(qualitative.Dark24) + list(qualitative.Light24)
+
+
+def palette_colour(i: int) -> str:
+    """The ``i``-th segment colour."""
+    base = _palette()
+    if i < len(base):
+        return base[i]
+    hue = (i * 137.508) % 360
+    light = (45, 60, 35)[i % 3]
+    return f"hsl({hue:.0f}, 65%, {light}%)"
+
 
 CSS = """
 body{font-family:system-ui,-apple-system,"Segoe UI",Roboto,"Noto Sans",Arial,sans-serif,
@@ -198,7 +199,7 @@ def _e(value: object) -> str:
 def segment_colours(segments: Sequence[Mapping[str, Any]]) -> dict[int, str]:
     """A stable colour per segment id (palette order by id)."""
     ids = sorted(int(s["id"]) for s in segments)
-    return {sid: PALETTE[i % len(PALETTE)] if sid >= 0 else "#bdbdbd" for i, sid in enumerate(ids)}
+    return {sid: palette_colour(i) if sid >= 0 else "#bdbdbd" for i, sid in enumerate(ids)}
 
 
 def map_coordinates(seg: Any) -> tuple[np.ndarray, np.ndarray] | None:
@@ -221,6 +222,15 @@ def map_coordinates(seg: Any) -> tuple[np.ndarray, np.ndarray] | None:
 
 
 _DAY_FIRST_RE = r"^\s*(1[3-9]|2\d|3[01])[/.-]\d{1,2}[/.-]\d{2,4}"
+
+
+def time_period(dates: pd.Series) -> str:
+    """The period a time chart aggregates by, from the span: weeks up to ~4 months, months up
+    to ~3 years, quarters beyond, so a chart has several points per line, not single dots."""
+    span = (dates.max() - dates.min()).days if len(dates) else 0
+    if span <= 120:
+        return "W"
+    return "M" if span <= 1100 else "Q"
 
 
 def parse_dates(values: pd.Series) -> pd.Series:
@@ -297,7 +307,7 @@ def build_report(
                 continue
             hover = [_e(x[:160] + ("…" if len(x) > 160 else "")) for x in texts[m]]
             fig.add_trace(
-                go.Scattergl(
+                go.Scatter(  # SVG, not WebGL: opens on machines without a GPU or WebGL
                     x=xy[m, 0],
                     y=xy[m, 1],
                     mode="markers",
@@ -307,8 +317,19 @@ def build_report(
                     hovertemplate="<b>" + _e(s["name"]) + "</b><br>%{text}<extra></extra>",
                 )
             )
-        fig.update_xaxes(visible=False)
-        fig.update_yaxes(visible=False)
+        # Fit the axes to the bulk of the points (1st-99th percentile, padded), so a few far
+        # rows do not shrink the map into a corner of white space.
+        for axis, col in ((fig.update_xaxes, 0), (fig.update_yaxes, 1)):
+            lo, hi = (
+                np.percentile(xy[:, col], [1, 99])
+                if len(xy) >= 20
+                else (
+                    xy[:, col].min(),
+                    xy[:, col].max(),
+                )
+            )
+            pad = 0.08 * (hi - lo or 1.0)
+            axis(visible=False, range=[float(lo - pad), float(hi + pad)])
         fig.update_layout(height=560, legend={"orientation": "h", "y": -0.02, "yanchor": "top"})
         map_html = add(fig)
 
@@ -355,10 +376,11 @@ def build_report(
     if date_col and date_col in frame.columns:
         dates = parse_dates(frame[date_col])
         ok = dates.notna() & frame["sentiment_score"].notna() & (frame["segment_id"] >= 0)
-        if ok.sum() >= 3 and dates[ok].dt.to_period("M").nunique() >= 2:
+        freq = time_period(dates[ok]) if ok.sum() >= 3 else "M"
+        if ok.sum() >= 3 and dates[ok].dt.to_period(freq).nunique() >= 2:
             d = pd.DataFrame(
                 {
-                    "month": dates[ok].dt.to_period("M").dt.to_timestamp(),
+                    "month": dates[ok].dt.to_period(freq).dt.start_time,
                     "sid": frame.loc[ok, "segment_id"].to_numpy(),
                     "score": frame.loc[ok, "sentiment_score"].to_numpy(),
                 }
@@ -378,7 +400,7 @@ def build_report(
                         name=f"{s['id']}: {s['name']}",
                         line={"color": colours[int(s["id"])]},
                         customdata=gs["size"],
-                        hovertemplate="%{x|%Y-%m}: %{y:+.2f} (n=%{customdata})<extra></extra>",
+                        hovertemplate="%{x|%Y-%m-%d}: %{y:+.2f} (n=%{customdata})<extra></extra>",
                     )
                 )
             fig.update_yaxes(range=[-1.05, 1.05], title=t["score"], zeroline=True)
@@ -421,6 +443,11 @@ def build_report(
         parts.append(
             f'<section id="map"><h2>{t["map"]}</h2><p class="note">{t["map_note"]}</p>'
             f"{map_html}</section>"
+        )
+    else:  # say what is left out and why, rather than a silently missing chart
+        parts.append(
+            f'<section id="map"><h2>{t["map"]}</h2><p class="note">{t["map_missing"]}</p>'
+            "</section>"
         )
     parts.append(
         f'<div class="grid"><section id="sizes"><h2>{t["sizes"]}</h2>{sizes_html}</section>'

@@ -168,7 +168,8 @@ def write_run_outputs(
         timer,
         # one row per customer at --unit customer, whatever the input called its id
         id_col="customer_id" if customer_unit else None,
-        coords=(lambda: _map_coordinates(seg)) if beh_run is None else None,
+        # rows of the segmenter are rows of the output table at either unit
+        coords=lambda: _map_coordinates(seg),
         input_name=input_name,
         lang=seg.config.lang,
         seed=seg.config.seed,
