@@ -14,6 +14,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from nlp_seg.errors import InputError
@@ -555,9 +556,23 @@ def assign_file(
             f"{novel} rows are flagged is_outlier=true (unlike every fitted row, or among "
             "the fit's outliers); each is still placed in its nearest segment: check them"
         )
-    segments = [
-        {**s, "size": int((assignments["segment_id"] == s["id"]).sum())} for s in seg.segments_
-    ]
+    # The summary describes the new rows: segments that received some, with the new rows'
+    # own size, share and mean sentiment (not the training profile's).
+    ids = assignments["segment_id"].to_numpy()
+    scores = pd.to_numeric(assignments["sentiment_score"], errors="coerce").to_numpy()
+    segments = []
+    for s in seg.segments_:
+        members = ids == s["id"]
+        if not members.any():
+            continue
+        mean = float(np.nanmean(scores[members])) if np.isfinite(scores[members]).any() else 0.0
+        segments.append(
+            {
+                **s,
+                "size": int(members.sum()),
+                "sentiment": {**s["sentiment"], "mean_score": round(mean, 4)},
+            }
+        )
     total = max(sum(s["size"] for s in segments), 1)
     for s in segments:
         s["share"] = round(s["size"] / total, 4)
