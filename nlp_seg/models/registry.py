@@ -285,9 +285,11 @@ def local_model_folder(model: str) -> Path | None:
     """The folder a model id reads its weights from on this machine, without loading it: a
     local path, the converted bundled encoder, or ``None`` (a hub id)."""
     if model == BUNDLED_ENCODER:
-        from nlp_seg.models.bundled import bundled_encoder_path
+        from nlp_seg.models.bundled import bundled_encoder_dir, bundled_encoder_path
 
-        return bundled_encoder_path()  # converted once, on first use
+        folder = bundled_encoder_dir()
+        # converted once, on first use; verified when the encoder loads, not here
+        return folder if folder.is_dir() else bundled_encoder_path()
     if model.startswith("bundled:"):
         return None
     return resolve_local(model)

@@ -18,6 +18,7 @@ Segments sharing a name are told apart by their top class-based TF-IDF keywords.
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 from collections.abc import Mapping, Sequence
@@ -172,13 +173,46 @@ def base_name(mean_score: float, shares: Mapping[str, float], request_share: flo
 VI_RE = re.compile("[ăâđêôơưạảấầẩẫậắằẳẵặẹẻẽếềểễệỉịọỏốồổỗộớờởỡợụủứừửữựỳỵỷỹ]")
 
 
+#: underthesea modules its package __init__ imports eagerly but word segmentation does not
+#: need: its translation model pulls in torch and transformers (about 10 s cold).
+_UNDERTHESEA_UNUSED = (
+    "underthesea.pipeline.classification",
+    "underthesea.pipeline.sentiment",
+    "underthesea.pipeline.lang_detect",
+    "underthesea.pipeline.dependency_parse",
+    "underthesea.pipeline.translate",
+    "underthesea.agent",
+    "underthesea.address",
+)
+
+
+@functools.cache
+def _word_tokenizer() -> Any:
+    """underthesea's ``word_tokenize``, imported without its optional pipelines (the package
+    skips a pipeline whose import fails; a ``None`` in ``sys.modules`` makes it fail), or
+    ``None`` when the package is missing."""
+    import sys
+
+    blocked = [m for m in _UNDERTHESEA_UNUSED if m not in sys.modules]
+    for m in blocked:
+        sys.modules[m] = None  # type: ignore[assignment]
+    try:
+        from underthesea import word_tokenize
+    except ImportError:  # pragma: no cover
+        return None
+    finally:
+        for m in blocked:
+            if sys.modules.get(m) is None:
+                del sys.modules[m]
+    return word_tokenize
+
+
 def vietnamese_words(clause: str) -> list[str]:
     """Vietnamese words of a clause (multi-syllable words joined by a space), by
     underthesea's CRF word segmenter (bundled with the package, offline); syllables when the
     package is missing."""
-    try:
-        from underthesea import word_tokenize
-    except ImportError:  # pragma: no cover - a dependency; kept working without it
+    word_tokenize = _word_tokenizer()
+    if word_tokenize is None:  # pragma: no cover - a dependency; kept working without it
         return WORD_RE.findall(clause)
     out = []
     for token in word_tokenize(clause):
