@@ -410,48 +410,12 @@ def analyze(
     ] = 365,
 ) -> None:
     """Score, embed, fuse, cluster and name segments; write assignments, segments and run.json."""
+    opts = dict(locals())
 
     def run() -> None:
-        from nlp_seg.errors import InputError
-        from nlp_seg.runs.behavior_job import UNITS, BehaviorOptions
         from nlp_seg.runs.jobs import analyze_file
-        from nlp_seg.segmenter import SegmenterConfig
-        from nlp_seg.stages.fusion import parse_weights
 
-        if unit not in UNITS:
-            raise InputError(f"unknown --unit {unit!r}; choose review or customer")
-        from nlp_seg.io.audiences import AudienceOptions, check_country
-        from nlp_seg.io.report import STRINGS
-
-        if lang not in STRINGS:
-            raise InputError(f"unknown --lang {lang!r}; choose one of {', '.join(STRINGS)}")
-        audience_options = AudienceOptions(
-            email_col=email_col,
-            phone_col=phone_col,
-            default_country=check_country(default_country),
-            include_plain=audience_plain,
-            gmail_strip_dots=gmail_strip_dots,
-        )
-        cfg = SegmenterConfig(
-            profile=profile,
-            embedding_model=embedding_model,
-            sentiment_model=sentiment_model,
-            device=device,
-            batch_size=batch_size,
-            max_seq_length=max_seq_length,
-            weights=parse_weights(weights),
-            min_cluster_size=min_cluster_size,
-            min_samples=min_samples,
-            n_components=n_components,
-            n_neighbors=n_neighbors,
-            seed=seed,
-            keep_outliers=keep_outliers,
-            fit_sample_size=fit_sample_size,
-            cache_dir=_cache_dir(cache_dir, no_cache),
-            playbook=playbook,
-            lang=lang,
-        )
-        cfg.resolved_models()
+        cfg, behavior_options, audience_options = build_run_config(opts)
         from nlp_seg.io.read import sheet_of
 
         with sheet_of(input, sheet):
@@ -465,19 +429,7 @@ def analyze(
                 encoding=encoding,
                 reporter=_reporter(),
                 save_model=save_model,
-                behavior_options=BehaviorOptions(
-                    orders=orders,
-                    events=events,
-                    unit=unit,
-                    orders_id_col=orders_id_col,
-                    orders_date_col=orders_date_col,
-                    orders_amount_col=orders_amount_col,
-                    events_id_col=events_id_col,
-                    events_type_col=events_type_col,
-                    events_time_col=events_time_col,
-                    encoding=encoding,
-                    clv_horizon_days=clv_horizon_days,
-                ),
+                behavior_options=behavior_options,
                 audiences=audiences,
                 audience_options=audience_options,
                 report=report,
@@ -485,6 +437,64 @@ def analyze(
         _summary(result)
 
     guarded(run)
+
+
+def build_run_config(opts: dict[str, Any]) -> tuple[Any, Any, Any]:
+    """The one place command-line options become a run's settings: the
+    :class:`~nlp_seg.segmenter.SegmenterConfig`, the behaviour options and the audience
+    options, from a command's parsed options (``analyze`` and ``batch`` share them)."""
+    from nlp_seg.errors import InputError
+    from nlp_seg.io.audiences import AudienceOptions, check_country
+    from nlp_seg.io.report import STRINGS
+    from nlp_seg.runs.behavior_job import UNITS, BehaviorOptions
+    from nlp_seg.segmenter import SegmenterConfig
+    from nlp_seg.stages.fusion import parse_weights
+
+    if opts["unit"] not in UNITS:
+        raise InputError(f"unknown --unit {opts['unit']!r}; choose review or customer")
+    if opts["lang"] not in STRINGS:
+        raise InputError(f"unknown --lang {opts['lang']!r}; choose one of {', '.join(STRINGS)}")
+    audience_options = AudienceOptions(
+        email_col=opts["email_col"],
+        phone_col=opts["phone_col"],
+        default_country=check_country(opts["default_country"]),
+        include_plain=opts["audience_plain"],
+        gmail_strip_dots=opts["gmail_strip_dots"],
+    )
+    behavior_options = BehaviorOptions(
+        orders=opts["orders"],
+        events=opts["events"],
+        unit=opts["unit"],
+        orders_id_col=opts["orders_id_col"],
+        orders_date_col=opts["orders_date_col"],
+        orders_amount_col=opts["orders_amount_col"],
+        events_id_col=opts["events_id_col"],
+        events_type_col=opts["events_type_col"],
+        events_time_col=opts["events_time_col"],
+        encoding=opts["encoding"],
+        clv_horizon_days=opts["clv_horizon_days"],
+    )
+    cfg = SegmenterConfig(
+        profile=opts["profile"],
+        embedding_model=opts["embedding_model"],
+        sentiment_model=opts["sentiment_model"],
+        device=opts["device"],
+        batch_size=opts["batch_size"],
+        max_seq_length=opts["max_seq_length"],
+        weights=parse_weights(opts["weights"]),
+        min_cluster_size=opts["min_cluster_size"],
+        min_samples=opts["min_samples"],
+        n_components=opts["n_components"],
+        n_neighbors=opts["n_neighbors"],
+        seed=opts["seed"],
+        keep_outliers=opts["keep_outliers"],
+        fit_sample_size=opts["fit_sample_size"],
+        cache_dir=_cache_dir(opts["cache_dir"], opts["no_cache"]),
+        playbook=opts["playbook"],
+        lang=opts["lang"],
+    )
+    cfg.resolved_models()
+    return cfg, behavior_options, audience_options
 
 
 def _summary(result: Any) -> None:
@@ -788,59 +798,12 @@ def batch(
     clv_horizon_days: ClvHorizonDays = 365,
 ) -> None:
     """Any number of rows in bounded memory, chunk by chunk; killed and re-run, it resumes."""
+    opts = dict(locals())
 
     def run() -> None:
-        from nlp_seg.errors import InputError
-        from nlp_seg.io.audiences import AudienceOptions, check_country
-        from nlp_seg.io.report import STRINGS
         from nlp_seg.runs.batch import BatchOptions, run_batch
-        from nlp_seg.runs.behavior_job import UNITS, BehaviorOptions
-        from nlp_seg.segmenter import SegmenterConfig
-        from nlp_seg.stages.fusion import parse_weights
 
-        if unit not in UNITS:
-            raise InputError(f"unknown --unit {unit!r}; choose review or customer")
-        if lang not in STRINGS:
-            raise InputError(f"unknown --lang {lang!r}; choose one of {', '.join(STRINGS)}")
-        audience_options = AudienceOptions(
-            email_col=email_col,
-            phone_col=phone_col,
-            default_country=check_country(default_country),
-            include_plain=audience_plain,
-            gmail_strip_dots=gmail_strip_dots,
-        )
-        behavior_options = BehaviorOptions(
-            orders=orders,
-            events=events,
-            unit=unit,
-            orders_id_col=orders_id_col,
-            orders_date_col=orders_date_col,
-            orders_amount_col=orders_amount_col,
-            events_id_col=events_id_col,
-            events_type_col=events_type_col,
-            events_time_col=events_time_col,
-            encoding=encoding,
-            clv_horizon_days=clv_horizon_days,
-        )
-        cfg = SegmenterConfig(
-            profile=profile,
-            embedding_model=embedding_model,
-            sentiment_model=sentiment_model,
-            device=device,
-            batch_size=batch_size,
-            max_seq_length=max_seq_length,
-            weights=parse_weights(weights),
-            min_cluster_size=min_cluster_size,
-            min_samples=min_samples,
-            n_components=n_components,
-            n_neighbors=n_neighbors,
-            seed=seed,
-            keep_outliers=keep_outliers,
-            fit_sample_size=fit_sample_size,
-            cache_dir=_cache_dir(cache_dir, no_cache),
-            playbook=playbook,
-            lang=lang,
-        )
+        cfg, behavior_options, audience_options = build_run_config(opts)
         options = BatchOptions(
             chunk_size=chunk_size,
             engine=engine,
