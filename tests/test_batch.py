@@ -296,23 +296,30 @@ def test_ray_engine_matches_local(
     from nlp_seg.runs.batch import BatchOptions, run_batch
     from nlp_seg.segmenter import SegmenterConfig
 
-    src = pd.read_csv(reviews_csv, dtype=str, keep_default_na=False).iloc[:1100]
+    src = pd.read_csv(reviews_csv, dtype=str, keep_default_na=False).iloc[:500]
     small = tmp_path / f"small.{fmt}"
     if fmt == "csv":
         src.to_csv(small, index=False)
     else:
         src.assign(rating=src["rating"].astype(int)).to_parquet(
-            small, index=False, row_group_size=400
+            small, index=False, row_group_size=180
         )
     cfg = SegmenterConfig(
         embedding_model=str(tiny_models["embedding"]),
         sentiment_model=str(tiny_models["sentiment"]),
-        fit_sample_size=600,
+        fit_sample_size=300,  # so most rows are placed by the actors, not by the fit
         cache_dir=None,
     )
-    local = run_batch([small], tmp_path / "local", cfg, BatchOptions(chunk_size=250))
-    remote = run_batch([small], tmp_path / "ray", cfg, BatchOptions(chunk_size=250, engine="ray"))
-    assert local.rows_out == remote.rows_out == 1100
+    local = run_batch([small], tmp_path / "local", cfg, BatchOptions(chunk_size=150))
+    messages = _Messages()
+    remote = run_batch(
+        [small],
+        tmp_path / "ray",
+        cfg,
+        BatchOptions(chunk_size=150, engine="ray"),
+        reporter=messages,
+    )
+    assert local.rows_out == remote.rows_out == 500
     a = pd.read_parquet(tmp_path / "local" / "assignments.parquet")
     b = pd.read_parquet(tmp_path / "ray" / "assignments.parquet")
     assert b["review_id"].tolist() == src["review_id"].tolist()  # every row once, in order
@@ -324,4 +331,211 @@ def test_ray_engine_matches_local(
     assert sa["segments"] == sb["segments"]
     run = json.loads((tmp_path / "ray" / "run.json").read_text())
     assert run["engine"] == "ray"
-    assert run["batch"]["chunks"] == 5
+    assert run["batch"]["chunks"] == 4
+    # progress for both Ray stages; the 2-CPU instance runs one model actor (one CPU stays
+    # free for Ray Data's read tasks)
+    assert "Encoding chunks (Ray)" in messages.stages
+    assert "Placing 4 chunks (Ray)" in messages.stages
+    assert messages.advanced["Encoding chunks (Ray)"] == 4
+    assert any(m.startswith("Ray: encoding with 1 actor(s)") for m in messages.lines)
+    assert any(m.startswith("chunk 3: rows 450-499 encoded") for m in messages.lines)
+
+
+class _Messages:
+    """A reporter that records what it is told."""
+
+    def __init__(self) -> None:
+        self.lines: list[str] = []
+        self.stages: list[str] = []
+        self.advanced: dict[str, int] = {}
+
+    def message(self, text: str) -> None:
+        self.lines.append(text)
+
+    def stage(self, name: str, total: int | None = None):  # noqa: ANN201 - a context manager
+        import contextlib
+
+        self.stages.append(name)
+        self.advanced[name] = 0
+
+        @contextlib.contextmanager
+        def cm():  # noqa: ANN202
+            def advance(n: int) -> None:
+                self.advanced[name] += n
+
+            yield advance
+
+        return cm()
+
+
+# --------------------------------------------------------------------------- Ray sizing
+@pytest.mark.parametrize(
+    ("total", "free", "workers", "gpus", "size", "warns"),
+    [
+        ({"CPU": 2}, {"CPU": 2}, None, False, 1, False),  # one CPU left for the reads
+        ({"CPU": 16}, {"CPU": 16}, None, False, 15, False),
+        ({"CPU": 16}, {"CPU": 5}, None, False, 4, False),  # sized from what is free now
+        ({"CPU": 16}, {"CPU": 0}, None, False, 1, True),
+        ({"CPU": 16}, {"CPU": 16}, 3, False, 3, False),
+        ({"CPU": 16}, {"CPU": 3}, 8, False, 8, True),  # possible, but waits
+        ({"CPU": 16, "GPU": 4}, {"CPU": 16, "GPU": 4}, None, True, 4, False),
+        ({"CPU": 16, "GPU": 4}, {"CPU": 16, "GPU": 1}, None, True, 1, False),
+        ({"CPU": 3, "GPU": 4}, {"CPU": 3, "GPU": 4}, None, True, 2, False),
+        ({"CPU": 16, "GPU": 4}, {"CPU": 16, "GPU": 4}, None, False, 15, False),  # --device cpu
+    ],
+)
+def test_ray_pool_is_sized_from_free_resources(
+    total: dict, free: dict, workers: int | None, gpus: bool, size: int, warns: bool
+) -> None:
+    from nlp_seg.runs.batch_ray import plan_pool
+
+    got, remote, warning = plan_pool(total, free, workers, gpus)
+    assert got == size
+    assert remote == (
+        {"num_gpus": 1, "num_cpus": 1} if gpus and total.get("GPU") else {"num_cpus": 1}
+    )
+    assert bool(warning) is warns
+
+
+@pytest.mark.parametrize(
+    ("total", "workers", "gpus", "needle"),
+    [
+        ({"CPU": 2}, 2, False, "--workers 2 cannot run on this Ray cluster"),  # the issue's hang
+        ({"CPU": 8}, 8, False, "use --workers 7 or fewer"),
+        ({"CPU": 8}, 50, False, "at most 7 actor(s) fit"),
+        ({"CPU": 1}, None, False, "needs at least 2 CPUs"),
+        ({"CPU": 16, "GPU": 2}, 3, True, "has 2 GPU(s); use --workers 2 or fewer"),
+        ({"CPU": 2, "GPU": 2}, 2, True, "use --workers 1 or fewer"),
+    ],
+)
+def test_ray_pool_refuses_what_the_cluster_cannot_run(
+    total: dict, workers: int | None, gpus: bool, needle: str
+) -> None:
+    from nlp_seg.errors import NlpsegError
+    from nlp_seg.runs.batch_ray import plan_pool
+
+    with pytest.raises(NlpsegError) as err:
+        plan_pool(total, total, workers, gpus)
+    assert needle in str(err.value) and "\n" not in str(err.value)
+
+
+def test_ray_heartbeat_says_what_it_waits_for() -> None:
+    from nlp_seg.runs.batch_ray import _heartbeat
+
+    messages = _Messages()
+    with _heartbeat(messages, ["chunk 3"], every=0.2):
+        time.sleep(0.7)
+    assert messages.lines and messages.lines[0].startswith("Ray: waiting for chunk 3 (")
+
+
+# --------------------------------------------------------------------------- work folder
+def test_inputs_are_fingerprinted_by_content(tmp_path: Path) -> None:
+    """An input edited in place with its size and mtime put back is another input."""
+    from nlp_seg.runs.batch_work import _changed_input, plan_inputs
+
+    path = tmp_path / "in.csv"
+    path.write_text("id,review\n1,good phone\n2,bad phone\n", encoding="utf-8")
+    before = plan_inputs([path]).fingerprint()
+    st = path.stat()
+    path.write_text("id,review\n1,good phone\n2,sad phone\n", encoding="utf-8")
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
+    assert path.stat().st_size == st.st_size and path.stat().st_mtime_ns == st.st_mtime_ns
+    after = plan_inputs([path]).fingerprint()
+    assert before[0]["sha256"] != after[0]["sha256"]
+    msg = _changed_input({"inputs": before}, {"inputs": after})
+    assert msg == "in.csv changed (its content's SHA-256 differs)"
+    assert _changed_input({"inputs": after}, {"inputs": after}) is None
+
+
+def test_an_input_written_to_mid_run_is_refused(tmp_path: Path) -> None:
+    from nlp_seg.errors import NlpsegError
+    from nlp_seg.runs.batch_work import plan_inputs
+
+    path = tmp_path / "in.csv"
+    path.write_text("id,review\n1,good phone\n", encoding="utf-8")
+    plan = plan_inputs([path])
+    plan.fingerprint()  # hashed at the start of the run
+    plan.check_unchanged()
+    st = path.stat()
+    path.write_text("id,review\n1,sad phone\n", encoding="utf-8")
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))  # ctime still moves
+    with pytest.raises(NlpsegError, match="changed while nlpseg batch was reading it.*--restart"):
+        plan.check_unchanged()
+
+
+def test_debris_of_a_kill_is_removed_and_nothing_else(tmp_path: Path) -> None:
+    from nlp_seg.runs.batch_work import WorkDir
+
+    out = tmp_path / "out"
+    work = WorkDir(out)
+    debris = [
+        work.chunks / "000001" / ".emb.npy.k3j_x9ab.tmp",
+        work.chunks / "000001" / ".ENCODED.abcdefgh",  # an older version's temp name
+        work.parts / ".000002.parquet.a1b2c3d4.tmp",
+        work.fit / "segmenter" / ".arrays.safetensors.zzzzzzzz.tmp",
+        out / ".assignments.parquet.partial",
+        out / ".assignments.csv.partial",
+        out / ".run.json.q1w2e3r4.tmp",
+        out / ".report.html.q1w2e3r4",
+        out / "audiences" / ".index.csv.0a9b8c7d.tmp",
+    ]
+    kept = [
+        work.root / ".lock",
+        work.chunks / "000001" / "emb.npy",
+        out / "assignments.csv",
+        out / ".my-notes",
+        out / "notes.tmp",
+        out / ".assignments.csv.backup",
+    ]
+    for p in debris + kept:
+        p.parent.mkdir(parents=True, exist_ok=True)
+        p.write_bytes(b"x")
+    removed = work.remove_debris()
+    assert sorted(removed) == sorted(debris)
+    assert not [p for p in debris if p.exists()]
+    assert all(p.exists() for p in kept)
+
+
+def test_files_and_folders_are_fsynced_before_their_marker(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every file of a chunk is flushed, then renamed into place, then its folder flushed,
+    all before the chunk's marker is renamed into place."""
+    import pyarrow as pa
+
+    import nlp_seg.io.write as write_module
+    from nlp_seg.runs.batch_work import EncodedChunk, WorkDir
+
+    events: list[tuple[str, str]] = []
+    real_fsync, real_replace = os.fsync, os.replace
+
+    def fsync(fd: int) -> None:
+        events.append(("fsync", os.readlink(f"/proc/self/fd/{fd}")))
+        real_fsync(fd)
+
+    def replace(src: str, dst: str) -> None:
+        real_replace(src, dst)
+        events.append(("replace", str(Path(dst).resolve())))
+
+    if not Path("/proc/self/fd").is_dir():
+        pytest.skip("needs /proc to name the fsynced files")
+    monkeypatch.setattr(write_module.os, "fsync", fsync)
+    monkeypatch.setattr(write_module.os, "replace", replace)
+    work = WorkDir(tmp_path.resolve() / "out")
+    table = pa.table({"review": ["good", "bad"]})
+    enc = EncodedChunk(
+        ["good", "bad"],
+        np.array(["ok", "ok"], dtype=object),
+        np.zeros((2, 4), np.float16),
+        np.full((2, 3), 1 / 3),
+    )
+    work.save_encoded(0, table, enc)
+    d = str(work.chunk_dir(0))
+    marker = events.index(("replace", f"{d}/ENCODED"))
+    before = events[:marker]
+    for name in ("input.parquet", "clean.parquet", "emb.npy", "probs.npy"):
+        at = before.index(("replace", f"{d}/{name}"))
+        assert any(e[0] == "fsync" and f"/.{name}." in e[1] for e in before[:at]), name
+        assert ("fsync", d) in before[at:], name
+    assert ("fsync", str(work.chunks)) in before  # the new chunk folder's own entry
+    assert ("fsync", d) in events[marker:]  # and the marker itself

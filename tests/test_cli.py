@@ -10,6 +10,7 @@ import json
 import os
 import subprocess
 import sys
+from html import escape
 from pathlib import Path
 
 import pandas as pd
@@ -74,11 +75,48 @@ def reviews_csv(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
+#: Modules that take seconds to import; ``--help`` must not load any of them.
+HEAVY_MODULES = {
+    "torch",
+    "transformers",
+    "sentence_transformers",
+    "umap",
+    "hdbscan",
+    "numba",
+    "sklearn",
+    "ray",
+}
+
+
+def _imported(*args: str) -> tuple[subprocess.CompletedProcess[str], set[str]]:
+    """Run ``nlpseg ARGS`` under ``python -X importtime``; the top-level packages it imported."""
+    proc = subprocess.run(
+        [sys.executable, "-X", "importtime", "-m", "nlp_seg", *args],
+        capture_output=True,
+        text=True,
+        env=dict(os.environ),
+        timeout=120,
+    )
+    names = set()
+    for line in proc.stderr.splitlines():
+        if line.startswith("import time:") and line.count("|") == 2:
+            module = line.rsplit("|", 1)[1].strip()
+            if module != "package":  # the header line
+                names.add(module.split(".")[0])
+    return proc, names
+
+
 def test_help_is_fast_and_lists_commands() -> None:
-    proc = nlpseg("--help")
-    assert proc.returncode == 0
-    for cmd in ("analyze", "score", "models"):
+    """Fast means it loads no model library: the imports themselves are checked, not a clock."""
+    proc, imported = _imported("--help")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    for cmd in ("analyze", "batch", "score", "assign", "serve", "models"):
         assert cmd in proc.stdout
+    assert "nlp_seg" in imported and "typer" in imported  # the parse above works
+    assert not imported & HEAVY_MODULES, sorted(imported & HEAVY_MODULES)
+    proc, imported = _imported("batch", "--help")
+    assert proc.returncode == 0 and "--chunk-size" in proc.stdout
+    assert not imported & HEAVY_MODULES, sorted(imported & HEAVY_MODULES)
 
 
 def test_analyze_writes_the_contract(reviews_csv: Path, tmp_path: Path, tiny_models) -> None:
@@ -145,7 +183,39 @@ def test_same_seed_same_segments(reviews_csv: Path, tmp_path: Path, tiny_models)
     assert outs[0]["segment_name"].tolist() == outs[1]["segment_name"].tolist()
 
 
-def test_keep_outliers_and_tiny_inputs(tmp_path: Path, tiny_models) -> None:
+def test_keep_outliers_leaves_outliers_at_minus_one(
+    reviews_csv: Path, tmp_path: Path, tiny_models
+) -> None:
+    """By default HDBSCAN's noise rows are placed in their nearest segment (flagged
+    ``is_outlier``); ``--keep-outliers`` leaves exactly those rows in segment -1."""
+    runs = {}
+    for name, extra in (("default", []), ("kept", ["--keep-outliers"])):
+        out = tmp_path / name
+        proc = nlpseg(
+            "-q", "analyze", str(reviews_csv), "--out", str(out), "--no-cache",
+            "--min-cluster-size", "8", *extra, *tiny_args(tiny_models),
+        )  # fmt: skip
+        assert proc.returncode == 0, proc.stderr
+        runs[name] = pd.read_parquet(out / "assignments.parquet")
+        runs[name + "_run"] = json.loads((out / "run.json").read_text())
+    kept, default = runs["kept"], runs["default"]
+    assert runs["kept_run"]["parameters"]["keep_outliers"] is True
+    assert runs["default_run"]["parameters"]["keep_outliers"] is False
+    ok = kept["status"] == "ok"
+    assert (default["status"] == kept["status"]).all()
+    outliers = kept["is_outlier"] & ok
+    assert outliers.any(), "no outlier at all: the test shows nothing (lower --min-cluster-size?)"
+    assert (kept.loc[ok, "segment_id"] == -1).eq(kept.loc[ok, "is_outlier"]).all()
+    assert (kept.loc[outliers, "segment_name"] == "outlier").all()
+    assert (kept.loc[~ok, "segment_id"] == -1).all()
+    # the same fit: the same rows are outliers, and by default they are placed in a segment
+    assert default["is_outlier"].tolist() == kept["is_outlier"].tolist()
+    assert (default.loc[ok, "segment_id"] >= 0).all()
+    inliers = ~outliers & ok
+    assert (default.loc[inliers, "segment_id"] == kept.loc[inliers, "segment_id"]).all()
+
+
+def test_tiny_inputs_make_one_segment(tmp_path: Path, tiny_models) -> None:
     small = tmp_path / "small.csv"
     pd.DataFrame({"text": ["good phone", "bad battery", "ok"]}).to_csv(small, index=False)
     out = tmp_path / "o"
@@ -169,6 +239,13 @@ def test_score_writes_sentiment_only(reviews_csv: Path, tmp_path: Path, tiny_mod
         "status",
     ]
     assert len(got) == len(src)
+    assert got["review_id"].tolist() == src["review_id"].tolist()
+    # the planted formula comes out escaped, and only it is changed
+    assert src.loc[9, "review"] == '=HYPERLINK("http://evil")'
+    assert got.loc[9, "review"] == "'" + src.loc[9, "review"]
+    assert got["review"].drop(index=9).tolist() == src["review"].drop(index=9).tolist()
+    raw = out.read_text(encoding="utf-8-sig")
+    assert '"=HYPERLINK' not in raw and ",=HYPERLINK" not in raw
 
 
 @pytest.mark.parametrize(
@@ -403,3 +480,52 @@ def test_hub_check_is_bounded_by_its_timeout(monkeypatch: pytest.MonkeyPatch) ->
     assert registry.hub_reachable(timeout=1.0) is False
     assert time.monotonic() - t0 < 3
     assert registry.hub_endpoint() == ("10.255.255.1", 81)
+
+
+def test_analyze_end_to_end_on_the_bundled_profile(
+    visfd_reviews: pd.DataFrame, tmp_path: Path
+) -> None:
+    """The default profile (bundled e5 encoder + the shipped sentiment head, no model option)
+    on 300 real Vietnamese phone reviews: every row out, segments and report written, and
+    the sentiment reads the obvious rows the right way round."""
+    rows = visfd_reviews.dropna(subset=["comment"])
+    src = (
+        pd.concat([g.sample(n=60, random_state=7) for _, g in rows.groupby("n_star")])
+        .sample(frac=1.0, random_state=7)
+        .reset_index(drop=True)[["index", "comment", "n_star", "date_time"]]
+    )
+    assert len(src) == 300
+    path = tmp_path / "reviews.csv"
+    src.to_csv(path, index=False)
+    out = tmp_path / "out"
+    proc = nlpseg(
+        "-q", "analyze", str(path), "--out", str(out), "--text-col", "comment",
+        "--id-col", "index",
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    got = pd.read_parquet(out / "assignments.parquet")
+    assert len(got) == len(src)
+    assert got["index"].astype(int).tolist() == src["index"].tolist()  # every row, in order
+    assert list(got.columns[-len(CONTRACT) :]) == CONTRACT
+    assert (got["status"] == "ok").all()
+    assert got["sentiment_label"].isin(["negative", "neutral", "positive"]).all()
+    stars = got["n_star"].astype(int)
+    mean = got.groupby(stars)["sentiment_score"].mean()
+    assert mean[1] < -0.2 < 0.2 < mean[5], mean.to_dict()
+    assert mean[1] < mean[3] < mean[5], mean.to_dict()
+    agree = (got.loc[stars == 1, "sentiment_label"] == "negative").mean()
+    assert agree >= 0.6, f"only {agree:.0%} of 1-star reviews read as negative"
+    agree = (got.loc[stars == 5, "sentiment_label"] == "positive").mean()
+    assert agree >= 0.6, f"only {agree:.0%} of 5-star reviews read as positive"
+
+    segments = json.loads((out / "segments.json").read_text())["segments"]
+    assert len(segments) >= 2
+    assert sum(s["size"] for s in segments) == len(got)
+    assert set(got["segment_id"]) == {s["id"] for s in segments}
+    html = (out / "report.html").read_text(encoding="utf-8")
+    assert html.startswith("<!DOCTYPE html>")
+    assert all(escape(s["name"]) in html or s["name"] in html for s in segments)
+    run = json.loads((out / "run.json").read_text())
+    assert run["rows_in"] == run["rows_out"] == len(src)
+    models = json.dumps(run["models"])
+    assert "e5" in models and "sentiment-head" in models, models

@@ -74,9 +74,21 @@ def test_assign_reproduces_training_segments(saved: dict, tmp_path: Path) -> Non
     np.testing.assert_allclose(
         again["sentiment_score"], trained["sentiment_score"], rtol=0, atol=1e-5
     )
-    assert (tmp_path / "assignments.csv").exists()
+    # the CSV holds the same rows and labels as the Parquet file, not just a file
+    csv = pd.read_csv(
+        tmp_path / "assignments.csv", encoding="utf-8-sig", dtype=str, keep_default_na=False
+    )
+    assert list(csv.columns) == list(again.columns)
+    assert csv["review_id"].tolist() == again["review_id"].astype(str).tolist()
+    assert csv["segment_id"].astype(int).tolist() == again["segment_id"].tolist()
+    assert csv["segment_name"].tolist() == again["segment_name"].tolist()
+    assert csv["status"].tolist() == again["status"].tolist()
+    np.testing.assert_allclose(
+        csv["sentiment_score"].astype(float), again["sentiment_score"], atol=1e-6
+    )
     run = json.loads((tmp_path / "run.json").read_text())
     assert run["command"] == "assign" and run["rows_out"] == len(trained)
+    assert run["rows_in"] == len(trained)
 
 
 def test_new_rows_unscoreable_kept_and_unlike_rows_flagged(saved: dict) -> None:
@@ -223,7 +235,19 @@ def test_cli_assign_and_tampered_one_line_error(saved: dict, tmp_path: Path) -> 
     )
     assert proc.returncode == 0, proc.stderr
     out = pd.read_csv(tmp_path / "a" / "assignments.csv", encoding="utf-8-sig")
-    assert len(out) == len(pd.read_csv(EXAMPLE))
+    src = pd.read_csv(EXAMPLE)
+    assert len(out) == len(src)
+    assert out["review_id"].tolist() == src["review_id"].tolist()
+    # the CLI labels rows as the Python API does, with the saved segment names
+    trained = pd.read_parquet(saved["out"] / "assignments.parquet")
+    agree = float((out["segment_id"].to_numpy() == trained["segment_id"].to_numpy()).mean())
+    assert agree >= 0.95, agree
+    names = {
+        s["id"]: s["name"]
+        for s in json.loads((saved["out"] / "segments.json").read_text())["segments"]
+    }
+    ok = out["segment_id"] >= 0
+    assert (out.loc[ok, "segment_name"] == out.loc[ok, "segment_id"].map(names)).all()
     bad = tmp_path / "bad"
     shutil.copytree(saved["model"], bad)
     (bad / "segmenter.json").write_text("{}")

@@ -99,12 +99,80 @@ def test_an_ensemble_is_the_average_of_its_members_logits() -> None:
 
 
 def test_shipped_files_are_data_not_code() -> None:
+    """The head is a safetensors file of plain arrays whose shapes match its JSON config, a JSON
+    lexicon and a model card: nothing in the folder can run code when loaded."""
+    from safetensors.numpy import load_file
+
     folder = bundled_head_path()
     names = {p.name for p in folder.iterdir()}
     assert {"head.safetensors", "config.json", "README.md", "emoji_lexicon.json"} <= names
     assert not [n for n in names if n.endswith((".pkl", ".pickle", ".joblib", ".bin", ".pt"))]
     card = (folder / "README.md").read_text(encoding="utf-8")
     assert "research" in card.lower() and "train-sentiment" in card
+
+    cfg = json.loads((folder / "config.json").read_text(encoding="utf-8"))
+    tensors = load_file(str(folder / "head.safetensors"))  # refuses anything but raw arrays
+    n_in = cfg["features"]["embedding_dim"] + len(cfg["features"]["emoji_features"])
+    hidden = cfg["hyperparameters"]["hidden"] * cfg["hyperparameters"]["ensemble"]
+    assert cfg["n_layers"] == 2 and cfg["kind"] == "mlp"
+    assert {k: v.shape for k, v in tensors.items()} == {
+        "scaler.mean": (n_in,),
+        "scaler.scale": (n_in,),
+        "layer0.weight": (n_in, hidden),
+        "layer0.bias": (hidden,),
+        "layer1.weight": (hidden, 3),
+        "layer1.bias": (3,),
+    }
+    assert all(v.dtype == np.float32 and np.isfinite(v).all() for v in tensors.values())
+    assert (tensors["scaler.scale"] > 0).all()
+    lexicon = json.loads((folder / "emoji_lexicon.json").read_text(encoding="utf-8"))
+    assert lexicon["columns"] == ["p_negative", "p_neutral", "p_positive"]
+    assert len(lexicon["emoji"]) > 500
+    assert all(len(v) == 3 and abs(sum(v) - 1) < 0.01 for v in lexicon["emoji"].values())
+    # what load() builds is exactly these arrays
+    head = SentimentHead.load(folder)
+    np.testing.assert_array_equal(head.layers_[0][0], tensors["layer0.weight"])
+    np.testing.assert_array_equal(head.mean_, tensors["scaler.mean"])
+
+
+def _copy_head(tmp_path: Path, edit) -> Path:  # noqa: ANN001 - a callable on the config dict
+    import shutil
+
+    folder = tmp_path / "head"
+    shutil.copytree(bundled_head_path(), folder)
+    cfg = json.loads((folder / "config.json").read_text(encoding="utf-8"))
+    edit(cfg)
+    (folder / "config.json").write_text(json.dumps(cfg), encoding="utf-8")
+    return folder
+
+
+@pytest.mark.parametrize(
+    "edit",
+    [
+        # labels swapped: every review would read the wrong way round
+        lambda c: c.update(labels=["positive", "neutral", "negative"]),
+        lambda c: c.update(format="someone-elses-format"),
+        lambda c: c.pop("labels"),
+    ],
+    ids=["labels-swapped", "format", "no-labels"],
+)
+def test_tampered_head_config_is_refused(tmp_path: Path, edit) -> None:  # noqa: ANN001
+    from nlp_seg.errors import ModelUnavailableError
+
+    with pytest.raises(ModelUnavailableError, match="not an nlpseg sentiment head"):
+        SentimentHead.load(_copy_head(tmp_path, edit))
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="SentimentHead.load does not check the config against the arrays: n_layers=3 "
+    "raises KeyError('layer2.weight') instead of a one-line ModelUnavailableError",
+)
+def test_head_config_that_disagrees_with_its_arrays_is_refused(tmp_path: Path) -> None:
+    from nlp_seg.errors import ModelUnavailableError
+
+    with pytest.raises(ModelUnavailableError):
+        SentimentHead.load(_copy_head(tmp_path, lambda c: c.update(n_layers=3)))
 
 
 # --------------------------------------------------------------------------- fit / save / load
@@ -338,7 +406,12 @@ def test_head_on_another_encoder_is_refused_before_embedding(
     from nlp_seg.segmenter import Segmenter, SegmenterConfig
 
     tiny = str(tiny_models["embedding"])
-    dim = Segmenter(SegmenterConfig(embedding_model=tiny)).encoder.get_embedder().embed(["x"]).shape[1]
+    dim = (
+        Segmenter(SegmenterConfig(embedding_model=tiny))
+        .encoder.get_embedder()
+        .embed(["x"])
+        .shape[1]
+    )
     y = np.arange(90) % 3
     x = unit_rows(90, d=dim, seed=2)
     head_dir = tmp_path / "head"

@@ -130,10 +130,65 @@ def _json_default(o: Any) -> Any:
     return str(o)
 
 
-def _atomic_write(path: Path, writer: Any) -> None:
-    """Write to a temporary file beside ``path`` and rename it, so readers never see half a file."""
+#: Suffix of the temporary files :func:`_atomic_write` writes beside their target, so a run
+#: that finds one left by a kill knows it for debris (``nlpseg batch`` removes them).
+TEMP_SUFFIX = ".tmp"
+
+
+def fsync_file(path: str | Path) -> None:
+    """Flush a written file's data to disk (a no-op where the platform cannot)."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def fsync_dir(path: str | Path) -> None:
+    """Flush a folder's entries (a rename or a new file in it) to disk; a no-op where the
+    platform cannot open folders (Windows)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def fsync_tree(path: str | Path) -> None:
+    """fsync every file under ``path`` (or ``path`` itself, a file) and every folder, so what
+    a marker written next attests to is on disk even after a power cut."""
+    root = Path(path)
+    if root.is_file():
+        fsync_file(root)
+        fsync_dir(root.parent)
+        return
+    for folder, _, names in os.walk(root):
+        for name in names:
+            fsync_file(os.path.join(folder, name))
+        fsync_dir(folder)
+    fsync_dir(root.parent)
+
+
+def _atomic_write(path: Path, writer: Any, durable: bool = True) -> None:
+    """Write to a temporary file beside ``path`` and rename it, so readers never see half a file.
+
+    With ``durable`` (the default) the file is fsynced before the rename and its folder after,
+    so once this returns the new file survives a crash or a power cut: a marker written after it
+    never attests to data that is not on disk. A kill leaves at most a ``.NAME.*.tmp`` beside
+    ``path``, never a partial ``path``.
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=TEMP_SUFFIX, dir=path.parent)
     os.close(fd)
     try:
         writer(tmp)
@@ -141,7 +196,11 @@ def _atomic_write(path: Path, writer: Any) -> None:
         umask = os.umask(0)
         os.umask(umask)
         os.chmod(tmp, 0o666 & ~umask)
+        if durable:
+            fsync_file(tmp)
         os.replace(tmp, path)
+        if durable:
+            fsync_dir(path.parent)
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)

@@ -52,7 +52,8 @@ import pyarrow.parquet as pq
 from nlp_seg.errors import InputError, NlpsegError
 from nlp_seg.io.write import (
     CSV_LINE_TERMINATOR,
-    file_sha256,
+    fsync_dir,
+    fsync_file,
     package_versions,
     spreadsheet_safe,
     write_json,
@@ -116,13 +117,16 @@ def _concat_outputs(
             writer.close()
         if csv_fh is not None:
             csv_fh.close()
+    fsync_file(tmp_pq)
     os.replace(tmp_pq, files[0])
     if write_csv:
+        fsync_file(tmp_csv)
         os.replace(tmp_csv, out / "assignments.csv")
         files.insert(0, out / "assignments.csv")
     else:
         with contextlib.suppress(FileNotFoundError):
             (out / "assignments.csv").unlink()
+    fsync_dir(out)
     table = pd.concat(counts).groupby(["segment_id", "status", "is_outlier"]).n.sum().reset_index()
     return files, table
 
@@ -166,10 +170,12 @@ def _full_profiles(segments: list[dict[str, Any]], counts: pd.DataFrame) -> list
 
 # --------------------------------------------------------------------------- the job
 def _input_info(plan: InputPlan, rows_per_file: list[int]) -> list[dict[str, Any]]:
+    """run.json's inputs: the SHA-256 the work folder was checked against (hashed once per run,
+    before any row was read), so the hash recorded is that of the rows in the outputs."""
     info = []
     for i, fp in enumerate(plan.fingerprint()):
         rows = rows_per_file[i] if i < len(rows_per_file) else None
-        info.append({**fp, "rows": rows, "sha256": file_sha256(plan.files[i].path)})
+        info.append({**fp, "rows": rows})
     return info
 
 
@@ -270,6 +276,9 @@ def run_batch(
     work = WorkDir(out)
     work.lock()
     try:
+        debris = work.remove_debris()
+        if debris:
+            reporter.message(f"Removed {len(debris)} temporary file(s) left by an interrupted run")
         _check_manifest(work, manifest, options.restart, reporter)
         reporter.message(
             f"{len(plan.files)} input file(s); text column [bold]{plan.spec.text}[/bold]"
@@ -300,6 +309,7 @@ def run_batch(
                     n_rows, n_chunks, rows_per_file, seg_used = _encode_local(
                         plan, work, config, options.chunk_size, reporter, enc_timer
                     )
+                plan.check_unchanged()  # an input written to mid-run: its chunks mix versions
                 if n_rows == 0:
                     raise InputError("the input files have no rows")
                 summary = {"rows": n_rows, "chunks": n_chunks, "rows_per_file": rows_per_file}

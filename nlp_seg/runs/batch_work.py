@@ -14,6 +14,8 @@ import fcntl
 import glob
 import json
 import logging
+import os
+import re
 import shutil
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field, replace
@@ -28,7 +30,11 @@ import pyarrow.parquet as pq
 from nlp_seg.errors import InputError, NlpsegError
 from nlp_seg.io.read import ColumnSpec, detect_columns, restore_numeric, sniff_delimiter
 from nlp_seg.io.write import (
+    TEMP_SUFFIX,
     _atomic_write,
+    file_sha256,
+    fsync_dir,
+    fsync_tree,
     write_json,
 )
 from nlp_seg.normalize import STATUS_OK, normalize_texts
@@ -42,7 +48,8 @@ CSV_SUFFIXES = (".csv", ".tsv", ".txt")
 PARQUET_SUFFIXES = (".parquet", ".pq")
 DETECT_ROWS = 10_000
 WORK = "_work"
-FORMAT_VERSION = 1
+# 2: inputs fingerprinted by content (SHA-256), not by size and mtime.
+FORMAT_VERSION = 2
 
 CONTRACT_SCHEMA = pa.schema(
     [
@@ -69,6 +76,7 @@ FIT_KEYS = (
     "n_neighbors",
     "seed",
     "keep_outliers",
+    "merge_similar",
     "fit_sample_size",
     "playbook",
     "lang",
@@ -94,6 +102,34 @@ class InputFile:
     path: Path
     sep: str | None = None
     encoding: str | None = None
+    _sha256: str | None = field(default=None, repr=False)
+    _stat: tuple[int, int, int, int] | None = field(default=None, repr=False)
+
+    def _stat_key(self) -> tuple[int, int, int, int]:
+        st = self.path.stat()
+        # ctime cannot be set back by a user (os.utime moves it to now), so an edit in place
+        # with the size and mtime restored still changes this key.
+        return (st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino)
+
+    @property
+    def sha256(self) -> str:
+        """SHA-256 of the file's bytes, computed once per run (the work folder's fingerprint of
+        this input and the hash ``run.json`` records)."""
+        if self._sha256 is None:
+            before = self._stat_key()
+            digest = file_sha256(self.path)
+            if self._stat_key() != before:
+                raise InputError(f"{self.path.name} changed while it was being read; try again")
+            self._sha256, self._stat = digest, before
+        return self._sha256
+
+    def check_unchanged(self) -> None:
+        """Refuse a file written to since it was hashed: its chunks would mix two versions."""
+        if self._stat is not None and self._stat_key() != self._stat:
+            raise NlpsegError(
+                f"{self.path.name} changed while nlpseg batch was reading it, so the stored "
+                "chunks mix two versions of it; run again with --restart"
+            )
 
 
 @dataclass
@@ -108,11 +144,16 @@ class InputPlan:
     raw_columns: list[str] = field(default_factory=list)  # CSV header as written (unstripped)
 
     def fingerprint(self) -> list[dict[str, Any]]:
-        out = []
+        """Each input's path, size and SHA-256 (by content: an input edited in place with its
+        size and mtime restored is still another input)."""
+        return [
+            {"path": str(f.path), "size": f.path.stat().st_size, "sha256": f.sha256}
+            for f in self.files
+        ]
+
+    def check_unchanged(self) -> None:
         for f in self.files:
-            st = f.path.stat()
-            out.append({"path": str(f.path), "size": st.st_size, "mtime_ns": st.st_mtime_ns})
-        return out
+            f.check_unchanged()
 
 
 def expand_inputs(patterns: Sequence[str | Path]) -> list[Path]:
@@ -161,14 +202,27 @@ def _sniff_encoding(path: Path, encoding: str | None) -> str:
         pass
     from charset_normalizer import from_bytes
 
-    best = from_bytes(head).best()
+    matches = from_bytes(head)
+    best = matches.best()
+    if best is not None:
+        # Single-byte code pages often decode a file equally well (cp1250 and cp1252 read
+        # Portuguese "ã" as "ă" and "ã" with the same score): among the tied best, prefer the
+        # common Western and Vietnamese ones over the first found.
+        tied = [m for m in matches if (m.chaos, m.coherence) == (best.chaos, best.coherence)]
+        best = min(tied, key=lambda m: _ENCODING_PREFERENCE.get(m.encoding, 99))
     if best is None or best.encoding in ("utf_8", "ascii"):
         raise InputError(
             f"{path.name} is not UTF-8 and its encoding could not be detected; "
             "pass it with --encoding (e.g. --encoding cp1258)"
         )
-    log.warning("%s is not UTF-8; decoded as %s (use --encoding to override)", path.name, best)
+    log.warning(
+        "%s is not UTF-8; decoded as %s (use --encoding to override)", path.name, best.encoding
+    )
     return str(best.encoding)
+
+
+#: Tie-break between code pages charset_normalizer scores equally (lower wins).
+_ENCODING_PREFERENCE = {"cp1252": 0, "cp1258": 1, "latin_1": 2, "cp1250": 3}
 
 
 def _csv_reader(f: InputFile, chunk_size: int, nrows: int | None = None) -> Any:
@@ -436,7 +490,7 @@ class WorkDir:
 
     def save_encoded(self, k: int, table: pa.Table, enc: EncodedChunk) -> None:
         d = self.chunk_dir(k)
-        d.mkdir(parents=True, exist_ok=True)
+        _mkdir_durable(d)
         _save_table(d / "input.parquet", table)
         _save_table(
             d / "clean.parquet",
@@ -451,6 +505,7 @@ class WorkDir:
         _save_npy(d / "probs.npy", np.asarray(enc.probs, np.float64))
         if enc.behavior is not None:
             _save_npy(d / "beh.npy", enc.behavior)
+        # Each file above was fsynced with its folder (_atomic_write): the marker is written last.
         write_json({"rows": table.num_rows}, d / "ENCODED")
 
     def load_encoded(self, k: int, mmap: bool = False) -> EncodedChunk:
@@ -474,9 +529,70 @@ class WorkDir:
         shutil.rmtree(self.fit, ignore_errors=True)
         shutil.rmtree(self.parts, ignore_errors=True)
 
+    def remove_debris(self) -> list[Path]:
+        """Delete the temporary files a killed run left (call while holding the lock).
+
+        Under ``_work`` every dot-file but ``.lock`` is a temporary file; in ``OUT`` (and its
+        ``audiences/``) the ``.NAME.*.tmp`` files :func:`_atomic_write` writes and the
+        ``.assignments.*.partial`` files the final concatenation writes, plus the unsuffixed
+        temporary names older versions wrote. Nothing else is touched.
+        """
+        removed: list[Path] = []
+        if self.root.is_dir():
+            for folder, _, names in os.walk(self.root):
+                for name in names:
+                    if name.startswith(".") and name != ".lock":
+                        removed.append(Path(folder) / name)
+        out = self.root.parent
+        for folder in (out, out / "audiences"):
+            if not folder.is_dir():
+                continue
+            for p in folder.iterdir():
+                if p.is_file() and _OUT_DEBRIS.match(p.name):
+                    removed.append(p)
+        for p in removed:
+            p.unlink(missing_ok=True)
+        return removed
+
+
+# Temporary names in OUT: _atomic_write's (".run.json.k3j_x9ab.tmp"; older versions had no
+# suffix, so only the names of nlpseg's own outputs are matched without one) and the
+# concatenation's partial files.
+_OUT_DEBRIS = re.compile(
+    r"^\.(?:.+\.[a-z0-9_]{8}" + re.escape(TEMP_SUFFIX) + r"|assignments\.(?:csv|parquet)\.partial"
+    r"|(?:assignments\.(?:csv|parquet)|segments\.json|run\.json|report\.html|index\.csv"
+    r"|segment_[^/]*\.csv)\.[a-z0-9_]{8})$"
+)
+
+
+def _mkdir_durable(path: Path) -> None:
+    """Create ``path`` (and parents); fsync the parent of each folder created."""
+    missing = []
+    p = path
+    while not p.exists():
+        missing.append(p)
+        p = p.parent
+    path.mkdir(parents=True, exist_ok=True)
+    for p in reversed(missing):
+        fsync_dir(p.parent)
+
 
 def _diff(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
     return [k for k in sorted(set(old) | set(new)) if old.get(k) != new.get(k)]
+
+
+def _changed_input(old: dict[str, Any], new: dict[str, Any]) -> str | None:
+    """How the inputs differ from those a work folder was started with, or None if the same."""
+    before, now = old.get("inputs") or [], new.get("inputs") or []
+    if before == now:
+        return None
+    if [f.get("path") for f in before] != [f.get("path") for f in now]:
+        return "the input files are not the same files"
+    for a, b in zip(before, now, strict=True):
+        if a != b:
+            name = Path(b["path"]).name
+            return f"{name} changed (its content's SHA-256 differs)"
+    return None
 
 
 def _check_manifest(
@@ -496,6 +612,18 @@ def _check_manifest(
                 child.unlink()
     if path.exists():
         old = json.loads(path.read_text(encoding="utf-8"))
+        if old.get("format_version") != manifest["format_version"]:
+            raise NlpsegError(
+                f"{work.root} was made by another version of nlpseg batch (work folder format "
+                f"{old.get('format_version')}, this one writes {manifest['format_version']}); "
+                "pass --restart to start over, or use another --out"
+            )
+        changed_input = _changed_input(old.get("encode", {}), manifest["encode"])
+        if changed_input:
+            raise NlpsegError(
+                f"{changed_input} since {work.root} was started, so its stored chunks are of "
+                "other rows; pass --restart to start over, or use another --out"
+            )
         if old.get("encode") != manifest["encode"]:
             changed = _diff(old.get("encode", {}), manifest["encode"])
             raise NlpsegError(
@@ -597,6 +725,7 @@ def fit_on_sample(
     with timer("save_fit"):
         seg.columns_ = spec
         seg.save(work.fit / "segmenter")
+        fsync_tree(work.fit)  # the saved folder is on disk before its marker
     write_json(info, work.fit / "FITTED")
 
 
@@ -670,7 +799,7 @@ def place_chunk(work: WorkDir, k: int, chunk_size: int, state: FittedState) -> i
     table = table.rename_columns([f"input_{c}" if c in clash else c for c in table.column_names])
     for name, col in zip(contract.column_names, contract.columns, strict=True):
         table = table.append_column(name, col)
-    work.parts.mkdir(parents=True, exist_ok=True)
+    _mkdir_durable(work.parts)
     _save_table(work.part(k), table)
     write_json({"rows": n}, work.parts / f"{k:06d}.done")
     return n
