@@ -864,6 +864,28 @@ def serve(
         int,
         typer.Option("--workers", min=1, help="Processes, each with its own copy of the model."),
     ] = 1,
+    api_key_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--api-key-file",
+            help="Read the API key from this file (instead of NLPSEG_API_KEY).",
+            dir_okay=False,
+        ),
+    ] = None,
+    allow_unauthenticated: Annotated[
+        bool,
+        typer.Option(
+            "--allow-unauthenticated",
+            help="Serve beyond localhost without an API key (refused otherwise).",
+        ),
+    ] = False,
+    allowed_host: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--allowed-host",
+            help="Also answer this Host name (repeatable; localhost names always are).",
+        ),
+    ] = None,
     max_texts: Annotated[
         int, typer.Option("--max-texts", min=1, help="Texts or rows per request.")
     ] = 256,
@@ -880,9 +902,39 @@ def serve(
         float,
         typer.Option("--max-wait-ms", min=0, help="How long a request waits for others."),
     ] = 5.0,
-    max_queue: Annotated[
-        int, typer.Option("--max-queue", min=1, help="Waiting requests before 503.")
-    ] = 1000,
+    max_queue_texts: Annotated[
+        int,
+        typer.Option("--max-queue-texts", min=1, help="Texts waiting per endpoint before 503."),
+    ] = 2048,
+    max_pending_bytes: Annotated[
+        int,
+        typer.Option(
+            "--max-pending-bytes",
+            min=1,
+            help="Request-body bytes held at once (read, queued, computed) before 503.",
+        ),
+    ] = 32_000_000,
+    max_connections: Annotated[
+        int,
+        typer.Option("--max-connections", min=1, help="Open connections before 503."),
+    ] = 256,
+    header_timeout: Annotated[
+        float,
+        typer.Option("--header-timeout", min=0.1, help="Seconds for a request's headers."),
+    ] = 10.0,
+    body_timeout: Annotated[
+        float,
+        typer.Option("--body-timeout", min=0.1, help="Seconds for a request's body (408)."),
+    ] = 30.0,
+    keep_alive_timeout: Annotated[
+        int,
+        typer.Option(
+            "--keep-alive-timeout", min=1, help="Seconds an idle kept-alive connection stays."
+        ),
+    ] = 5,
+    max_header_bytes: Annotated[
+        int, typer.Option("--max-header-bytes", min=1024, help="Bytes of a request's head.")
+    ] = 16_384,
     device: Annotated[
         str | None, typer.Option("--device", help="auto, cpu or cuda (default: as saved).")
     ] = None,
@@ -893,7 +945,7 @@ def serve(
         ),
     ] = None,
 ) -> None:
-    """Serve a saved segmenter over HTTP (set NLPSEG_API_KEY to require a key)."""
+    """Serve a saved segmenter over HTTP (NLPSEG_API_KEY or --api-key-file to require a key)."""
 
     def run() -> None:
         import socket
@@ -901,32 +953,56 @@ def serve(
         from nlp_seg.errors import NlpsegError
 
         try:
-            from nlp_seg.service.app import ServiceSettings
+            from nlp_seg.service.app import ServiceSettings, exposure_problem
             from nlp_seg.service.app import serve as serve_app
         except ImportError as exc:
             raise NlpsegError(
                 f"the service needs the serve extra ({exc.name} is missing): "
                 "pip install 'nlpseg[serve]'"
             ) from exc
+        overrides: dict[str, object] = {}
+        if api_key_file is not None:
+            try:
+                key = api_key_file.read_text(encoding="utf-8").strip()
+            except (OSError, UnicodeDecodeError) as exc:
+                raise NlpsegError(f"cannot read --api-key-file {api_key_file}: {exc}") from exc
+            if not key or "\n" in key:
+                raise NlpsegError(f"--api-key-file {api_key_file} must hold the key on one line")
+            if os.name == "posix" and api_key_file.stat().st_mode & 0o077:
+                typer.echo(
+                    f"warning: {api_key_file} is readable by other users; chmod 600 it",
+                    err=True,
+                )
+            overrides["api_key"] = key
+        try:
+            settings = ServiceSettings.from_env(
+                max_texts=max_texts,
+                max_text_chars=max_text_chars,
+                max_body_bytes=max_body_bytes,
+                max_batch_texts=max_batch_size,
+                max_wait_ms=max_wait_ms,
+                max_queue_texts=max_queue_texts,
+                max_pending_bytes=max_pending_bytes,
+                max_connections=max_connections,
+                header_timeout_s=header_timeout,
+                body_timeout_s=body_timeout,
+                keep_alive_s=keep_alive_timeout,
+                max_header_bytes=max_header_bytes,
+                threads=threads,
+                **overrides,
+            )
+        except ValueError as exc:
+            raise NlpsegError(str(exc)) from exc
+        problem = exposure_problem(host, settings.api_key, allow_unauthenticated)
+        if problem:
+            raise NlpsegError(problem)
+        if exposure_problem(host, settings.api_key, False):
+            typer.echo(f"warning: serving on {host} without an API key", err=True)
         try:
             with socket.create_server((host, port)):
                 pass
         except OSError as exc:
             raise NlpsegError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from exc
-        settings = ServiceSettings.from_env(
-            max_texts=max_texts,
-            max_text_chars=max_text_chars,
-            max_body_bytes=max_body_bytes,
-            max_batch_texts=max_batch_size,
-            max_wait_ms=max_wait_ms,
-            max_queue=max_queue,
-            threads=threads,
-        )
-        if host not in ("127.0.0.1", "localhost", "::1") and not settings.api_key:
-            typer.echo(
-                f"warning: listening on {host} without an API key; set NLPSEG_API_KEY",
-                err=True,
-            )
         serve_app(
             str(model),
             settings,
@@ -935,6 +1011,8 @@ def serve(
             workers=workers,
             device=device,
             log_level="warning" if _STATE["quiet"] else "info",
+            allowed_hosts=allowed_host or (),
+            allow_unauthenticated=allow_unauthenticated,
         )
 
     guarded(run)

@@ -34,7 +34,12 @@ from nlp_seg.segmenter import (  # noqa: E402
     Segmenter,
     SegmenterConfig,
 )
-from nlp_seg.service.app import ServiceSettings, create_app, frame_records  # noqa: E402
+from nlp_seg.service.app import (  # noqa: E402
+    ServiceSettings,
+    create_app,
+    frame_records,
+    server_options,
+)
 
 REPO = Path(__file__).resolve().parent.parent
 API_KEY = "s3cret-test-key"
@@ -53,15 +58,18 @@ ROWS = [
 
 
 @contextlib.contextmanager
-def running(app: object) -> Iterator[str]:
-    """Serve ``app`` with uvicorn on a free localhost port in a thread; yield its base URL."""
+def running(app: object, settings: ServiceSettings | None = None) -> Iterator[str]:
+    """Serve ``app`` with uvicorn on a free localhost port in a thread, with the connection
+    limits ``nlpseg serve`` applies (``settings``, default the app's); yield its base URL."""
     import uvicorn
 
+    settings = settings or app.state.settings  # type: ignore[attr-defined]
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on"))
+    config = uvicorn.Config(app, log_level="warning", lifespan="on", **server_options(settings))
+    server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
     deadline = time.monotonic() + 60
@@ -150,7 +158,7 @@ def assert_error(r: httpx.Response, status: int, code: str, needle: str = "") ->
 
 def test_health_ready_segments_and_spec(client: httpx.Client, fitted: Segmenter) -> None:
     assert client.get("/healthz").json() == {"status": "ok"}
-    assert client.get("/readyz").json()["status"] == "ready"
+    assert client.get("/readyz").json() == {"status": "ready"}  # nothing more, unauthenticated
     segs = client.get("/v1/segments").json()["segments"]
     assert [s["id"] for s in segs] == [s["id"] for s in fitted.segments_]
     assert [s["name"] for s in segs] == [s["name"] for s in fitted.segments_]
@@ -306,12 +314,54 @@ def test_unknown_path_and_method_are_json_errors(client: httpx.Client) -> None:
     assert_error(client.post("/healthz"), 405, "method_not_allowed")
 
 
-def test_paths_never_reach_the_filesystem(client: httpx.Client) -> None:
-    for path in ("/../../etc/passwd", "/v1/segments/../../../etc/passwd", "/%2e%2e/etc/passwd"):
-        assert client.get(path).status_code == 404
-    r = client.post("/v1/score", json={"texts": ["/etc/passwd", "../../models"]})
-    assert r.status_code == 200  # just text to score
-    assert "root:" not in r.text
+def raw_request(url: str, head: bytes, timeout: float = 30) -> bytes:
+    """Send ``head`` (a request line and headers, unaltered) on a raw socket; the answer."""
+    host, port = url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=timeout) as sock:
+        sock.sendall(head)
+        chunks = []
+        while chunk := sock.recv(65536):
+            chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def test_paths_never_reach_the_filesystem(fitted: Segmenter, tmp_path: Path) -> None:
+    """Request targets sent byte for byte (a raw socket: no client normalises ``../``) reach
+    the app as sent, and none is answered with a file: a planted secret beside the server's
+    working directory and /etc/passwd stay unread, whatever the encoding of the dots."""
+    secret = tmp_path / "secret.txt"
+    secret.write_text("TOP-SECRET-CONTENT", encoding="utf-8")
+    app = create_app(fitted, ServiceSettings(**LIMITS, warmup=False))
+    seen: list[bytes] = []
+
+    async def recorder(scope: dict, receive: object, send: object) -> None:
+        if scope["type"] == "http":
+            seen.append(scope["raw_path"])
+        await app(scope, receive, send)  # type: ignore[arg-type]
+
+    rel = os.path.relpath(secret, "/")
+    targets = [
+        b"/../../etc/passwd",
+        b"/v1/segments/../../../etc/passwd",
+        b"/%2e%2e/%2e%2e/etc/passwd",
+        b"/..%2f..%2f..%2fetc%2fpasswd",
+        b"/v1/..%5c..%5c..%5cetc%5cpasswd",
+        b"//etc/passwd",
+        ("/" + "../" * 12 + rel).encode(),
+        ("/v1/segments/" + "..%2f" * 12 + rel.replace("/", "%2f")).encode(),
+        str(secret).encode(),
+    ]
+    with running(recorder, app.state.settings) as url:
+        for target in targets:
+            answer = raw_request(
+                url, b"GET " + target + b" HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+            )
+            status = answer.split(b" ", 2)[1]
+            assert status == b"404", (target, answer[:200])
+            assert b"root:" not in answer and b"TOP-SECRET" not in answer, target
+            assert b'"code": "not_found"' in answer or b'"code":"not_found"' in answer
+    # the server got each target as sent, not a normalised one (after running's /readyz)
+    assert [t for t in seen if t != b"/readyz"] == targets
 
 
 # ----------------------------------------------------------------------------- auth
@@ -319,7 +369,8 @@ def test_paths_never_reach_the_filesystem(client: httpx.Client) -> None:
 
 @pytest.fixture(scope="module")
 def secured_url(fitted: Segmenter) -> Iterator[str]:
-    with running(create_app(fitted, ServiceSettings(api_key=API_KEY, warmup=False))) as url:
+    settings = ServiceSettings(**LIMITS, api_key=API_KEY, warmup=False)
+    with running(create_app(fitted, settings)) as url:
         yield url
 
 
@@ -339,9 +390,17 @@ def test_api_key(secured_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
         wrong = [{"X-API-Key": "nope"}, {"Authorization": f"Bearer {API_KEY}x"}, {"X-API-Key": ""}]
         for headers in wrong:
             assert_error(c.get("/v1/segments", headers=headers), 401, "unauthorized", "invalid")
-        assert_error(  # auth is checked before the body is even read
-            c.post("/v1/score", content=b"{bad", headers={"X-API-Key": "nope"}), 401, "unauthorized"
-        )
+        # Auth is checked before the body is even read: an over-limit body with a wrong key
+        # is a 401 (a 413 would mean the body limit ran first), with the right key a 413.
+        over = b'{"texts": ["' + b"x" * (LIMITS["max_body_bytes"] + 10) + b'"]}'
+        json_type = {"content-type": "application/json"}
+        for headers in ({"X-API-Key": "nope"}, {}):
+            r = c.post("/v1/score", content=over, headers={**json_type, **headers})
+            assert_error(r, 401, "unauthorized")
+        r = c.post("/v1/score", content=iter([over]), headers={**json_type, "X-API-Key": "nope"})
+        assert_error(r, 401, "unauthorized")  # chunked, no Content-Length: the same
+        r = c.post("/v1/score", content=over, headers={**json_type, "X-API-Key": API_KEY})
+        assert_error(r, 413, "payload_too_large")
         for headers in ({"X-API-Key": API_KEY}, {"Authorization": f"Bearer {API_KEY}"}):
             assert c.get("/v1/segments", headers=headers).status_code == 200
             r = c.post("/v1/score", json={"texts": ["good"]}, headers=headers)
@@ -423,7 +482,7 @@ def test_concurrent_load_shares_model_calls(base_url: str, fitted: Segmenter) ->
 def test_full_queue_is_503_not_500(fitted: Segmenter) -> None:
     """With room for one waiting request, a burst gets 503 + Retry-After for the overflow and
     200 for the rest; nothing fails otherwise, and the server recovers."""
-    settings = ServiceSettings(max_queue=1, max_batch_texts=1, max_wait_ms=0, warmup=False)
+    settings = ServiceSettings(max_queue_texts=1, max_batch_texts=1, max_wait_ms=0, warmup=False)
     with running(create_app(fitted, settings)) as url:
 
         async def burst() -> list[httpx.Response]:

@@ -14,8 +14,14 @@ FastAPI (an OpenAPI spec at ``/openapi.json``) served by uvicorn, with
   events the rows carry; each result says what it was placed on (``placed_on``) and which
   behaviour features were unknown (``warnings``);
 * **limits** that answer 413/422 with a JSON error instead of failing: texts per request, text
-  length, body size, a bounded queue (503);
-* optional **API key** (``NLPSEG_API_KEY``) and **Prometheus metrics** at ``/metrics``
+  length, body size;
+* **bounded resources** (503 with ``Retry-After`` when full): the texts waiting per endpoint,
+  the request-body bytes held at once (memory grows with that budget, not with the number of
+  clients), open connections; deadlines for a request's headers and body (408) and idle
+  kept-alive connections (:mod:`nlp_seg.service.protocol`); a request whose client went away
+  is not computed;
+* optional **API key** (``NLPSEG_API_KEY`` or a key file), a **Host allow-list** (against DNS
+  rebinding of a service bound to localhost) and **Prometheus metrics** at ``/metrics``
   (:mod:`nlp_seg.service.middleware`).
 
 The model is loaded once, before the first request, from a folder fixed at start; nothing in a
@@ -24,6 +30,7 @@ request names a file. Request texts are never written to disk (the embedding cac
 
 import asyncio
 import contextlib
+import ipaddress
 import json
 import logging
 import math
@@ -38,16 +45,20 @@ import pandas as pd
 
 from nlp_seg.service.batching import (
     AssignPayload,
+    ClientGoneError,
     MicroBatcher,
     ModelRunner,
     OverloadedError,
     Placement,
 )
 from nlp_seg.service.middleware import (
+    LOCAL_HOSTS,
     ApiKeyMiddleware,
     BodyLimitMiddleware,
+    HostCheckMiddleware,
     Metrics,
     MetricsMiddleware,
+    PendingBytes,
     error_body,
 )
 
@@ -70,6 +81,15 @@ class ServiceSettings:
 
     ``api_key`` defaults to ``NLPSEG_API_KEY`` via :meth:`from_env`; ``None`` or empty means no
     authentication (the service binds to localhost by default for that reason).
+
+    Resource bounds: ``max_queue_texts`` texts (or rows) may wait per endpoint;
+    ``max_pending_bytes`` of request bodies may be held at once (read, queued or computed;
+    at least ``max_body_bytes``); ``max_connections`` connections may be open. Past each a
+    request is answered 503 with ``Retry-After``. Deadlines: ``header_timeout_s`` for a
+    request's headers, ``body_timeout_s`` for its body (408), ``keep_alive_s`` idle between
+    two requests; ``max_header_bytes`` per request head. The connection settings are applied
+    by the server (:func:`server_options`), the others by the app. ``allowed_hosts``: the
+    ``Host`` names answered (``None``: any); :func:`serve` sets it for a localhost binding.
     """
 
     model_dir: str | None = None
@@ -78,18 +98,43 @@ class ServiceSettings:
     max_body_bytes: int = 2_000_000
     max_batch_texts: int = 64
     max_wait_ms: float = 5.0
-    max_queue: int = 1000
+    max_queue_texts: int = 2048
+    max_pending_bytes: int = 32_000_000
+    max_connections: int = 256
+    header_timeout_s: float = 10.0
+    body_timeout_s: float = 30.0
+    keep_alive_s: int = 5
+    max_header_bytes: int = 16_384
+    allowed_hosts: list[str] | None = None
     api_key: str | None = None
     warmup: bool = True
     device: str | None = None
     threads: int | None = None
 
     def __post_init__(self) -> None:
-        for name in ("max_texts", "max_text_chars", "max_body_bytes", "max_batch_texts"):
+        for name in (
+            "max_texts",
+            "max_text_chars",
+            "max_body_bytes",
+            "max_batch_texts",
+            "max_queue_texts",
+            "max_connections",
+            "keep_alive_s",
+            "max_header_bytes",
+        ):
             if int(getattr(self, name)) < 1:
                 raise ValueError(f"{name} must be at least 1")
-        if self.max_wait_ms < 0 or self.max_queue < 1:
-            raise ValueError("max_wait_ms must be >= 0 and max_queue >= 1")
+        if self.max_wait_ms < 0:
+            raise ValueError("max_wait_ms must be >= 0")
+        if self.header_timeout_s <= 0 or self.body_timeout_s <= 0:
+            raise ValueError("header_timeout_s and body_timeout_s must be > 0")
+        if self.max_pending_bytes < self.max_body_bytes:
+            raise ValueError(
+                f"max_pending_bytes ({self.max_pending_bytes}) must be at least max_body_bytes "
+                f"({self.max_body_bytes}), or no request of the largest size could be read"
+            )
+        if self.allowed_hosts is not None:
+            self.allowed_hosts = list(self.allowed_hosts)
 
     @classmethod
     def from_env(cls, **overrides: Any) -> "ServiceSettings":
@@ -555,10 +600,12 @@ def create_app(segmenter: "Segmenter", settings: "ServiceSettings | None" = None
         code: {"model": ErrorResponse, "description": desc}
         for code, desc in (
             (400, "Malformed Content-Length header."),
-            (401, "Missing or wrong API key (when NLPSEG_API_KEY is set)."),
+            (401, "Missing or wrong API key (when a key is set)."),
+            (408, "The request body did not arrive in time."),
             (413, "Request body larger than the limit."),
+            (421, "Host header not in the service's allow-list."),
             (422, "Invalid JSON or a request that breaks the schema or its limits."),
-            (503, "Queue full; retry later."),
+            (503, "Queue full or request budget in use; retry after Retry-After seconds."),
         )
     }
 
@@ -569,7 +616,7 @@ def create_app(segmenter: "Segmenter", settings: "ServiceSettings | None" = None
         runner.score_batch,
         max_texts=settings.max_batch_texts,
         max_wait_s=wait_s,
-        max_queue=settings.max_queue,
+        max_queue_texts=settings.max_queue_texts,
         executor=executor,
         metrics=metrics,
     )
@@ -578,10 +625,17 @@ def create_app(segmenter: "Segmenter", settings: "ServiceSettings | None" = None
         runner.assign_batch,
         max_texts=settings.max_batch_texts,
         max_wait_s=wait_s,
-        max_queue=settings.max_queue,
+        max_queue_texts=settings.max_queue_texts,
         executor=executor,
         metrics=metrics,
     )
+    budget = PendingBytes(settings.max_pending_bytes)
+    metrics.pending_bytes.set_function(lambda: budget.held)
+    batchers = {"/v1/score": score_batcher, "/v1/assign": assign_batcher}
+
+    def queue_full(path: str) -> str | None:
+        batcher = batchers.get(path)
+        return batcher.full_message() if batcher is not None else None
 
     @contextlib.asynccontextmanager
     async def lifespan(_: Any) -> AsyncIterator[None]:
@@ -594,9 +648,9 @@ def create_app(segmenter: "Segmenter", settings: "ServiceSettings | None" = None
                 if settings.warmup:
                     await loop.run_in_executor(executor, runner.warm_up)
                 state["ready"] = True
-            except Exception as exc:  # noqa: BLE001 - reported by /readyz
+            except Exception:  # noqa: BLE001 - /readyz says failed; the log says why
                 log.exception("warm-up failed")
-                state["error"] = f"{type(exc).__name__}: {exc}".splitlines()[0]
+                state["error"] = True
 
         warm_task = loop.create_task(warm())
         try:
@@ -635,7 +689,12 @@ def create_app(segmenter: "Segmenter", settings: "ServiceSettings | None" = None
             # FastAPI's answer to a body it cannot decode (not UTF-8): bad JSON, like the rest.
             body = error_body("invalid_request", "body: cannot be parsed as UTF-8 JSON")
             return JSONResponse(json.loads(body), status_code=422)
-        codes = {404: "not_found", 405: "method_not_allowed", 503: "overloaded"}
+        codes = {
+            404: "not_found",
+            405: "method_not_allowed",
+            499: "client_closed_request",
+            503: "overloaded",
+        }
         code = codes.get(exc.status_code, "http_error")
         return JSONResponse(
             json.loads(error_body(code, str(exc.detail))),
@@ -651,12 +710,22 @@ def create_app(segmenter: "Segmenter", settings: "ServiceSettings | None" = None
             status_code=500,
         )
 
-    async def _submit(batcher: MicroBatcher, payload: Any, size: int) -> pd.DataFrame:
+    async def _submit(
+        batcher: MicroBatcher, payload: Any, size: int, connection: Request
+    ) -> pd.DataFrame:
         metrics.request_texts.labels(f"/v1/{batcher.kind}").observe(size)
+
+        async def gone() -> None:
+            # The body has been read: the next ASGI message is the client's disconnect.
+            while (await connection.receive())["type"] != "http.disconnect":
+                pass
+
         try:
-            return await batcher.submit(payload, size)
+            return await batcher.submit(payload, size, gone)
         except OverloadedError as exc:
             raise HTTPException(503, str(exc), headers={"Retry-After": "1"}) from exc
+        except ClientGoneError as exc:  # nobody reads the answer
+            raise HTTPException(499, str(exc)) from exc
 
     @app.post(
         "/v1/score",
@@ -664,9 +733,9 @@ def create_app(segmenter: "Segmenter", settings: "ServiceSettings | None" = None
         responses=errors,
         summary="Sentiment of texts",
     )
-    async def score(request: ScoreRequest) -> dict[str, Any]:
+    async def score(request: ScoreRequest, connection: Request) -> dict[str, Any]:
         """Sentiment label, score in [-1, 1] and confidence of each text, in order."""
-        frame = await _submit(score_batcher, request.texts, len(request.texts))
+        frame = await _submit(score_batcher, request.texts, len(request.texts), connection)
         records = frame_records(frame)
         for r in records:
             metrics.rows.labels("score", r["status"]).inc()
@@ -678,7 +747,7 @@ def create_app(segmenter: "Segmenter", settings: "ServiceSettings | None" = None
         responses=errors,
         summary="Segment of rows (text + optional behaviour)",
     )
-    async def assign(request: AssignRequest) -> dict[str, Any]:  # type: ignore[valid-type]
+    async def assign(request: AssignRequest, connection: Request) -> dict[str, Any]:  # type: ignore[valid-type]
         """Segment id, name, membership probability, outlier flag and sentiment of each row
         (or, for a customer-unit model, of each customer, its rows pooled), in order: what
         ``nlpseg assign`` (``--orders`` / ``--events`` made of the rows' lists) gives for the
@@ -691,7 +760,7 @@ def create_app(segmenter: "Segmenter", settings: "ServiceSettings | None" = None
             sources=sources,
             fit_reference_date=setup.get("reference_date") if setup else None,
         )
-        placement = await _submit(assign_batcher, payload, len(rows))
+        placement = await _submit(assign_batcher, payload, len(rows), connection)
         answer = assign_results(rows, placement, sources)
         for rec in answer["results"]:
             metrics.rows.labels("assign", rec["status"]).inc()
@@ -713,11 +782,12 @@ def create_app(segmenter: "Segmenter", settings: "ServiceSettings | None" = None
         responses={503: {"model": ErrorResponse, "description": "Still warming up, or failed."}},
     )
     async def readyz() -> Any:
-        """200 once the models are loaded and compiled; 503 before (no authentication)."""
+        """200 once the models are loaded and compiled; 503 before (no authentication, so
+        it says only that: no model path, version or error text; the log has the cause)."""
         if state["ready"]:
-            return {"status": "ready", "version": __version__, "model": settings.model_dir}
+            return {"status": "ready"}
         code, message = (
-            ("warm_up_failed", state["error"])
+            ("warm_up_failed", "warm-up failed; see the service log")
             if state["error"]
             else ("warming_up", "loading and warming up the models")
         )
@@ -735,13 +805,24 @@ def create_app(segmenter: "Segmenter", settings: "ServiceSettings | None" = None
         body, content_type = metrics.exposition()
         return Response(body, media_type=content_type)
 
-    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
+    # Outermost last: metrics, Host check, API key (before any body byte is read), body limits.
+    app.add_middleware(
+        BodyLimitMiddleware,
+        max_bytes=settings.max_body_bytes,
+        budget=budget,
+        timeout_s=settings.body_timeout_s,
+        full=queue_full,
+        metrics=metrics,
+    )
     if settings.api_key:
         app.add_middleware(ApiKeyMiddleware, api_key=settings.api_key)
+    if settings.allowed_hosts is not None:
+        app.add_middleware(HostCheckMiddleware, allowed=settings.allowed_hosts, metrics=metrics)
     app.add_middleware(MetricsMiddleware, metrics=metrics)
     app.state.settings = settings
     app.state.metrics = metrics
     app.state.ready = state
+    app.state.pending_bytes = budget
     return app
 
 
@@ -757,6 +838,55 @@ def create_app_from_env() -> "FastAPI":
     return create_app(segmenter, settings)
 
 
+def is_loopback(host: str) -> bool:
+    """Whether binding ``host`` keeps the service on this machine (``localhost``,
+    ``127.0.0.0/8``, ``::1``)."""
+    name = host.strip().strip("[]").lower()
+    if name == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(name).is_loopback
+    except ValueError:
+        return False
+
+
+def exposure_problem(host: str, api_key: str | None, allow_unauthenticated: bool) -> str | None:
+    """Why the service must not start on ``host`` as configured (``None``: it may): bound
+    beyond this machine, it needs a key unless the operator says otherwise."""
+    if api_key or allow_unauthenticated or is_loopback(host):
+        return None
+    return (
+        f"refusing to serve on {host} without an API key: anyone who can reach it would read "
+        "your segments and quotes; set NLPSEG_API_KEY or --api-key-file, or pass "
+        "--allow-unauthenticated"
+    )
+
+
+def host_allow_list(host: str, extra: Sequence[str] = ()) -> list[str] | None:
+    """The ``Host`` names a service bound to ``host`` answers: this machine's names plus
+    ``extra`` when bound to localhost (or when ``extra`` names any); ``None`` (any) for a
+    service bound beyond this machine with no ``extra``."""
+    if not extra and not is_loopback(host):
+        return None
+    return [*LOCAL_HOSTS, *extra]
+
+
+def server_options(settings: ServiceSettings) -> dict[str, Any]:
+    """``uvicorn.Config`` / ``uvicorn.run`` keyword arguments that apply ``settings``'
+    connection limits: the h11 protocol with a header deadline and a connection cap
+    (:mod:`nlp_seg.service.protocol`), the idle keep-alive timeout, the header size limit,
+    no WebSocket upgrade and no ``Server`` header."""
+    from nlp_seg.service.protocol import protocol_factory
+
+    return {
+        "http": protocol_factory(settings.header_timeout_s, settings.max_connections),
+        "ws": "none",
+        "timeout_keep_alive": settings.keep_alive_s,
+        "h11_max_incomplete_event_size": settings.max_header_bytes,
+        "server_header": False,
+    }
+
+
 def serve(
     model_dir: str,
     settings: ServiceSettings,
@@ -766,23 +896,33 @@ def serve(
     workers: int = 1,
     device: str | None = None,
     log_level: str = "info",
+    allowed_hosts: Sequence[str] = (),
+    allow_unauthenticated: bool = False,
 ) -> None:
     """Load the model folder and serve it until interrupted (``nlpseg serve``).
+
+    Refuses (``ValueError``) to listen beyond this machine without an API key unless
+    ``allow_unauthenticated``; answers only the ``Host`` names of :func:`host_allow_list`.
 
     With one worker the model is loaded here, once. With ``workers > 1`` uvicorn starts that
     many processes, each loading its own copy (memory grows with the worker count; throughput
     does too, up to the number of CPU cores or GPUs); the folder is checked here first so a
     bad folder fails with one clear error before any worker starts. Unless
     ``settings.threads`` says otherwise, each of several workers gets an equal share of the
-    CPU cores for torch.
+    CPU cores for torch. The limits hold per worker.
     """
     import uvicorn
 
     from nlp_seg.segmenter import load_segmenter
 
+    problem = exposure_problem(host, settings.api_key, allow_unauthenticated)
+    if problem:
+        raise ValueError(problem)
     settings.model_dir = str(model_dir)
     settings.device = device
+    settings.allowed_hosts = host_allow_list(host, allowed_hosts)
     segmenter = load_segmenter(str(model_dir), device=device, cache_dir=None)
+    options = server_options(settings)
     if workers <= 1:
         uvicorn.run(
             create_app(segmenter, settings),
@@ -790,6 +930,7 @@ def serve(
             port=port,
             log_level=log_level,
             timeout_graceful_shutdown=10,
+            **options,
         )
         return
     del segmenter
@@ -808,4 +949,5 @@ def serve(
         workers=workers,
         log_level=log_level,
         timeout_graceful_shutdown=10,
+        **options,
     )

@@ -21,7 +21,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -45,11 +45,17 @@ class OverloadedError(Exception):
     """The queue is full: the client should retry later (503)."""
 
 
-@dataclass
+class ClientGoneError(Exception):
+    """The client went away before its request's turn: nothing was computed for it."""
+
+
+@dataclass(eq=False)
 class _Pending:
     payload: Any
     size: int
     future: asyncio.Future[Any]
+    #: Still in the queue (its texts count against ``max_queue_texts``).
+    queued: bool = True
 
 
 class MicroBatcher:
@@ -61,6 +67,11 @@ class MicroBatcher:
     a call runs, new requests queue up, so under load batches fill without waiting at all.
     A request larger than ``max_texts`` is a batch of its own; one that would overflow the
     batch waits for the next.
+
+    The queue is bounded by the **texts** waiting (``max_queue_texts``), not by requests: a
+    request that would take it past the bound is refused (:class:`OverloadedError`, a 503),
+    except that an empty queue takes any one request. A request whose client goes away
+    while it waits is dropped before its batch is computed.
     """
 
     def __init__(
@@ -70,7 +81,7 @@ class MicroBatcher:
         *,
         max_texts: int,
         max_wait_s: float,
-        max_queue: int,
+        max_queue_texts: int,
         executor: ThreadPoolExecutor,
         metrics: Metrics,
     ) -> None:
@@ -78,12 +89,27 @@ class MicroBatcher:
         self.fn = fn
         self.max_texts = max_texts
         self.max_wait_s = max_wait_s
-        self.max_queue = max_queue
+        self.max_queue_texts = max_queue_texts
         self.executor = executor
         self.metrics = metrics
         self._queue: asyncio.Queue[_Pending] = asyncio.Queue()
+        self._queued_texts = 0
+        self._queued_requests = 0
         self._held: _Pending | None = None
         self._task: asyncio.Task[None] | None = None
+
+    @property
+    def queued_texts(self) -> int:
+        return self._queued_texts
+
+    def full_message(self) -> str | None:
+        """Why a new request would be refused now (the queue holds its bound), or ``None``."""
+        if self._queued_texts < self.max_queue_texts:
+            return None
+        return (
+            f"{self.kind} queue is full ({self._queued_texts} texts waiting, limit "
+            f"{self.max_queue_texts}); retry later"
+        )
 
     def start(self) -> None:
         self._task = asyncio.get_running_loop().create_task(self._run(), name=f"batch-{self.kind}")
@@ -94,30 +120,83 @@ class MicroBatcher:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
 
-    async def submit(self, payload: Any, size: int) -> Any:
-        """Queue one request's payload and wait for its result."""
-        if self._queue.qsize() >= self.max_queue:
-            raise OverloadedError(f"{self.kind} queue is full ({self.max_queue} requests)")
-        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        await self._queue.put(_Pending(payload, max(1, size), future))
-        self.metrics.queue_depth.labels(self.kind).set(self._queue.qsize())
-        return await future
+    def _gauges(self) -> None:
+        self.metrics.queue_depth.labels(self.kind).set(self._queued_requests)
+        self.metrics.queue_texts.labels(self.kind).set(self._queued_texts)
+
+    def _dequeued(self, item: _Pending) -> None:
+        if item.queued:
+            item.queued = False
+            self._queued_texts -= item.size
+            self._queued_requests -= 1
+
+    async def submit(
+        self, payload: Any, size: int, gone: Callable[[], Awaitable[Any]] | None = None
+    ) -> Any:
+        """Queue one request's payload and wait for its result.
+
+        ``gone``: returns an awaitable that completes when the client disconnects; if it does
+        before the request's batch is computed, the request is dropped
+        (:class:`ClientGoneError`).
+        """
+        size = max(1, size)
+        if self._queued_texts and self._queued_texts + size > self.max_queue_texts:
+            self.metrics.rejected.labels("queue_full").inc()
+            raise OverloadedError(
+                f"{self.kind} queue is full ({self._queued_texts} texts waiting, limit "
+                f"{self.max_queue_texts}); retry later"
+            )
+        pending = _Pending(payload, size, asyncio.get_running_loop().create_future())
+        self._queued_texts += size
+        self._queued_requests += 1
+        self._queue.put_nowait(pending)
+        self._gauges()
+        if gone is None:
+            return await pending.future
+        watcher = asyncio.ensure_future(gone())
+        try:
+            await asyncio.wait({pending.future, watcher}, return_when=asyncio.FIRST_COMPLETED)
+        except BaseException:
+            self._drop(pending)
+            raise
+        finally:
+            watcher.cancel()
+        if pending.future.done():
+            return pending.future.result()
+        self._drop(pending)
+        self.metrics.rejected.labels("disconnected").inc()
+        raise ClientGoneError(f"{self.kind}: the client went away before its turn")
+
+    def _drop(self, pending: _Pending) -> None:
+        """Forget a request nobody waits for: out of the queue's count, never computed."""
+        if not pending.future.done():
+            pending.future.cancel()
+        self._dequeued(pending)
+        self._gauges()
 
     async def _next(self, timeout: float | None) -> _Pending | None:
+        """The next request still waited for (dropped ones are skipped)."""
+        loop = asyncio.get_running_loop()
+        deadline = None if timeout is None else loop.time() + timeout
         if self._held is not None:
             item, self._held = self._held, None
-            return item
-        if timeout is None:
-            return await self._queue.get()
-        if timeout <= 0:
-            try:
-                return self._queue.get_nowait()
-            except asyncio.QueueEmpty:
-                return None
-        try:
-            return await asyncio.wait_for(self._queue.get(), timeout)
-        except asyncio.TimeoutError:
-            return None
+            if not item.future.done():
+                return item
+        while True:
+            if deadline is None:
+                item = await self._queue.get()
+            else:
+                left = deadline - loop.time()
+                try:
+                    if left <= 0:
+                        item = self._queue.get_nowait()
+                    else:
+                        item = await asyncio.wait_for(self._queue.get(), left)
+                except (asyncio.QueueEmpty, asyncio.TimeoutError):
+                    return None
+            self._dequeued(item)
+            if not item.future.done():
+                return item
 
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()
@@ -135,7 +214,8 @@ class MicroBatcher:
                     break
                 batch.append(item)
                 total += item.size
-            self.metrics.queue_depth.labels(self.kind).set(self._queue.qsize())
+            self._gauges()
+            # A client that went away while its request waited is not computed.
             live = [p for p in batch if not p.future.done()]
             if not live:
                 continue
