@@ -132,3 +132,18 @@ def test_no_pickle_loads_in_the_package():
             ):
                 offenders.append(f"{path.relative_to(PACKAGE.parent)}: allow_pickle")
     assert not offenders, offenders
+
+
+def test_no_module_imports_another_modules_private_names():
+    """A module's ``_name`` is its own: other modules use the public API (so the layering can
+    be read off the imports)."""
+    offenders = []
+    for path in PACKAGE.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("nlp_seg"):
+                private = [
+                    a.name for a in node.names if a.name.startswith("_") and a.name[:2] != "__"
+                ]
+                if private:
+                    offenders.append(f"{path.relative_to(PACKAGE.parent)}: {private}")
+    assert not offenders, offenders

@@ -302,7 +302,7 @@ def test_missing_hub_model_offline_names_the_model(tmp_path: Path) -> None:
         env={"HF_HUB_OFFLINE": "1"},
     )
     assert_one_line_error(proc, "someorg/")
-    assert "huggingface-cli download" in proc.stderr
+    assert "hf download" in proc.stderr
     missing_folder = nlpseg(
         "score",
         str(path),

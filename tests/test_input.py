@@ -62,16 +62,7 @@ def test_non_utf8_named_encoding_and_wrong_encoding(tmp_path: Path) -> None:
     ("texts", "encoding"),
     [
         (VI_TEXTS, "utf-16"),  # with its BOM, as Excel's "Unicode text" writes it
-        pytest.param(
-            LATIN_TEXTS,
-            "cp1252",
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason="nlp_seg/io/read.py takes charset_normalizer's first best match, cp1250, "
-                "which ties with cp1252 and reads 'ã' as 'ă' (the batch engine breaks the tie, "
-                "see test_batch_input_encoding_is_detected)",
-            ),
-        ),
+        (LATIN_TEXTS, "cp1252"),  # ties with cp1250: the Western code page wins
     ],
 )
 def test_non_utf8_is_detected(tmp_path: Path, texts: list[str], encoding: str) -> None:

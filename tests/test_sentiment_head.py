@@ -163,16 +163,21 @@ def test_tampered_head_config_is_refused(tmp_path: Path, edit) -> None:  # noqa:
         SentimentHead.load(_copy_head(tmp_path, edit))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="SentimentHead.load does not check the config against the arrays: n_layers=3 "
-    "raises KeyError('layer2.weight') instead of a one-line ModelUnavailableError",
+@pytest.mark.parametrize(
+    ("edit", "needle"),
+    [
+        (lambda c: c.update(n_layers=3), "disagree"),
+        (lambda c: c["features"].update(embedding_dim=768), "input width"),
+        (lambda c: c.update(classes_seen=[0, 1, 2, 3]), "outputs for 4 classes"),
+    ],
 )
-def test_head_config_that_disagrees_with_its_arrays_is_refused(tmp_path: Path) -> None:
+def test_head_config_that_disagrees_with_its_arrays_is_refused(
+    tmp_path: Path, edit, needle: str
+) -> None:
     from nlp_seg.errors import ModelUnavailableError
 
-    with pytest.raises(ModelUnavailableError):
-        SentimentHead.load(_copy_head(tmp_path, lambda c: c.update(n_layers=3)))
+    with pytest.raises(ModelUnavailableError, match=needle):
+        SentimentHead.load(_copy_head(tmp_path, edit))
 
 
 # --------------------------------------------------------------------------- fit / save / load

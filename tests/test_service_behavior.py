@@ -60,6 +60,7 @@ def customer_model(tiny_models: dict[str, Path], tmp_path_factory: pytest.TempPa
     nlpseg(
         "analyze", reviews, "--orders", orders, "--unit", "customer", "--out", str(root / "fit"),
         "--save-model", str(model), "--no-report", "--no-audiences", "--no-cache",
+        "--behavior-cols", "rating",  # a rating is behaviour only when named
         "--embedding-model", str(tiny_models["embedding"]),
         "--sentiment-model", str(tiny_models["sentiment"]),
     )  # fmt: skip
@@ -257,6 +258,7 @@ def test_review_unit_model_labels_each_row_with_its_customers_behaviour(
     nlpseg(
         "analyze", reviews, "--orders", orders, "--unit", "review", "--out", str(tmp_path / "fit"),
         "--save-model", str(model), "--no-report", "--no-audiences", "--no-cache",
+        "--behavior-cols", "rating",  # a rating is behaviour only when named
         "--embedding-model", str(tiny_models["embedding"]),
         "--sentiment-model", str(tiny_models["sentiment"]),
     )  # fmt: skip

@@ -27,7 +27,7 @@ import numpy as np
 import pandas as pd
 
 from nlp_seg.errors import InputError
-from nlp_seg.io.read import ID_COLUMN_NAMES, _find_by_name, _require, read_table
+from nlp_seg.io.read import ID_COLUMN_NAMES, find_by_name, read_table, require_column
 
 log = logging.getLogger(__name__)
 
@@ -292,8 +292,8 @@ def _canon_event(values: pd.Series) -> pd.Series:
 # --------------------------------------------------------------------------- reading
 def _pick(frame: pd.DataFrame, given: str | None, names: tuple[str, ...], role: str) -> str | None:
     if given:
-        return _require(frame, given, role)
-    return _find_by_name(list(map(str, frame.columns)), names)
+        return require_column(frame, given, role)
+    return find_by_name(list(map(str, frame.columns)), names)
 
 
 def read_orders(
@@ -317,9 +317,9 @@ def read_orders(
         "id": _pick(raw, id_col, ID_COLUMN_NAMES, "orders id"),
         "date": _pick(raw, date_col, ORDER_DATE_NAMES, "orders date"),
         "amount": _pick(raw, amount_col, AMOUNT_NAMES, "orders amount"),
-        "status": _find_by_name(list(raw.columns), STATUS_NAMES),
-        "channel": _find_by_name(list(raw.columns), CHANNEL_NAMES),
-        "items": _find_by_name(list(raw.columns), ITEMS_NAMES),
+        "status": find_by_name(list(raw.columns), STATUS_NAMES),
+        "channel": find_by_name(list(raw.columns), CHANNEL_NAMES),
+        "items": find_by_name(list(raw.columns), ITEMS_NAMES),
     }
     for role, flag in (("id", "--orders-id-col"), ("date", "--orders-date-col")):
         if cols[role] is None:
@@ -691,7 +691,7 @@ def join_report(
 
 def find_rating_column(frame: pd.DataFrame, exclude: tuple[str | None, ...] = ()) -> str | None:
     """A numeric star-rating column in the texts' file, if there is one."""
-    col = _find_by_name([c for c in map(str, frame.columns) if c not in exclude], RATING_NAMES)
+    col = find_by_name([c for c in map(str, frame.columns) if c not in exclude], RATING_NAMES)
     if col is not None and pd.to_numeric(frame[col], errors="coerce").notna().any():
         return col
     return None

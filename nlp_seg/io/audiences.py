@@ -64,7 +64,7 @@ class AudienceOptions:
     gmail_strip_dots: bool = False
 
 
-def _norm_name(name: str) -> str:
+def norm_column_name(name: str) -> str:
     from nlp_seg.normalize import strip_accents
 
     return re.sub(r"[^a-z0-9]+", "_", strip_accents(str(name)).lower()).strip("_")
@@ -82,7 +82,7 @@ def detect_contact_columns(
 
     def find(names: Sequence[str], looks_right: Any) -> str | None:
         for col in frame.columns:
-            if _norm_name(col) in names:
+            if norm_column_name(col) in names:
                 filled = frame[col].dropna().astype(str).str.strip()
                 filled = filled[filled != ""]
                 if len(filled) and looks_right(filled).mean() >= 0.5:

@@ -363,22 +363,15 @@ def _decode(p: Path, encoding: str | None) -> str:
         return raw.decode("utf-8-sig")
     except UnicodeDecodeError:
         pass
-    from charset_normalizer import from_bytes
-
-    best = from_bytes(raw[: 1 << 20]).best()
-    if best is None or best.encoding in ("utf_8", "ascii"):
-        raise InputError(
-            f"{p.name} is not UTF-8 and its encoding could not be detected; "
-            "pass it with --encoding (e.g. --encoding cp1258)"
-        )
+    best_encoding = detect_encoding(raw[: 1 << 20], p.name)
     try:
-        text = raw.decode(best.encoding)
+        text = raw.decode(best_encoding)
     except UnicodeDecodeError as exc:
         raise InputError(
-            f"{p.name} is not UTF-8 (looks like {best.encoding}); pass --encoding"
+            f"{p.name} is not UTF-8 (looks like {best_encoding}); pass --encoding"
         ) from exc
     log.warning(
-        "%s is not UTF-8; decoded as %s (use --encoding to override)", p.name, best.encoding
+        "%s is not UTF-8; decoded as %s (use --encoding to override)", p.name, best_encoding
     )
     return text
 
@@ -548,6 +541,33 @@ def _first_line(exc: BaseException) -> str:
     return text.splitlines()[0] if text else type(exc).__name__
 
 
+#: Tie-break between code pages charset_normalizer scores equally (lower wins).
+_ENCODING_PREFERENCE = {"cp1252": 0, "cp1258": 1, "latin_1": 2, "cp1250": 3}
+
+
+def detect_encoding(head: bytes, name: str) -> str:
+    """The encoding of a file that is not UTF-8, from its first bytes (charset_normalizer).
+
+    Single-byte code pages often decode a file equally well (cp1250 and cp1252 read
+    Portuguese "ã" as "ă" and "ã" with the same score): among the tied best, the common
+    Western and Vietnamese ones win over the first found. Used by every reader (analyze's and
+    the batch engine's), so a file decodes the same way in every command.
+    """
+    from charset_normalizer import from_bytes
+
+    matches = from_bytes(head)
+    best = matches.best()
+    if best is not None:
+        tied = [m for m in matches if (m.chaos, m.coherence) == (best.chaos, best.coherence)]
+        best = min(tied, key=lambda m: _ENCODING_PREFERENCE.get(m.encoding, 99))
+    if best is None or best.encoding in ("utf_8", "ascii"):
+        raise InputError(
+            f"{name} is not UTF-8 and its encoding could not be detected; "
+            "pass it with --encoding (e.g. --encoding cp1258)"
+        )
+    return str(best.encoding)
+
+
 def sniff_delimiter(sample: str, default: str = ",") -> str:
     """Pick the delimiter among ``, ; TAB |`` that splits the header consistently."""
     try:
@@ -591,7 +611,7 @@ def _split_rows(text: str, sep: str, name: str) -> tuple[list[str], list[list[st
         raise InputError(f"cannot read {name}: {exc}") from exc
     header = _unique_header([h.strip() for h in header], name)
     width = len(header)
-    last_is_text = _norm_name(header[-1]) in {_norm_name(c) for c in TEXT_COLUMN_NAMES}
+    last_is_text = norm_column_name(header[-1]) in {norm_column_name(c) for c in TEXT_COLUMN_NAMES}
     rows: list[list[str | None]] = []
     joined: list[int] = []
     try:
@@ -661,19 +681,19 @@ def restore_numeric(df: pd.DataFrame) -> pd.DataFrame:
     return df
 
 
-def _norm_name(name: str) -> str:
+def norm_column_name(name: str) -> str:
     return re.sub(r"[\s\-]+", "_", name.strip().lower())
 
 
-def _find_by_name(columns: list[str], candidates: tuple[str, ...]) -> str | None:
-    by_norm = {_norm_name(c): c for c in columns}
+def find_by_name(columns: list[str], candidates: tuple[str, ...]) -> str | None:
+    by_norm = {norm_column_name(c): c for c in columns}
     for cand in candidates:
-        if _norm_name(cand) in by_norm:
-            return by_norm[_norm_name(cand)]
+        if norm_column_name(cand) in by_norm:
+            return by_norm[norm_column_name(cand)]
     return None
 
 
-def _require(df: pd.DataFrame, col: str, role: str) -> str:
+def require_column(df: pd.DataFrame, col: str, role: str) -> str:
     if col in df.columns:
         return col
     lower = {c.lower(): c for c in df.columns}
@@ -696,18 +716,18 @@ def detect_columns(
 
     columns = list(map(str, df.columns))
     if text_col:
-        text = _require(df, text_col, "text")
+        text = require_column(df, text_col, "text")
     else:
-        text = _find_by_name(columns, TEXT_COLUMN_NAMES) or _guess_text_column(df)
+        text = find_by_name(columns, TEXT_COLUMN_NAMES) or _guess_text_column(df)
         if text is None:
             raise InputError(
                 f"no text column found; name it with --text-col (columns: {', '.join(columns)})"
             )
-    ident = _require(df, id_col, "id") if id_col else _find_by_name(columns, ID_COLUMN_NAMES)
+    ident = require_column(df, id_col, "id") if id_col else find_by_name(columns, ID_COLUMN_NAMES)
     if ident == text:
         ident = None
     if behavior_cols is not None:
-        behavior = tuple(_require(df, c, "behaviour") for c in behavior_cols)
+        behavior = tuple(require_column(df, c, "behaviour") for c in behavior_cols)
         for c in behavior:
             if not pd.api.types.is_numeric_dtype(df[c]):
                 converted = pd.to_numeric(df[c], errors="coerce")
@@ -719,13 +739,13 @@ def detect_columns(
             for c in columns
             if c not in (text, ident)
             and pd.api.types.is_numeric_dtype(df[c])
-            and any(h in _norm_name(c) for h in BEHAVIOUR_NAME_HINTS)
+            and any(h in norm_column_name(c) for h in BEHAVIOUR_NAME_HINTS)
             and df[c].notna().any()
         )
     if date_col:
-        date = _require(df, date_col, "date")
+        date = require_column(df, date_col, "date")
     else:
-        date = _find_by_name(
+        date = find_by_name(
             columns, ("date", "review_date", "created_at", "date_time", "timestamp", "time")
         )
     return ColumnSpec(text=text, id=ident, behavior=behavior, date=date)

@@ -446,8 +446,7 @@ def build_report(
         )
     else:  # say what is left out and why, rather than a silently missing chart
         parts.append(
-            f'<section id="map"><h2>{t["map"]}</h2><p class="note">{t["map_missing"]}</p>'
-            "</section>"
+            f'<section id="map"><h2>{t["map"]}</h2><p class="note">{t["map_missing"]}</p></section>'
         )
     parts.append(
         f'<div class="grid"><section id="sizes"><h2>{t["sizes"]}</h2>{sizes_html}</section>'
@@ -545,8 +544,8 @@ def _fmt(v: object) -> str:
 
 def write_report(path: str | Path, html_text: str) -> Path:
     """Write the report atomically (readers never see half a page)."""
-    from nlp_seg.io.write import _atomic_write
+    from nlp_seg.io.write import atomic_write
 
     p = Path(path)
-    _atomic_write(p, lambda tmp: Path(tmp).write_text(html_text, encoding="utf-8"))
+    atomic_write(p, lambda tmp: Path(tmp).write_text(html_text, encoding="utf-8"))
     return p

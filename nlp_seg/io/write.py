@@ -94,7 +94,7 @@ CSV_LINE_TERMINATOR = "\r\n"
 
 def write_csv(frame: pd.DataFrame, path: str | Path) -> None:
     """Spreadsheet-safe UTF-8 CSV (with BOM so Excel shows Vietnamese correctly), atomically."""
-    _atomic_write(
+    atomic_write(
         Path(path),
         lambda p: spreadsheet_safe(frame).to_csv(
             p, index=False, encoding="utf-8-sig", lineterminator=CSV_LINE_TERMINATOR
@@ -110,12 +110,12 @@ def write_parquet(frame: pd.DataFrame, path: str | Path) -> None:
             out[col] = (
                 out[col].map(lambda v: None if v is None or v != v else str(v)).astype("string")
             )
-    _atomic_write(Path(path), lambda p: out.to_parquet(p, index=False))
+    atomic_write(Path(path), lambda p: out.to_parquet(p, index=False))
 
 
 def write_json(data: Any, path: str | Path) -> None:
     text = json.dumps(data, ensure_ascii=False, indent=2, default=_json_default)
-    _atomic_write(Path(path), lambda p: Path(p).write_text(text + "\n", encoding="utf-8"))
+    atomic_write(Path(path), lambda p: Path(p).write_text(text + "\n", encoding="utf-8"))
 
 
 def _json_default(o: Any) -> Any:
@@ -130,7 +130,7 @@ def _json_default(o: Any) -> Any:
     return str(o)
 
 
-#: Suffix of the temporary files :func:`_atomic_write` writes beside their target, so a run
+#: Suffix of the temporary files :func:`atomic_write` writes beside their target, so a run
 #: that finds one left by a kill knows it for debris (``nlpseg batch`` removes them).
 TEMP_SUFFIX = ".tmp"
 
@@ -179,7 +179,7 @@ def fsync_tree(path: str | Path) -> None:
     fsync_dir(root.parent)
 
 
-def _atomic_write(path: Path, writer: Any, durable: bool = True) -> None:
+def atomic_write(path: Path, writer: Any, durable: bool = True) -> None:
     """Write to a temporary file beside ``path`` and rename it, so readers never see half a file.
 
     With ``durable`` (the default) the file is fsynced before the rename and its folder after,

@@ -302,6 +302,12 @@ class SentimentHead:
         if x.shape[0] == 0:
             return np.zeros((0, 3))
         if x.shape[1] != self.mean_.shape[0]:
+            raise HeadInputError(
+                f"the sentiment head expects {self.mean_.shape[0] - self._n_extra()} input "
+                f"features per text but the encoder gave {x.shape[1] - self._n_extra()}: it was "
+                "trained on another encoder or other layers; pass its --embedding-model"
+            )
+        if x.shape[1] != self.mean_.shape[0]:
             raise ValueError(
                 f"the head expects {self.mean_.shape[0] - self._n_extra()}-dim embeddings, got "
                 f"{np.asarray(embeddings).shape[1]}: was it trained for another encoder?"
@@ -400,6 +406,7 @@ class SentimentHead:
             seed=int(hp.get("seed", 0)),
             input_layers=[int(i) for i in feats.get("input_layers", [])],
         )
+        _check_arrays(folder, cfg, tensors, head._n_extra())
         head.mean_ = tensors["scaler.mean"].astype(np.float64)
         head.scale_ = tensors["scaler.scale"].astype(np.float64)
         head.layers_ = [
@@ -413,6 +420,51 @@ class SentimentHead:
         head.classes_seen_ = [int(c) for c in cfg.get("classes_seen", [0, 1, 2])]
         head.config_ = cfg
         return head
+
+
+class HeadInputError(ModelUnavailableError, ValueError):
+    """Features of the wrong width for a head (another encoder or other layers)."""
+
+
+def _check_arrays(
+    folder: Path, cfg: Mapping[str, Any], tensors: Mapping[str, np.ndarray], n_extra: int
+) -> None:
+    """The config and the arrays describe one network: every layer the config names is there,
+    with shapes that chain from the input features to the classes seen."""
+    n_layers = int(cfg.get("n_layers", 1))
+    wanted = ["scaler.mean", "scaler.scale"] + [
+        f"layer{i}.{part}" for i in range(n_layers) for part in ("weight", "bias")
+    ]
+    missing = [k for k in wanted if k not in tensors]
+    extra = sorted(set(tensors) - set(wanted))
+    if missing or extra:
+        raise ModelUnavailableError(
+            f"sentiment head in {folder}: config and {WEIGHTS_FILE} disagree (n_layers="
+            f"{n_layers}; missing {missing or 'none'}, unexpected {extra or 'none'})"
+        )
+    dim = tensors["scaler.mean"].shape
+    declared = cfg.get("features", {}).get("embedding_dim")
+    width = dim[0] if len(dim) == 1 else -1
+    if tensors["scaler.scale"].shape != dim or (
+        declared is not None and int(declared) + n_extra != width
+    ):
+        raise ModelUnavailableError(
+            f"sentiment head in {folder}: its input width {width} does not match the config "
+            f"(embedding_dim {declared} + {n_extra} emoji features)"
+        )
+    for i in range(n_layers):
+        w, b = tensors[f"layer{i}.weight"], tensors[f"layer{i}.bias"]
+        if w.ndim != 2 or w.shape[0] != width or b.shape != (w.shape[1],):
+            raise ModelUnavailableError(
+                f"sentiment head in {folder}: layer {i} has shape {w.shape} after a layer of "
+                f"width {width}"
+            )
+        width = w.shape[1]
+    classes = cfg.get("classes_seen", [0, 1, 2])
+    if width not in (len(classes), len(LABELS)) or len(classes) > len(LABELS):
+        raise ModelUnavailableError(
+            f"sentiment head in {folder}: {width} outputs for {len(classes)} classes seen"
+        )
 
 
 def _expand(arr: np.ndarray, present: np.ndarray, axis: int) -> np.ndarray:

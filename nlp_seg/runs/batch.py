@@ -68,7 +68,7 @@ from nlp_seg.runs.batch_work import (
     FittedState,
     InputPlan,
     WorkDir,
-    _check_manifest,
+    check_manifest,
     encode_table,
     fit_on_sample,
     iter_chunks,
@@ -279,7 +279,7 @@ def run_batch(
         debris = work.remove_debris()
         if debris:
             reporter.message(f"Removed {len(debris)} temporary file(s) left by an interrupted run")
-        _check_manifest(work, manifest, options.restart, reporter)
+        check_manifest(work, manifest, options.restart, reporter)
         reporter.message(
             f"{len(plan.files)} input file(s); text column [bold]{plan.spec.text}[/bold]"
             + (f", id column {plan.spec.id}" if plan.spec.id else "")
@@ -650,7 +650,7 @@ def _extras_table(
     date, ``segment_*``, ``sentiment_score``), and the report map's ``(rows, xy)`` with the
     texts of those rows only (a map shows at most a few thousand points): memory for a few
     narrow columns, not for the texts."""
-    from nlp_seg.io.audiences import EMAIL_NAMES, PHONE_NAMES, _norm_name
+    from nlp_seg.io.audiences import EMAIL_NAMES, PHONE_NAMES, norm_column_name
 
     if not (audiences or report):
         return pd.DataFrame(), None
@@ -662,7 +662,9 @@ def _extras_table(
         opts = audience_options
         named = {getattr(opts, "email_col", None), getattr(opts, "phone_col", None)}
         wanted += [spec.id] if spec.id else []
-        wanted += [c for c in names if c in named or _norm_name(c) in EMAIL_NAMES + PHONE_NAMES]
+        wanted += [
+            c for c in names if c in named or norm_column_name(c) in EMAIL_NAMES + PHONE_NAMES
+        ]
     if report and spec.date:
         wanted.append(spec.date)
     table = pq.read_table(path, columns=[c for c in dict.fromkeys(wanted) if c in names])

@@ -28,10 +28,16 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from nlp_seg.errors import InputError, NlpsegError
-from nlp_seg.io.read import ColumnSpec, detect_columns, restore_numeric, sniff_delimiter
+from nlp_seg.io.read import (
+    ColumnSpec,
+    detect_columns,
+    detect_encoding,
+    restore_numeric,
+    sniff_delimiter,
+)
 from nlp_seg.io.write import (
     TEMP_SUFFIX,
-    _atomic_write,
+    atomic_write,
     file_sha256,
     fsync_dir,
     fsync_tree,
@@ -66,7 +72,14 @@ CONTRACT_SCHEMA = pa.schema(
 assert tuple(CONTRACT_SCHEMA.names) == ASSIGNMENT_COLUMNS
 
 # Settings that change what pass 1 stores: a mismatch means the stored chunks are unusable.
-ENCODE_KEYS = ("profile", "embedding_model", "sentiment_model", "max_seq_length", "max_chars")
+ENCODE_KEYS = (
+    "profile",
+    "embedding_model",
+    "sentiment_model",
+    "max_seq_length",
+    "max_chars",
+    "lowercase",
+)
 # Settings that change only the fit and the placement: a mismatch refits, reusing pass 1.
 FIT_KEYS = (
     "weights",
@@ -200,29 +213,9 @@ def _sniff_encoding(path: Path, encoding: str | None) -> str:
         return "utf-8-sig"
     except UnicodeDecodeError:
         pass
-    from charset_normalizer import from_bytes
-
-    matches = from_bytes(head)
-    best = matches.best()
-    if best is not None:
-        # Single-byte code pages often decode a file equally well (cp1250 and cp1252 read
-        # Portuguese "ã" as "ă" and "ã" with the same score): among the tied best, prefer the
-        # common Western and Vietnamese ones over the first found.
-        tied = [m for m in matches if (m.chaos, m.coherence) == (best.chaos, best.coherence)]
-        best = min(tied, key=lambda m: _ENCODING_PREFERENCE.get(m.encoding, 99))
-    if best is None or best.encoding in ("utf_8", "ascii"):
-        raise InputError(
-            f"{path.name} is not UTF-8 and its encoding could not be detected; "
-            "pass it with --encoding (e.g. --encoding cp1258)"
-        )
-    log.warning(
-        "%s is not UTF-8; decoded as %s (use --encoding to override)", path.name, best.encoding
-    )
-    return str(best.encoding)
-
-
-#: Tie-break between code pages charset_normalizer scores equally (lower wins).
-_ENCODING_PREFERENCE = {"cp1252": 0, "cp1258": 1, "latin_1": 2, "cp1250": 3}
+    encoding = detect_encoding(head, path.name)
+    log.warning("%s is not UTF-8; decoded as %s (use --encoding to override)", path.name, encoding)
+    return encoding
 
 
 def _csv_reader(f: InputFile, chunk_size: int, nrows: int | None = None) -> Any:
@@ -442,11 +435,11 @@ def _save_npy(path: Path, array: np.ndarray) -> None:
         with open(tmp, "wb") as fh:
             np.save(fh, array, allow_pickle=False)
 
-    _atomic_write(path, write)
+    atomic_write(path, write)
 
 
 def _save_table(path: Path, table: pa.Table) -> None:
-    _atomic_write(path, lambda tmp: pq.write_table(table, tmp))
+    atomic_write(path, lambda tmp: pq.write_table(table, tmp))
 
 
 class WorkDir:
@@ -505,7 +498,7 @@ class WorkDir:
         _save_npy(d / "probs.npy", np.asarray(enc.probs, np.float64))
         if enc.behavior is not None:
             _save_npy(d / "beh.npy", enc.behavior)
-        # Each file above was fsynced with its folder (_atomic_write): the marker is written last.
+        # Each file above was fsynced with its folder (atomic_write): the marker is written last.
         write_json({"rows": table.num_rows}, d / "ENCODED")
 
     def load_encoded(self, k: int, mmap: bool = False) -> EncodedChunk:
@@ -533,7 +526,7 @@ class WorkDir:
         """Delete the temporary files a killed run left (call while holding the lock).
 
         Under ``_work`` every dot-file but ``.lock`` is a temporary file; in ``OUT`` (and its
-        ``audiences/``) the ``.NAME.*.tmp`` files :func:`_atomic_write` writes and the
+        ``audiences/``) the ``.NAME.*.tmp`` files :func:`atomic_write` writes and the
         ``.assignments.*.partial`` files the final concatenation writes, plus the unsuffixed
         temporary names older versions wrote. Nothing else is touched.
         """
@@ -555,7 +548,7 @@ class WorkDir:
         return removed
 
 
-# Temporary names in OUT: _atomic_write's (".run.json.k3j_x9ab.tmp"; older versions had no
+# Temporary names in OUT: atomic_write's (".run.json.k3j_x9ab.tmp"; older versions had no
 # suffix, so only the names of nlpseg's own outputs are matched without one) and the
 # concatenation's partial files.
 _OUT_DEBRIS = re.compile(
@@ -595,7 +588,7 @@ def _changed_input(old: dict[str, Any], new: dict[str, Any]) -> str | None:
     return None
 
 
-def _check_manifest(
+def check_manifest(
     work: WorkDir, manifest: dict[str, Any], restart: bool, reporter: Reporter
 ) -> None:
     """Reuse ``_work`` when it was made from the same inputs and encoding settings.

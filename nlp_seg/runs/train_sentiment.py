@@ -53,7 +53,7 @@ def train_from_table(
     """
     from sklearn.metrics import f1_score
 
-    from nlp_seg.io.read import _find_by_name, _require, detect_columns, read_table
+    from nlp_seg.io.read import detect_columns, find_by_name, read_table, require_column
     from nlp_seg.models.registry import BUNDLED_ENCODER
     from nlp_seg.normalize import STATUS_OK, normalize_texts
     from nlp_seg.segmenter import Segmenter, SegmenterConfig
@@ -61,9 +61,9 @@ def train_from_table(
     df = read_table(input, encoding=encoding)
     columns = list(map(str, df.columns))
     if label_col:
-        label = _require(df, label_col, "label")
+        label = require_column(df, label_col, "label")
     else:
-        label = _find_by_name(columns, LABEL_COLUMN_NAMES)
+        label = find_by_name(columns, LABEL_COLUMN_NAMES)
         if label is None:
             raise InputError(
                 f"no label column found; name it with --label-col (columns: {', '.join(columns)})"
