@@ -768,3 +768,65 @@ def _guess_text_column(df: pd.DataFrame) -> str | None:
         if med > best_len and med >= 12 and spaces >= 1:
             best, best_len = str(col), med
     return best
+
+
+def parse_dates(values: pd.Series) -> pd.Series:
+    """Dates in ISO 8601, ``dd/mm/yyyy`` (day first, as written in Vietnam, Brazil and Europe,
+    with or without a time) or Unix epoch (seconds or milliseconds) -> naive UTC timestamps.
+
+    The one date parser of every reader (orders, events, the texts' date column, the report,
+    service requests). Unparseable cells (``2 tuần trước``) become ``NaT``; the caller counts
+    and reports them.
+    """
+    import pandas as pd
+
+    out = pd.Series(pd.NaT, index=values.index, dtype="datetime64[ns]")
+    if values.empty:
+        return out
+    if pd.api.types.is_datetime64_any_dtype(values):
+        s = pd.to_datetime(values, utc=True)
+        return s.dt.tz_convert(None).astype("datetime64[ns]")
+    if pd.api.types.is_numeric_dtype(values):
+        return _epoch(pd.to_numeric(values, errors="coerce")).astype("datetime64[ns]")
+    s = values.astype("string").str.strip()
+    s = s.mask(s == "")
+    todo = s.notna()
+    iso = pd.to_datetime(s[todo], format="ISO8601", errors="coerce", utc=True)
+    out.loc[iso.index] = iso.dt.tz_convert(None).astype("datetime64[ns]")
+    todo = s.notna() & out.isna()
+    if todo.any():
+        num = pd.to_numeric(s[todo], errors="coerce")
+        num = num[num.notna()]
+        if len(num):
+            out.loc[num.index] = _epoch(num).astype("datetime64[ns]")
+    todo = s.notna() & out.isna()
+    if todo.any():
+        rest = s[todo].str.replace(r"[.\-]", "/", regex=True)
+        for fmt in ("%d/%m/%Y", "%d/%m/%Y %H:%M", "%d/%m/%Y %H:%M:%S", "%d/%m/%y"):
+            parsed = pd.to_datetime(rest, format=fmt, errors="coerce")
+            ok = parsed.notna() & out.loc[rest.index].isna()
+            out.loc[ok[ok].index] = parsed[ok].astype("datetime64[ns]")
+    todo = s.notna() & out.isna()
+    if todo.any():
+        parsed = pd.to_datetime(s[todo], format="mixed", dayfirst=True, errors="coerce", utc=True)
+        parsed = parsed[parsed.notna()]
+        if len(parsed):
+            out.loc[parsed.index] = parsed.dt.tz_convert(None).astype("datetime64[ns]")
+    return out
+
+
+def _epoch(num: pd.Series) -> pd.Series:
+    """Epoch seconds, or milliseconds when the values are too large to be seconds."""
+    import pandas as pd
+
+    x = num.astype(float)
+    unit_ms = x.abs() > 1e11
+    out = pd.Series(pd.NaT, index=x.index, dtype="datetime64[ns]")
+    plausible = x.notna() & (x.abs() < 1e14)
+    sec = plausible & ~unit_ms
+    if sec.any():
+        out.loc[sec] = pd.to_datetime(x[sec], unit="s", errors="coerce")
+    ms = plausible & unit_ms
+    if ms.any():
+        out.loc[ms] = pd.to_datetime(x[ms], unit="ms", errors="coerce")
+    return out

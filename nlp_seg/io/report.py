@@ -27,6 +27,7 @@ import numpy as np
 import pandas as pd
 
 from nlp_seg.errors import NlpsegError
+from nlp_seg.io.read import parse_dates
 from nlp_seg.normalize import mask_contacts
 
 MAX_MAP_POINTS = 5000
@@ -221,9 +222,6 @@ def map_coordinates(seg: Any) -> tuple[np.ndarray, np.ndarray] | None:
     return np.asarray(rows), xy
 
 
-_DAY_FIRST_RE = r"^\s*(1[3-9]|2\d|3[01])[/.-]\d{1,2}[/.-]\d{2,4}"
-
-
 def time_period(dates: pd.Series) -> str:
     """The period a time chart aggregates by, from the span: weeks up to ~4 months, months up
     to ~3 years, quarters beyond, so a chart has several points per line, not single dots."""
@@ -231,17 +229,6 @@ def time_period(dates: pd.Series) -> str:
     if span <= 120:
         return "W"
     return "M" if span <= 1100 else "Q"
-
-
-def parse_dates(values: pd.Series) -> pd.Series:
-    """Dates as typed in reviews exports: ISO, or ``dd/mm/yyyy`` (Vietnam, Brazil, Europe)
-    when any value starts with a day above 12, else month first; unreadable ones (``2 tuần
-    trước``) become NaT and are left out."""
-    text = values.astype("string").str.strip()
-    if pd.api.types.is_datetime64_any_dtype(values):
-        return pd.to_datetime(values, errors="coerce")
-    day_first = bool(text.str.match(_DAY_FIRST_RE).fillna(False).any())
-    return pd.to_datetime(text, errors="coerce", format="mixed", dayfirst=day_first)
 
 
 def _figure_html(fig: Any, first: bool) -> str:
