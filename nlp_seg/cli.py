@@ -343,7 +343,10 @@ def analyze(
     embedding_model: EmbeddingModel = None,
     weights: Weights = None,
     min_cluster_size: Annotated[
-        int | None, typer.Option("--min-cluster-size", min=2, help="Default: ~2% of rows.")
+        int | None,
+        typer.Option(
+            "--min-cluster-size", min=2, help="Default: ~2% of rows, >= 0.6 x sqrt(rows)."
+        ),
     ] = None,
     min_samples: MinSamples = None,
     n_components: UmapComponents = 5,
@@ -357,57 +360,25 @@ def analyze(
     cache_dir: CacheDir = None,
     no_cache: NoCache = False,
     playbook: Playbook = None,
-    lang: Annotated[
-        str, typer.Option("--lang", help="Language of actions and report.html: en or vi.")
-    ] = "en",
-    save_model: Annotated[
-        Path | None, typer.Option("--save-model", help="Save the fitted segmenter here.")
-    ] = None,
-    report: Annotated[
-        bool, typer.Option("--report/--no-report", help="Write OUT/report.html.")
-    ] = True,
-    audiences: Annotated[
-        bool,
-        typer.Option("--audiences/--no-audiences", help="Write OUT/audiences/ (one CSV each)."),
-    ] = True,
-    email_col: Annotated[
-        str | None, typer.Option("--email-col", help="E-mail column (auto-detected).")
-    ] = None,
-    phone_col: Annotated[
-        str | None, typer.Option("--phone-col", help="Phone column (auto-detected).")
-    ] = None,
-    default_country: Annotated[
-        str | None,
-        typer.Option("--default-country", help="Country of phones without +code, e.g. VN."),
-    ] = None,
-    audience_plain: Annotated[
-        bool,
-        typer.Option("--audience-plain", help="Also write plain e-mail/phone (not only hashes)."),
-    ] = False,
-    gmail_strip_dots: Annotated[
-        bool,
-        typer.Option("--gmail-strip-dots", help="Drop dots in Gmail local parts before hashing."),
-    ] = False,
-    orders: Annotated[
-        Path | None,
-        typer.Option("--orders", help="Orders file (customer id, order date, amount, ...)."),
-    ] = None,
-    events: Annotated[
-        Path | None,
-        typer.Option("--events", help="Events file (customer id, event type, timestamp)."),
-    ] = None,
-    unit: Annotated[
-        str, typer.Option("--unit", help="Segment reviews (one row each) or customers.")
-    ] = "review",
-    orders_id_col: Annotated[str | None, typer.Option("--orders-id-col")] = None,
-    orders_date_col: Annotated[str | None, typer.Option("--orders-date-col")] = None,
-    orders_amount_col: Annotated[str | None, typer.Option("--orders-amount-col")] = None,
-    events_id_col: Annotated[str | None, typer.Option("--events-id-col")] = None,
-    events_type_col: Annotated[str | None, typer.Option("--events-type-col")] = None,
-    events_time_col: Annotated[str | None, typer.Option("--events-time-col")] = None,
-    clv_horizon_days: Annotated[
-        int, typer.Option("--clv-horizon-days", min=1, help="CLV horizon (days ahead).")
-    ] = 365,
+    lang: Lang = "en",
+    save_model: SaveModel = None,
+    report: Report = True,
+    audiences: Audiences = True,
+    email_col: EmailCol = None,
+    phone_col: PhoneCol = None,
+    default_country: DefaultCountry = None,
+    audience_plain: AudiencePlain = False,
+    gmail_strip_dots: GmailStripDots = False,
+    orders: Orders = None,
+    events: Events = None,
+    unit: Unit = "review",
+    orders_id_col: OrdersIdCol = None,
+    orders_date_col: OrdersDateCol = None,
+    orders_amount_col: OrdersAmountCol = None,
+    events_id_col: EventsIdCol = None,
+    events_type_col: EventsTypeCol = None,
+    events_time_col: EventsTimeCol = None,
+    clv_horizon_days: ClvHorizonDays = 365,
 ) -> None:
     """Score, embed, fuse, cluster and name segments; write assignments, segments and run.json."""
     opts = dict(locals())
@@ -763,7 +734,10 @@ def batch(
     embedding_model: EmbeddingModel = None,
     weights: Weights = None,
     min_cluster_size: Annotated[
-        int | None, typer.Option("--min-cluster-size", min=2, help="Default: ~2% of the sample.")
+        int | None,
+        typer.Option(
+            "--min-cluster-size", min=2, help="Default: ~2% of the fit sample, >= 0.6 x sqrt."
+        ),
     ] = None,
     min_samples: MinSamples = None,
     n_components: UmapComponents = 5,
