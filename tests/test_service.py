@@ -220,6 +220,21 @@ def test_score_matches_segmenter(client: httpx.Client, fitted: Segmenter) -> Non
             assert -1 <= g["sentiment_score"] <= 1 and 0 <= g["sentiment_confidence"] <= 1
 
 
+def test_docs_page_works_offline(client: httpx.Client) -> None:
+    """/docs loads Swagger UI from the service itself, never from a CDN."""
+    import re
+
+    page = client.get("/docs")
+    assert page.status_code == 200
+    sources = re.findall(r'(?:src|href)="([^"]+)"', page.text)
+    assert sources and all(u.startswith("/") for u in sources), sources
+    for url in sources:
+        if url.endswith((".js", ".css")):
+            asset = client.get(url)
+            assert asset.status_code == 200 and len(asset.content) > 10_000, url
+    assert "cdn." not in page.text
+
+
 def test_metrics_count_requests_and_batches(client: httpx.Client) -> None:
     client.post("/v1/score", json={"texts": ["good phone"]})
     text = client.get("/metrics").text

@@ -405,7 +405,7 @@ def create_app(segmenter: "Segmenter", settings: "ServiceSettings | None" = None
     saved from a behaviour run), so the OpenAPI spec documents them and FastAPI enforces them
     (422).
     """
-    from fastapi import FastAPI, HTTPException, Request
+    from fastapi import HTTPException, Request
     from fastapi.exceptions import RequestValidationError
     from fastapi.responses import JSONResponse, Response
     from pydantic import BaseModel, ConfigDict, Field, create_model
@@ -661,7 +661,11 @@ def create_app(segmenter: "Segmenter", settings: "ServiceSettings | None" = None
             await assign_batcher.stop()
             executor.shutdown(wait=False, cancel_futures=True)
 
-    app = FastAPI(
+    from fastapi_offline import FastAPIOffline
+
+    # /docs from Swagger UI assets shipped in the fastapi-offline package, not a CDN: the page
+    # works on air-gapped machines.
+    app = FastAPIOffline(
         title="nlpseg",
         version=__version__,
         description="Sentiment and customer segments for new texts, from a fitted nlpseg "
