@@ -91,15 +91,19 @@ def test_build_audiences_dedupes_customers_and_hashes() -> None:
 
 
 def test_spreadsheet_safe_csv(tmp_path: Path) -> None:
-    nasty = ['=HYPERLINK("http://x")', "+1+1", "-2", "@SUM(A1)", "\tx", "\rx", "ok", "a=b"]
-    frame = pd.DataFrame({"text": nasty, "n": range(len(nasty)), "neg": [-1.5] * len(nasty)})
+    nasty = ['=HYPERLINK("http://x")', "+1+1", "-2+3", "@SUM(A1)", "\tx", "\rx", "ok", "a=b"]
+    plain = ["-2", "+84901234567"]  # a plain signed number is what was typed: kept as is
+    frame = pd.DataFrame({"text": nasty + plain, "n": range(len(nasty) + 2)})
+    frame["neg"] = -1.5
     write_csv(frame, tmp_path / "x.csv")
     raw = (tmp_path / "x.csv").read_bytes()
     assert raw.startswith(b"\xef\xbb\xbf")  # BOM: spreadsheets show Vietnamese correctly
-    back = pd.read_csv(tmp_path / "x.csv", encoding="utf-8-sig", keep_default_na=False)
+    back = pd.read_csv(
+        tmp_path / "x.csv", encoding="utf-8-sig", keep_default_na=False, dtype={"text": str}
+    )
     assert back["text"].tolist()[:6] == ["'" + v for v in nasty[:6]]
-    assert back["text"].tolist()[6:] == ["ok", "a=b"]
-    assert back["neg"].tolist() == [-1.5] * len(nasty)  # numbers are not touched
+    assert back["text"].tolist()[6:] == ["ok", "a=b", *plain]
+    assert back["neg"].tolist() == [-1.5] * len(frame)  # numbers are not touched
 
 
 @pytest.fixture(scope="module")
