@@ -415,12 +415,19 @@ def convert(dest: Path, source: Path | None = None) -> dict[str, Any]:
         build_hf_tokenizer(src).save_pretrained(hf_dir)
         transformer = st_models.Transformer(hf_dir, max_seq_length=src.max_positions)
         pooling = st_models.Pooling(src.hidden, pooling_mode="mean")
-        st = SentenceTransformer(
-            modules=[transformer, pooling, st_models.Normalize()],
-            prompts=dict(PROMPTS),
-            default_prompt_name="query",
-            device="cpu",
-        )
+        # sentence-transformers warns that a default prompt is set: on purpose ("query: ")
+        st_log = logging.getLogger("sentence_transformers")
+        level = st_log.level
+        st_log.setLevel(logging.ERROR)
+        try:
+            st = SentenceTransformer(
+                modules=[transformer, pooling, st_models.Normalize()],
+                prompts=dict(PROMPTS),
+                default_prompt_name="query",
+                device="cpu",
+            )
+        finally:
+            st_log.setLevel(level)
         st.save(str(dest))
     _tidy_tokenizer_config(dest / "tokenizer_config.json")
     files = sorted(
