@@ -2,10 +2,12 @@
 
 HDBSCAN on a small file often cuts one kind of text into several dense groups (the same
 praise written a dozen times, split by a stray emoji): a CX lead then reads three segments
-with one name and one action. Two segments are merged when each one's centre lies within the
+with one name and one action. Two segments are merged when each one's centre lies well within the
 other's typical spread in the fused space (the mean distance of its members to its centre):
 no member-level difference a reader could see is left between them. Segments that differ in
-sentiment or behaviour keep apart, since both are part of the fused space.
+sentiment or behaviour keep apart, since both are part of the fused space; hence ``factor``
+(0.35): in the fused space a text block of hundreds of dimensions makes every spread large, and
+segments one behaviour feature tells apart (low-value vs mid-value) must not merge.
 """
 
 from __future__ import annotations
@@ -16,8 +18,9 @@ import numpy as np
 class SegmentMerger:
     """Learns ``mapping_`` (old segment id -> merged id, contiguous from 0) on the fit sample."""
 
-    def __init__(self, enabled: bool = True, max_rounds: int = 1000) -> None:
+    def __init__(self, enabled: bool = True, factor: float = 0.35, max_rounds: int = 1000) -> None:
         self.enabled = enabled
+        self.factor = factor
         self.max_rounds = max_rounds
 
     def fit(self, fused: np.ndarray, labels: np.ndarray) -> SegmentMerger:
@@ -39,7 +42,7 @@ class SegmentMerger:
                 ]
             )
             d = np.linalg.norm(centres[:, None, :] - centres[None, :, :], axis=2)
-            limit = np.minimum(spread[:, None], spread[None, :])
+            limit = self.factor * np.minimum(spread[:, None], spread[None, :])
             np.fill_diagonal(d, np.inf)
             eligible = d <= limit
             if not eligible.any():
