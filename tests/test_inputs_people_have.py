@@ -228,7 +228,7 @@ def test_unquoted_comma_in_the_last_text_column_is_rejoined_with_a_warning(
     assert list(df.columns) == ["id", "review"]
     assert df["id"].tolist() == ["1", "2"]  # not taken as the index
     assert df["review"].tolist() == ["good phone, fast", "bad"]
-    assert "1 rows of f.csv have more fields than its header (lines 2)" in caplog.text
+    assert "1 row(s) of f.csv have more fields than its header (lines 2)" in caplog.text
 
 
 def test_extra_field_when_the_last_column_is_not_text_names_the_line(tmp_path: Path) -> None:
