@@ -498,13 +498,13 @@ def test_a_head_on_hidden_states_runs_in_one_pass_and_its_probabilities_are_cach
     e1, p1 = first.encode(texts)
     n_distinct = len(set(texts))
     np.testing.assert_allclose(p1, head.predict_proba(feats), atol=1e-5)
-    assert first.sentiment_cache_ == {"hits": 0, "computed": n_distinct}
+    assert first.encoder.sentiment_cache_ == {"hits": 0, "computed": n_distinct}
     assert first.encoder.get_embedder().encoded_ == n_distinct  # one pass: each text encoded once
 
     again = Segmenter(cfg)
     e2, p2 = again.encode(texts)
     assert np.array_equal(e1, e2) and np.array_equal(p1, p2)
-    assert again.sentiment_cache_ == {"hits": n_distinct, "computed": 0}
+    assert again.encoder.sentiment_cache_ == {"hits": n_distinct, "computed": 0}
     assert again.encoder.get_embedder()._st is None  # the encoder was not even loaded
 
     # large inputs are encoded in slices (bounded memory for the layer features): same result
@@ -513,4 +513,4 @@ def test_a_head_on_hidden_states_runs_in_one_pass_and_its_probabilities_are_cach
     e3, p3 = sliced.encode(texts)
     np.testing.assert_allclose(e3, e1, atol=1e-5)
     np.testing.assert_allclose(p3, p1, atol=1e-5)
-    assert sliced.sentiment_cache_ == {"hits": 0, "computed": n_distinct}
+    assert sliced.encoder.sentiment_cache_ == {"hits": 0, "computed": n_distinct}

@@ -282,7 +282,9 @@ def test_review_unit_model_labels_each_row_with_its_customers_behaviour(
         assert res["placed_on"] == "text+behavior" and res["warnings"] == []
         assert res["segment_id"] == want["segment_id"], (res, want.to_dict())
         for col in ("frequency", "monetary", "recency_days", "clv", "rating"):
-            np.testing.assert_allclose(res["behavior"][col], want[col], rtol=1e-6, err_msg=col)
+            # input columns come out as typed (the rating as its text): compare as numbers
+            expected = float(pd.to_numeric(pd.Series([want[col]])).iloc[0])
+            np.testing.assert_allclose(res["behavior"][col], expected, rtol=1e-6, err_msg=col)
         assert res["value_tier"] == want["value_tier"]
     alone = results[-1]
     assert alone["customer_id"] is None and alone["placed_on"] == "text+behavior"
