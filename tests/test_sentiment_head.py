@@ -467,7 +467,7 @@ def test_a_head_on_hidden_states_runs_in_one_pass_and_its_probabilities_are_cach
     gets embeddings and probabilities back without loading the encoder."""
     from conftest import VOCAB_WORDS
 
-    import nlp_seg.segmenter as pipeline_module
+    import nlp_seg.stages.encoder as encoder_module
     from nlp_seg.models.embedding import SentenceTransformerEmbedder
     from nlp_seg.segmenter import Segmenter, SegmenterConfig
 
@@ -508,7 +508,7 @@ def test_a_head_on_hidden_states_runs_in_one_pass_and_its_probabilities_are_cach
     assert again.encoder.get_embedder()._st is None  # the encoder was not even loaded
 
     # large inputs are encoded in slices (bounded memory for the layer features): same result
-    monkeypatch.setattr(pipeline_module, "LAYER_SLICE", 7)
+    monkeypatch.setattr(encoder_module, "LAYER_SLICE", 7)
     sliced = Segmenter(SegmenterConfig(**{**cfg.__dict__, "cache_dir": None}))
     e3, p3 = sliced.encode(texts)
     np.testing.assert_allclose(e3, e1, atol=1e-5)
