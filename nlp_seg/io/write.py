@@ -135,10 +135,9 @@ def _json_default(o: Any) -> Any:
 TEMP_SUFFIX = ".tmp"
 
 
-def fsync_file(path: str | Path) -> None:
-    """Flush a written file's data to disk (a no-op where the platform cannot)."""
+def _fsync(path: str | Path, flags: int) -> None:
     try:
-        fd = os.open(path, os.O_RDONLY)
+        fd = os.open(path, flags)
     except OSError:
         return
     try:
@@ -147,21 +146,17 @@ def fsync_file(path: str | Path) -> None:
         pass
     finally:
         os.close(fd)
+
+
+def fsync_file(path: str | Path) -> None:
+    """Flush a written file's data to disk (a no-op where the platform cannot)."""
+    _fsync(path, os.O_RDONLY)
 
 
 def fsync_dir(path: str | Path) -> None:
     """Flush a folder's entries (a rename or a new file in it) to disk; a no-op where the
     platform cannot open folders (Windows)."""
-    try:
-        fd = os.open(path, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
+    _fsync(path, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
 
 
 def fsync_tree(path: str | Path) -> None:
