@@ -317,6 +317,19 @@ EventsTimeCol = Annotated[str | None, typer.Option("--events-time-col")]
 ClvHorizonDays = Annotated[
     int, typer.Option("--clv-horizon-days", min=1, help="CLV horizon (days ahead).")
 ]
+TimeCol = Annotated[
+    str | None,
+    typer.Option("--time-col", help="Date column of the texts (default: date, created_at, ...)."),
+]
+Period = Annotated[
+    str, typer.Option("--period", help="Segments over time by week, month, quarter or auto.")
+]
+ReferenceDate = Annotated[
+    str | None,
+    typer.Option(
+        "--reference-date", help="Date relative dates ('2 tuần trước') count from (default today)."
+    ),
+]
 
 
 def _cache_dir(cache_dir: str | None, no_cache: bool) -> str | None:
@@ -379,6 +392,9 @@ def analyze(
     events_type_col: EventsTypeCol = None,
     events_time_col: EventsTimeCol = None,
     clv_horizon_days: ClvHorizonDays = 365,
+    time_col: TimeCol = None,
+    period: Period = "auto",
+    reference_date: ReferenceDate = None,
 ) -> None:
     """Score, embed, fuse, cluster and name segments; write assignments, segments and run.json."""
     opts = dict(locals())
@@ -404,27 +420,36 @@ def analyze(
                 audiences=audiences,
                 audience_options=audience_options,
                 report=report,
+                time_options=build_time_options(opts),
             )
         _summary(result)
 
     guarded(run)
 
 
-def build_run_config(opts: dict[str, Any]) -> tuple[Any, Any, Any]:
-    """The one place command-line options become a run's settings: the
-    :class:`~nlp_seg.segmenter.SegmenterConfig`, the behaviour options and the audience
-    options, from a command's parsed options (``analyze`` and ``batch`` share them)."""
+def build_time_options(opts: dict[str, Any]) -> Any:
+    """``--time-col``, ``--period`` and ``--reference-date`` as a run's time options."""
+    from nlp_seg.errors import InputError
+    from nlp_seg.io.timeline import PERIODS
+    from nlp_seg.runs.jobs import TimeOptions
+
+    if opts["period"] not in (*PERIODS, "auto"):
+        raise InputError(
+            f"unknown --period {opts['period']!r}; choose week, month, quarter or auto"
+        )
+    options = TimeOptions(opts["time_col"], opts["period"], opts["reference_date"])
+    options.reference()  # a bad date fails here, in one line
+    return options
+
+
+def _side_options(opts: dict[str, Any]) -> tuple[Any, Any]:
+    """The behaviour and audience options of a command's parsed options."""
     from nlp_seg.errors import InputError
     from nlp_seg.io.audiences import AudienceOptions, check_country
-    from nlp_seg.io.report import STRINGS
     from nlp_seg.runs.behavior_job import UNITS, BehaviorOptions
-    from nlp_seg.segmenter import SegmenterConfig
-    from nlp_seg.stages.fusion import parse_weights
 
     if opts["unit"] not in UNITS:
         raise InputError(f"unknown --unit {opts['unit']!r}; choose review or customer")
-    if opts["lang"] not in STRINGS:
-        raise InputError(f"unknown --lang {opts['lang']!r}; choose one of {', '.join(STRINGS)}")
     audience_options = AudienceOptions(
         email_col=opts["email_col"],
         phone_col=opts["phone_col"],
@@ -445,6 +470,21 @@ def build_run_config(opts: dict[str, Any]) -> tuple[Any, Any, Any]:
         encoding=opts["encoding"],
         clv_horizon_days=opts["clv_horizon_days"],
     )
+    return behavior_options, audience_options
+
+
+def build_run_config(opts: dict[str, Any]) -> tuple[Any, Any, Any]:
+    """The one place command-line options become a run's settings: the
+    :class:`~nlp_seg.segmenter.SegmenterConfig`, the behaviour options and the audience
+    options, from a command's parsed options (``analyze`` and ``batch`` share them)."""
+    from nlp_seg.errors import InputError
+    from nlp_seg.io.report import STRINGS
+    from nlp_seg.segmenter import SegmenterConfig
+    from nlp_seg.stages.fusion import parse_weights
+
+    if opts["lang"] not in STRINGS:
+        raise InputError(f"unknown --lang {opts['lang']!r}; choose one of {', '.join(STRINGS)}")
+    behavior_options, audience_options = _side_options(opts)
     cfg = SegmenterConfig(
         profile=opts["profile"],
         embedding_model=opts["embedding_model"],
@@ -690,6 +730,133 @@ def assign(
                 ),
             )
         _summary(result)
+
+    guarded(run)
+
+
+@app.command()
+def refresh(
+    input: InputFile,
+    model: Annotated[
+        Path, typer.Option("--model", "-m", help="Segmenter saved by the previous run.")
+    ],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Output folder.")] = Path(
+        "nlpseg_refresh_out"
+    ),
+    previous: Annotated[
+        Path | None,
+        typer.Option("--previous", help="The previous run's output folder (for movers.csv)."),
+    ] = None,
+    save_model: SaveModel = None,
+    text_col: TextCol = None,
+    id_col: IdCol = None,
+    encoding: Encoding = None,
+    sheet: Sheet = None,
+    device: Device = "auto",
+    batch_size: BatchSize = 32,
+    cache_dir: CacheDir = None,
+    no_cache: NoCache = False,
+    lang: Annotated[
+        str | None, typer.Option("--lang", help="en or vi (default: the saved segmenter's).")
+    ] = None,
+    report: Report = True,
+    audiences: Audiences = True,
+    email_col: EmailCol = None,
+    phone_col: PhoneCol = None,
+    default_country: DefaultCountry = None,
+    audience_plain: AudiencePlain = False,
+    gmail_strip_dots: GmailStripDots = False,
+    orders: Orders = None,
+    events: Events = None,
+    unit: Unit = "review",
+    orders_id_col: OrdersIdCol = None,
+    orders_date_col: OrdersDateCol = None,
+    orders_amount_col: OrdersAmountCol = None,
+    events_id_col: EventsIdCol = None,
+    events_type_col: EventsTypeCol = None,
+    events_time_col: EventsTimeCol = None,
+    clv_horizon_days: ClvHorizonDays = 365,
+    time_col: TimeCol = None,
+    period: Period = "auto",
+    reference_date: ReferenceDate = None,
+) -> None:
+    """Refit on a new period keeping the saved segmenter's segment ids; write the run's files
+    plus drift.json, movers.csv and the movers' audiences."""
+    opts = dict(locals())
+
+    def run() -> None:
+        from nlp_seg.io.read import sheet_of
+        from nlp_seg.io.report import STRINGS
+        from nlp_seg.runs.refresh import refresh_file
+
+        if lang is not None and lang not in STRINGS:
+            raise_input(f"unknown --lang {lang!r}; choose one of {', '.join(STRINGS)}")
+        behavior_options, audience_options = _side_options(opts)
+        with sheet_of(input, sheet):
+            result = refresh_file(
+                input,
+                out,
+                model,
+                previous_run=previous,
+                text_col=text_col,
+                id_col=id_col,
+                encoding=encoding,
+                device=device,
+                batch_size=batch_size,
+                cache_dir=_cache_dir(cache_dir, no_cache),
+                lang=lang,
+                reporter=_reporter(),
+                save_model=save_model,
+                behavior_options=behavior_options,
+                audiences=audiences,
+                audience_options=audience_options,
+                report=report,
+                time_options=build_time_options(opts),
+            )
+        _summary(result)
+
+    guarded(run)
+
+
+@app.command()
+def compare(
+    run_a: Annotated[Path, typer.Argument(help="The earlier run's output folder.")],
+    run_b: Annotated[Path, typer.Argument(help="The later run's output folder.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Output folder.")] = Path(
+        "nlpseg_compare_out"
+    ),
+    email_col: EmailCol = None,
+    phone_col: PhoneCol = None,
+    default_country: DefaultCountry = None,
+    audience_plain: AudiencePlain = False,
+    gmail_strip_dots: GmailStripDots = False,
+) -> None:
+    """What changed between two finished runs: drift.json, movers.csv, movers' audiences."""
+
+    def run() -> None:
+        from nlp_seg.io.audiences import AudienceOptions, check_country
+        from nlp_seg.runs.refresh import compare_folders
+
+        options = AudienceOptions(
+            email_col=email_col,
+            phone_col=phone_col,
+            default_country=check_country(default_country),
+            include_plain=audience_plain,
+            gmail_strip_dots=gmail_strip_dots,
+        )
+        drift, files = compare_folders(run_a, run_b, out, options)
+        for w in drift["warnings"]:
+            typer.echo(f"warning: {w}", err=True)
+        if _STATE["quiet"]:
+            return
+        typer.echo(
+            f"Segments: {len(drift['kept'])} kept, {len(drift['new'])} new, "
+            f"{len(drift['gone'])} gone (matched by {drift['matched_by']}); "
+            f"{drift['movers']['customers']:,} customers moved",
+            err=True,
+        )
+        for f in files:
+            typer.echo(f"  wrote {f}", err=True)
 
     guarded(run)
 

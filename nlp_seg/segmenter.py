@@ -34,6 +34,7 @@ from nlp_seg.stages.base import clone_stage
 from nlp_seg.stages.clustering import HdbscanClusterer
 from nlp_seg.stages.encoder import TextEncoder
 from nlp_seg.stages.fusion import BlockFuser, parse_weights
+from nlp_seg.stages.matching import match_segments
 from nlp_seg.stages.merging import SegmentMerger
 from nlp_seg.stages.naming import SegmentNamer, recount_profiles
 from nlp_seg.stages.placement import FitNeighbours, fit_sample
@@ -114,8 +115,11 @@ class Segmenter:
         reducer: Any = None,
         clusterer: Any = None,
         reporter: Reporter | None = None,
+        previous: Segmenter | None = None,
     ) -> None:
         self.config = config or SegmenterConfig()
+        #: a fitted segmenter whose segment ids and names ``fit`` keeps (see :meth:`refresh`)
+        self.previous = previous
         self.reporter = reporter or SilentReporter()
         self.encoder = encoder or TextEncoder(
             self.config, embedder=embedder, sentiment=sentiment, reporter=self.reporter
@@ -290,6 +294,10 @@ class Segmenter:
             self.segments_ = self.namer_.segments_
             if len(rows) < n:
                 self.segments_ = recount_profiles(self.segments_, labels, scored, seg_mask, outlier)
+        self.next_segment_id_ = max([s["id"] for s in self.segments_] + [-1]) + 1
+        if self.previous is not None and len(seg_rows):
+            with timer("matching"), self.reporter.stage("Matching segments to the previous ones"):
+                labels = self._keep_previous_ids(labels, embeddings, probs, behavior, seg_rows)
         names = {s["id"]: s["name"] for s in self.segments_}
         self.assignments_ = build_assignments(
             labels, strength, outlier, probs, status, names, segmented=seg_mask
@@ -299,6 +307,79 @@ class Segmenter:
         self.sentiment_proba_ = probs
         self.timings_ = timer.seconds
         return self
+
+    def refresh(self, texts: Sequence[object], behavior: pd.DataFrame | None = None) -> Segmenter:
+        """A new segmenter fitted on new rows with this one's settings and models, whose
+        segments keep this one's ids (and names, while their sentiment holds) where they
+        share most of their members; ``lineage_`` says which are new and which are gone."""
+        return Segmenter(self.config, encoder=self.encoder, previous=self).fit(texts, behavior)
+
+    def _keep_previous_ids(
+        self,
+        labels: np.ndarray,
+        embeddings: np.ndarray,
+        probs: np.ndarray,
+        behavior: pd.DataFrame | None,
+        rows: np.ndarray,
+    ) -> np.ndarray:
+        """Relabel a fresh fit with the previous segmenter's ids: the previous segmenter
+        places the same rows, and segments are matched on shared members (stages.matching).
+        Rows the previous segmenter finds novel (far from all its fitted rows) count in
+        ``lineage_["novelty_share"]``."""
+        prev = self.previous
+        assert prev is not None
+        beh = behavior.iloc[rows] if behavior is not None else None
+        fused = prev.fused_rows(embeddings[rows], np.nan_to_num(probs[rows], nan=0.0), beh)
+        old, _, outlier = prev.neighbours_.place(fused, novelty=False)
+        novel = prev.neighbours_.novel(fused)
+        old = np.where(outlier | novel, -1, old)
+        previous_ids = [int(s["id"]) for s in prev.segments_]
+        match = match_segments(
+            labels[rows], old, previous_ids, next_id=getattr(prev, "next_segment_id_", None)
+        )
+        new_labels = np.array([match.id_map.get(int(k), -1) for k in labels], dtype=np.int64)
+        before = {int(s["id"]): s for s in prev.segments_}
+        kept_names = {
+            before[match.id_map[int(s["id"])]]["name"]
+            for s in self.segments_
+            if int(s["id"]) in match.matched
+        }
+        segments = []
+        for s in self.segments_:
+            s = dict(s)
+            fitted_id = int(s["id"])
+            s["id"] = match.id_map.get(fitted_id, fitted_id)
+            if fitted_id in match.matched:
+                old_seg = before[s["id"]]
+                s["lineage"] = "kept"
+                s["overlap_with_previous"] = match.overlap.get(s["id"])
+                if old_seg.get("base_name") == s.get("base_name"):
+                    s["name"] = old_seg["name"]
+                else:  # same members, other sentiment: the name follows what they say now
+                    s["previous_name"] = old_seg["name"]
+            elif s["id"] >= 0:
+                s["lineage"] = "new"
+                if s["name"] in kept_names:
+                    s["name"] = f"{s['name']} · new"
+            segments.append(s)
+        self.segments_ = sorted(segments, key=lambda x: int(x["id"]))
+        self.neighbours_.labels_ = np.array(
+            [match.id_map.get(int(k), -1) for k in self.neighbours_.labels_], dtype=np.int64
+        )
+        self.next_segment_id_ = max(
+            [getattr(prev, "next_segment_id_", 0), *[s["id"] + 1 for s in self.segments_]]
+        )
+        self.lineage_ = {
+            "previous_segments": len(previous_ids),
+            "kept": sorted(match.matched.values()),
+            "new": match.new,
+            "gone": match.gone,
+            "overlap": {str(k): v for k, v in sorted(match.overlap.items())},
+            "novelty_share": round(float(novel.mean()), 4) if len(novel) else 0.0,
+            "rows_compared": len(rows),
+        }
+        self.previous_placement_ = old
+        return new_labels
 
     def _behavior_block(
         self, behavior: pd.DataFrame | None, rows: np.ndarray | None = None
@@ -414,17 +495,23 @@ class Segmenter:
             from nlp_seg.errors import NlpsegError
 
             raise NlpsegError("this segmenter is not fitted yet; call fit first")
-        beh = None
-        if self.behavior_scaler_ is not None:
-            frame = behavior if behavior is not None else pd.DataFrame(index=range(len(probs)))
-            beh = self.behavior_scaler_.transform(frame)
-        fused = self.fuser_.transform(
-            self._fuse_blocks(np.asarray(embeddings, dtype=np.float32), probs, beh)
-        )
+        fused = self.fused_rows(embeddings, probs, behavior)
         labels, strength, outlier = self.neighbours_.place(fused, novelty=new_rows)
         if self.config.keep_outliers:
             labels = np.where(outlier, -1, labels)
         return labels, strength, outlier
+
+    def fused_rows(
+        self, embeddings: np.ndarray, probs: np.ndarray, behavior: pd.DataFrame | None = None
+    ) -> np.ndarray:
+        """Encoded rows in this segmenter's fused space (behaviour scaled as at fit time)."""
+        beh = None
+        if self.behavior_scaler_ is not None:
+            frame = behavior if behavior is not None else pd.DataFrame(index=range(len(probs)))
+            beh = self.behavior_scaler_.transform(frame)
+        return self.fuser_.transform(
+            self._fuse_blocks(np.asarray(embeddings, dtype=np.float32), probs, beh)
+        )
 
     def save(self, path: str | Path) -> str:
         """Save the fitted segmenter to folder ``path`` as JSON + safetensors (no pickle; see
@@ -462,6 +549,8 @@ class Segmenter:
                 "fit_sample_size": int(getattr(self, "fit_sample_size_", 0)),
             },
             "segments": self.segments_,
+            "next_segment_id": int(getattr(self, "next_segment_id_", 0)),
+            "lineage": getattr(self, "lineage_", None),
             # --orders/--events runs: unit, behaviour feature columns, reference date, tier
             # thresholds and CLV parameters, so assign and serve compute the same features.
             "behavior": getattr(self, "behavior_setup_", None),
@@ -615,6 +704,9 @@ def load_segmenter(
         seg.behavior_scaler_ = BehaviorScaler.from_dict(scaler) if scaler else None
         seg.neighbours_ = FitNeighbours.from_state(state["neighbours"], arrays)
         seg.segments_ = list(state["segments"])
+        seg.next_segment_id_ = int(
+            state.get("next_segment_id") or max([int(s["id"]) for s in seg.segments_] + [-1]) + 1
+        )
         columns = state.get("columns")
         if columns:
             kw = {k: v for k, v in columns.items() if k in {f.name for f in fields(ColumnSpec)}}

@@ -156,7 +156,7 @@ def test_palette_stays_distinct_for_many_segments() -> None:
 
 
 def test_time_chart_period_follows_the_span() -> None:
-    from nlp_seg.io.report import time_period
+    from nlp_seg.io.timeline import time_period
 
     def span(days: int) -> pd.Series:
         start = pd.to_datetime(["2025-01-01", "2025-01-01"])

@@ -269,3 +269,37 @@ def write_audiences(
     write_csv(pd.DataFrame(index_rows), index)
     files.append(index)
     return files, info
+
+
+def write_group_audiences(
+    table: pd.DataFrame,
+    id_col: str,
+    groups: dict[str, list[str]],
+    folder: str | Path,
+    options: AudienceOptions | None = None,
+) -> list[Path]:
+    """One audience CSV per named group of customer ids (``folder/<slug>.csv``, e.g. the
+    movers of a refresh: ``became-at-risk.csv``), hashed the same way as segment audiences;
+    ``table`` holds the id and contact columns. Stale CSVs in ``folder`` are removed first."""
+    from nlp_seg.io.write import write_csv
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    for old in folder.glob("*.csv"):
+        old.unlink()
+    ids = table[id_col].astype("string").str.strip()
+    files: list[Path] = []
+    for name, members in sorted(groups.items()):
+        rows = table[ids.isin(set(members)).to_numpy()].reset_index(drop=True)
+        if rows.empty:
+            continue
+        labels = pd.DataFrame(
+            {"segment_id": 0, "segment_name": name, "segment_probability": 1.0},
+            index=rows.index,
+        )
+        tables, _ = build_audiences(rows, labels, id_col, options)
+        audience = tables[0].drop(columns=["segment_id", "segment_probability"])
+        path = folder / f"{slugify(name)}.csv"
+        write_csv(audience.rename(columns={"segment_name": "audience"}), path)
+        files.append(path)
+    return files

@@ -127,6 +127,33 @@ SPREADSHEET_KINDS = {
 }
 
 
+#: Names of a texts' date column (``--time-col`` names another).
+TIME_COLUMN_NAMES = (
+    "date",
+    "review_date",
+    "created_at",
+    "created",
+    "date_time",
+    "datetime",
+    "timestamp",
+    "time",
+    "review_time",
+    "posted_at",
+    "published_at",
+    "submitted_at",
+    "review_creation_date",
+    "ngày",
+    "ngay",
+    "thời_gian",
+    "thoi_gian",
+    "ngày_đánh_giá",
+    "ngay_danh_gia",
+    "data",
+    "fecha",
+    "tanggal",
+)
+
+
 @dataclass(frozen=True)
 class ColumnSpec:
     """Which input columns play which role; recorded in ``run.json``."""
@@ -745,9 +772,7 @@ def detect_columns(
     if date_col:
         date = require_column(df, date_col, "date")
     else:
-        date = find_by_name(
-            columns, ("date", "review_date", "created_at", "date_time", "timestamp", "time")
-        )
+        date = find_by_name(columns, TIME_COLUMN_NAMES)
     return ColumnSpec(text=text, id=ident, behavior=behavior, date=date)
 
 
@@ -770,13 +795,15 @@ def _guess_text_column(df: pd.DataFrame) -> str | None:
     return best
 
 
-def parse_dates(values: pd.Series) -> pd.Series:
+def parse_dates(values: pd.Series, reference: pd.Timestamp | None = None) -> pd.Series:
     """Dates in ISO 8601, ``dd/mm/yyyy`` (day first, as written in Vietnam, Brazil and Europe,
     with or without a time) or Unix epoch (seconds or milliseconds) -> naive UTC timestamps.
 
     The one date parser of every reader (orders, events, the texts' date column, the report,
-    service requests). Unparseable cells (``2 tuần trước``) become ``NaT``; the caller counts
-    and reports them.
+    service requests). Relative dates as review sites print them (``2 tuần trước``, ``hôm
+    qua``, ``3 days ago``, ``há 2 meses``) count back from ``reference`` (default: today, UTC)
+    through ``dateparser``. Unparseable cells become ``NaT``; the caller counts and reports
+    them.
     """
     import pandas as pd
 
@@ -812,7 +839,49 @@ def parse_dates(values: pd.Series) -> pd.Series:
         parsed = parsed[parsed.notna()]
         if len(parsed):
             out.loc[parsed.index] = parsed.dt.tz_convert(None).astype("datetime64[ns]")
+    todo = s.notna() & out.isna()
+    if todo.any():
+        relative = _relative_dates(s[todo], reference)
+        out.loc[relative.index] = relative
     return out
+
+
+#: Languages tried for relative dates (``dateparser`` codes): those of the bundled corpora.
+RELATIVE_DATE_LANGUAGES = ("vi", "en", "pt", "es", "id")
+#: At most this many distinct unparsed strings go through ``dateparser`` (ms each).
+RELATIVE_DATE_LIMIT = 5000
+_RELATIVE_HINT = re.compile(
+    r"\d|hôm|qua|nay|trước|ago|yesterday|today|ontem|hoje|ayer|hoy|kemarin|lalu", re.I
+)
+
+
+def today_utc() -> pd.Timestamp:
+    """Midnight today in UTC: the default reference of relative dates (run.json records it)."""
+    import pandas as pd
+
+    return pd.Timestamp.now(tz="UTC").tz_convert(None).normalize()
+
+
+def _relative_dates(values: pd.Series, reference: pd.Timestamp | None) -> pd.Series:
+    """``2 tuần trước`` -> ``reference`` minus 2 weeks; other strings are left out."""
+    import pandas as pd
+
+    uniques = [
+        u for u in pd.unique(values.astype(str)) if len(u) <= 40 and _RELATIVE_HINT.search(u)
+    ][:RELATIVE_DATE_LIMIT]
+    if not uniques:
+        return pd.Series(dtype="datetime64[ns]")
+    import dateparser
+
+    ref = (reference if reference is not None else today_utc()).to_pydatetime()
+    settings = {"RELATIVE_BASE": ref, "DATE_ORDER": "DMY", "PREFER_DATES_FROM": "past"}
+    found: dict[str, pd.Timestamp] = {}
+    for u in uniques:
+        when = dateparser.parse(u, languages=list(RELATIVE_DATE_LANGUAGES), settings=settings)
+        if when is not None:
+            found[u] = pd.Timestamp(when).tz_localize(None) if when.tzinfo else pd.Timestamp(when)
+    mapped = values.astype(str).map(found)
+    return mapped[mapped.notna()].astype("datetime64[ns]")
 
 
 def _epoch(num: pd.Series) -> pd.Series:

@@ -28,6 +28,7 @@ import pandas as pd
 
 from nlp_seg.errors import NlpsegError
 from nlp_seg.io.read import parse_dates
+from nlp_seg.io.timeline import period_code
 from nlp_seg.normalize import mask_contacts
 
 MAX_MAP_POINTS = 5000
@@ -52,9 +53,9 @@ STRINGS: dict[str, dict[str, str]] = {
         "Hover to read the text.",
         "sizes": "Segment sizes",
         "sentiment_by_segment": "Sentiment by segment",
-        "over_time": "Sentiment over time",
-        "over_time_note": "Monthly mean sentiment score (−1 to +1) per segment; months with "
-        "fewer than 3 texts are left out.",
+        "over_time": "Segments over time",
+        "over_time_note": "Mean sentiment score (−1 to +1) per segment and period (periods with "
+        "fewer than 3 texts are left out), then the number of texts per segment and period.",
         "negative": "negative",
         "neutral": "neutral",
         "positive": "positive",
@@ -64,6 +65,22 @@ STRINGS: dict[str, dict[str, str]] = {
         "behaviour": "Behaviour (mean)",
         "details": "Segments in detail",
         "month": "Period",
+        "rows": "Rows",
+        "drift": "What changed since the previous run",
+        "drift_note": "Compared with {before}. Kept segments carry their previous id.",
+        "drift_status": "Status",
+        "drift_kept": "kept",
+        "drift_new": "new",
+        "drift_gone": "gone",
+        "drift_share_before": "Share before",
+        "drift_share_after": "Share now",
+        "drift_change": "Change",
+        "drift_score_before": "Sentiment before",
+        "drift_score_after": "Sentiment now",
+        "drift_negative_change": "Complaints (change)",
+        "drift_complaints": "Complaints on the rise:",
+        "drift_novelty": "{share} of the new texts fit no previous segment.",
+        "drift_movers": "Customers who moved:",
         "score": "Mean sentiment score",
         "outliers": "flagged as outliers",
         "improvement": "ask for a fix or feature",
@@ -90,9 +107,9 @@ STRINGS: dict[str, dict[str, str]] = {
         "Rê chuột để đọc nội dung.",
         "sizes": "Quy mô phân khúc",
         "sentiment_by_segment": "Cảm xúc theo phân khúc",
-        "over_time": "Cảm xúc theo thời gian",
-        "over_time_note": "Điểm cảm xúc trung bình theo tháng (−1 đến +1) của từng phân khúc; "
-        "bỏ qua tháng có dưới 3 đánh giá.",
+        "over_time": "Phân khúc theo thời gian",
+        "over_time_note": "Điểm cảm xúc trung bình (−1 đến +1) của từng phân khúc theo kỳ (bỏ "
+        "qua kỳ có dưới 3 đánh giá), rồi số đánh giá của từng phân khúc theo kỳ.",
         "negative": "tiêu cực",
         "neutral": "trung lập",
         "positive": "tích cực",
@@ -102,6 +119,22 @@ STRINGS: dict[str, dict[str, str]] = {
         "behaviour": "Hành vi (trung bình)",
         "details": "Chi tiết từng phân khúc",
         "month": "Kỳ",
+        "rows": "Số dòng",
+        "drift": "Thay đổi so với lần chạy trước",
+        "drift_note": "So với {before}. Phân khúc được giữ lại mang mã cũ.",
+        "drift_status": "Trạng thái",
+        "drift_kept": "giữ nguyên",
+        "drift_new": "mới",
+        "drift_gone": "biến mất",
+        "drift_share_before": "Tỷ lệ trước",
+        "drift_share_after": "Tỷ lệ hiện tại",
+        "drift_change": "Thay đổi",
+        "drift_score_before": "Cảm xúc trước",
+        "drift_score_after": "Cảm xúc hiện tại",
+        "drift_negative_change": "Phàn nàn (thay đổi)",
+        "drift_complaints": "Phàn nàn đang tăng:",
+        "drift_novelty": "{share} văn bản mới không thuộc phân khúc cũ nào.",
+        "drift_movers": "Khách hàng đã chuyển nhóm:",
         "score": "Điểm cảm xúc trung bình",
         "outliers": "là điểm ngoại lai",
         "improvement": "yêu cầu sửa lỗi/tính năng",
@@ -162,6 +195,7 @@ main{max-width:1180px;margin:0 auto;padding:16px 24px 48px}
 section{background:#fff;border-radius:10px;padding:16px 20px;margin:16px 0;
 box-shadow:0 1px 3px rgba(0,0,0,.08)}
 h2{font-size:19px;margin:0 0 8px} .note{color:#5b6475;font-size:13px;margin:0 0 8px}
+.warning{background:#fff4e5;border-left:4px solid #e8590c;padding:6px 10px;margin:6px 0}
 table{border-collapse:collapse;width:100%;font-size:14px}
 th,td{text-align:left;padding:6px 8px;border-bottom:1px solid #e8eaef;vertical-align:top}
 th{background:#f0f2f5} td.num{text-align:right;white-space:nowrap}
@@ -222,15 +256,6 @@ def map_coordinates(seg: Any) -> tuple[np.ndarray, np.ndarray] | None:
     return np.asarray(rows), xy
 
 
-def time_period(dates: pd.Series) -> str:
-    """The period a time chart aggregates by, from the span: weeks up to ~4 months, months up
-    to ~3 years, quarters beyond, so a chart has several points per line, not single dots."""
-    span = (dates.max() - dates.min()).days if len(dates) else 0
-    if span <= 120:
-        return "W"
-    return "M" if span <= 1100 else "Q"
-
-
 def _figure_html(fig: Any, first: bool) -> str:
     return fig.to_html(
         full_html=False,
@@ -249,9 +274,14 @@ def build_report(
     lang: str = "en",
     input_name: str = "",
     seed: int | None = None,
+    period: str | None = None,
+    reference_date: pd.Timestamp | None = None,
+    drift: Mapping[str, Any] | None = None,
 ) -> str:
     """The report as one HTML string. ``frame`` is the merged output (input columns plus the
-    contract columns), one row per input row."""
+    contract columns), one row per input row. ``period`` (``week``/``month``/``quarter``,
+    default from the span) buckets the time charts; ``reference_date`` anchors relative dates
+    (``2 tuần trước``); ``drift`` (a refresh's or compare's ``drift.json``) adds its section."""
     try:
         import plotly.graph_objects as go
     except ImportError as exc:  # pragma: no cover - plotly is a main dependency
@@ -361,9 +391,9 @@ def build_report(
     # -- sentiment over time
     time_html = ""
     if date_col and date_col in frame.columns:
-        dates = parse_dates(frame[date_col])
+        dates = parse_dates(frame[date_col], reference_date)
         ok = dates.notna() & frame["sentiment_score"].notna() & (frame["segment_id"] >= 0)
-        freq = time_period(dates[ok]) if ok.sum() >= 3 else "M"
+        freq = period_code(period, dates[ok]) if ok.sum() >= 3 else "M"
         if ok.sum() >= 3 and dates[ok].dt.to_period(freq).nunique() >= 2:
             d = pd.DataFrame(
                 {
@@ -395,6 +425,25 @@ def build_report(
             fig.update_layout(height=420)
             if fig.data:
                 time_html = add(fig)
+            volume = d.groupby(["sid", "month"]).size().reset_index(name="rows")
+            fig = go.Figure()
+            for s in sorted(segments, key=lambda s: int(s["id"])):
+                vs = volume[volume["sid"] == s["id"]].sort_values("month")
+                if len(vs):
+                    fig.add_trace(
+                        go.Bar(
+                            x=vs["month"],
+                            y=vs["rows"],
+                            name=f"{s['id']}: {s['name']}",
+                            marker={"color": colours[int(s["id"])]},
+                            hovertemplate="%{x|%Y-%m-%d}: %{y} rows<extra></extra>",
+                        )
+                    )
+            fig.update_layout(barmode="stack", height=380, showlegend=False)
+            fig.update_yaxes(title=t["rows"])
+            fig.update_xaxes(title=t["month"])
+            if fig.data:
+                time_html += add(fig)
 
     # -- overview table and cards
     rows_html = []
@@ -445,12 +494,80 @@ def build_report(
             f'<section id="over-time"><h2>{t["over_time"]}</h2>'
             f'<p class="note">{t["over_time_note"]}</p>{time_html}</section>'
         )
+    if drift:
+        parts.append(_drift_section(drift, t))
     parts.append(f'<h2 style="margin-top:24px">{t["details"]}</h2>')
     parts.extend(cards)
     parts.append(
         f"<footer>{_e(t['footer'].format(version=__version__))}</footer></main></body></html>"
     )
     return "\n".join(parts)
+
+
+def _pct(x: object, signed: bool = False) -> str:
+    if x is None:
+        return ""
+    return f"{float(x):+.1%}" if signed else f"{float(x):.1%}"
+
+
+def _drift_section(drift: Mapping[str, Any], t: dict[str, str]) -> str:
+    """What changed since the previous run: shares and sentiment before/after, new and gone
+    segments, rising complaint terms, novelty and the refit warning."""
+    rows = []
+    for r in drift.get("segments", []):
+        before, after, change = r.get("before") or {}, r.get("after") or {}, r.get("change") or {}
+        rows.append(
+            f"<tr><td><b>{_e(r['id'])}: {_e(r.get('name') or '')}</b></td>"
+            f"<td>{_e(t['drift_' + r['status']])}</td>"
+            f'<td class="num">{_pct(before.get("share"))}</td>'
+            f'<td class="num">{_pct(after.get("share"))}</td>'
+            f'<td class="num">{_pct(change.get("share"), signed=True)}</td>'
+            f'<td class="num">{_fmt(before.get("mean_score"))}</td>'
+            f'<td class="num">{_fmt(after.get("mean_score"))}</td>'
+            f'<td class="num">{_pct(change.get("negative_share"), signed=True)}</td></tr>'
+        )
+    head = "".join(
+        f"<th>{t[k]}</th>"
+        for k in (
+            "segment",
+            "drift_status",
+            "drift_share_before",
+            "drift_share_after",
+            "drift_change",
+            "drift_score_before",
+            "drift_score_after",
+            "drift_negative_change",
+        )
+    )
+    warn = "".join(f'<p class="warning">{_e(w)}</p>' for w in drift.get("warnings", []))
+    terms = drift.get("complaints_rising") or []
+    terms_html = (
+        f"<p><b>{t['drift_complaints']}</b> "
+        + ", ".join(f"{_e(x['term'])} ({_pct(x['change'], signed=True)})" for x in terms)
+        + "</p>"
+        if terms
+        else ""
+    )
+    novelty = drift.get("novelty_share")
+    novelty_html = (
+        f"<p>{_e(t['drift_novelty'].format(share=_pct(novelty)))}</p>"
+        if novelty is not None
+        else ""
+    )
+    movers = (drift.get("movers") or {}).get("by_move") or {}
+    movers_html = (
+        f"<p><b>{t['drift_movers']}</b> "
+        + ", ".join(f"{_e(k)}: {v:,}" for k, v in movers.items())
+        + "</p>"
+        if movers
+        else ""
+    )
+    return (
+        f'<section id="drift"><h2>{t["drift"]}</h2>'
+        f'<p class="note">{_e(t["drift_note"].format(before=drift.get("before", "")))}</p>'
+        f"{warn}<table><thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>"
+        f"{terms_html}{novelty_html}{movers_html}</section>"
+    )
 
 
 def _card(s: Mapping[str, Any], t: dict[str, str], colour: str, base_label: dict) -> str:

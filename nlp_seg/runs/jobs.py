@@ -36,6 +36,38 @@ log = logging.getLogger(__name__)
 
 
 @dataclass
+class TimeOptions:
+    """The texts' time column and how segments are followed over time (``--time-col``,
+    ``--period``, ``--reference-date``)."""
+
+    column: str | None = None
+    #: week, month, quarter, or auto (from the span)
+    period: str = "auto"
+    #: what relative dates ("2 tuần trước") count back from; default today (UTC)
+    reference_date: str | None = None
+
+    def reference(self) -> pd.Timestamp:
+        from nlp_seg.io.read import parse_dates, today_utc
+
+        if not self.reference_date:
+            return today_utc()
+        ref = parse_dates(pd.Series([self.reference_date], dtype=object)).iloc[0]
+        if pd.isna(ref):
+            raise InputError(f"--reference-date {self.reference_date!r} is not a date")
+        return ref
+
+
+@dataclass
+class RefreshContext:
+    """A refresh: the previous segmenter (whose ids the new fit keeps), what it is called in
+    the outputs, and optionally the previous run's folder (for movers and complaint terms)."""
+
+    previous: Segmenter
+    label: str
+    previous_run: Any = None  # a runs.drift.RunState
+
+
+@dataclass
 class RunResult:
     """What a job produced, for the CLI's summary and for callers of the API."""
 
@@ -56,10 +88,13 @@ def _load_input(
     behavior_cols: list[str] | None,
     encoding: str | None,
     segmenting: bool = True,
+    time_col: str | None = None,
 ) -> tuple[pd.DataFrame, ColumnSpec, list[str]]:
     frame = read_table(input_path, encoding=encoding, typed=False)  # cells as typed
     typed = restore_numeric(frame.copy())
-    spec = detect_columns(typed, text_col=text_col, id_col=id_col, behavior_cols=behavior_cols)
+    spec = detect_columns(
+        typed, text_col=text_col, id_col=id_col, behavior_cols=behavior_cols, date_col=time_col
+    )
     warnings: list[str] = []
     numeric_text = pd.to_numeric(typed[spec.text], errors="coerce").notna()
     filled = typed[spec.text].notna()
@@ -127,6 +162,9 @@ def write_run_outputs(
     audience_options: Any = None,
     report: bool = True,
     csv: bool = True,
+    time_options: TimeOptions | None = None,
+    refresh: RefreshContext | None = None,
+    notes: dict[str, Any] | None = None,
 ) -> tuple[pd.DataFrame, list[Path], dict[str, Any] | None]:
     """The files of a run held in memory: ``assignments.csv`` / ``.parquet``,
     ``segments.json``, the ``--save-model`` folder, ``audiences/`` and ``report.html``.
@@ -137,12 +175,24 @@ def write_run_outputs(
     ``nlpseg batch`` with behaviour both write through here, so the two cannot drift;
     ``csv=False`` (``batch --no-csv``) leaves out ``assignments.csv``. Returns
     the output table, the files written and the audiences' entry for run.json (see
-    :func:`write_run_json`)."""
+    :func:`write_run_json`); ``notes`` receives the ``time`` and ``drift`` entries of run.json.
+
+    ``time_options`` adds each segment's volume and sentiment per period (``over_time`` in
+    segments.json, a chart in the report); ``refresh`` (``nlpseg refresh``) adds
+    ``drift.json``, ``movers.csv`` and the movers' audiences, and the report's drift section.
+    """
+    notes = notes if notes is not None else {}
     with timer("write"):
         if beh_run is not None:
             merged = beh_run.table
         else:
             merged = merge_input_and_assignments(frame, seg.assignments_, ASSIGNMENT_COLUMNS)
+        customer_unit = beh_run is not None and beh_run.info.get("unit") == "customer"
+        time_opts = time_options or TimeOptions()
+        reference = time_opts.reference()
+        notes["time"] = add_over_time(
+            seg.segments_, frame, merged, spec, time_opts, reference, customer_unit
+        )
         files = [out / "assignments.csv", out / "assignments.parquet", out / "segments.json"]
         if csv:
             write_csv(merged, files[0])
@@ -153,6 +203,7 @@ def write_run_outputs(
         write_json(
             {
                 "naming_rules": beh_run.naming_rules if beh_run is not None else naming_rules(),
+                "time": notes["time"],
                 "segments": seg.segments_,
             },
             out / "segments.json",
@@ -160,7 +211,20 @@ def write_run_outputs(
         if save_model:
             seg.columns_ = spec
             seg.save(save_model)
-    customer_unit = beh_run is not None and beh_run.info.get("unit") == "customer"
+    id_out = "customer_id" if customer_unit else (spec.id if spec.id in merged.columns else None)
+    drift = None
+    if refresh is not None:
+        with timer("drift"):
+            drift, drift_files = write_refresh_drift(
+                out, merged, seg, spec, refresh, id_out, audience_options
+            )
+        files.extend(drift_files)
+        notes["drift"] = {
+            "file": "drift.json",
+            "refit_advised": drift["refit_advised"],
+            "warnings": drift["warnings"],
+            "movers": drift["movers"]["customers"],
+        }
     more, audience_info = write_audiences_and_report(
         out,
         merged,
@@ -177,8 +241,89 @@ def write_run_outputs(
         audiences=audiences,
         audience_options=audience_options,
         report=report,
+        period=(notes["time"] or {}).get("period"),
+        reference_date=reference,
+        drift=drift,
     )
     return merged, files + more, audience_info
+
+
+def add_over_time(
+    segments: list[dict[str, Any]],
+    frame: pd.DataFrame,
+    table: pd.DataFrame,
+    spec: ColumnSpec,
+    options: TimeOptions,
+    reference: pd.Timestamp,
+    customer_unit: bool,
+) -> dict[str, Any] | None:
+    """Each segment's ``over_time`` entries (see :mod:`nlp_seg.io.timeline`) and the run's
+    ``time`` entry; ``None`` when the input has no time column."""
+    from nlp_seg.io.read import parse_dates
+    from nlp_seg.io.timeline import over_time, period_code, period_name
+
+    if spec.date is None or spec.date not in frame.columns:
+        return None
+    info: dict[str, Any] = {"column": spec.date, "reference_date": str(reference.date())}
+    if customer_unit:
+        info["note"] = "segments over time are counted per review (--unit review)"
+        return info
+    dates = parse_dates(frame[spec.date].reset_index(drop=True), reference)
+    info["rows_dated"] = int(dates.notna().sum())
+    info["rows_undated"] = int(dates.isna().sum())
+    if not dates.notna().any():
+        info["note"] = f"no cell of {spec.date!r} reads as a date"
+        return info
+    code = period_code(options.period, dates)
+    info["period"] = period_name(code)
+    info["first"] = str(dates.min().date())
+    info["last"] = str(dates.max().date())
+    per_segment, periods = over_time(dates, table.reset_index(drop=True), code)
+    info["periods"] = periods
+    for s in segments:
+        s["over_time"] = per_segment.get(int(s["id"]), [])
+    return info
+
+
+def write_refresh_drift(
+    out: Path,
+    table: pd.DataFrame,
+    seg: Segmenter,
+    spec: ColumnSpec,
+    refresh: RefreshContext,
+    id_col: str | None,
+    audience_options: Any,
+) -> tuple[dict[str, Any], list[Path]]:
+    """``drift.json``, ``movers.csv`` and the movers' audiences of a refresh (see
+    :mod:`nlp_seg.runs.drift`)."""
+    from nlp_seg.runs.drift import (
+        RunState,
+        drift_report,
+        move_counts,
+        movers,
+        write_drift_outputs,
+    )
+
+    lineage = getattr(seg, "lineage_", None) or {}
+    after = RunState(
+        seg.segments_,
+        table,
+        spec.text if spec.text in table.columns else None,
+        id_col,
+        str(out),
+    )
+    before = refresh.previous_run or RunState(list(refresh.previous.segments_), label=refresh.label)
+    matched = {int(k): int(k) for k in lineage.get("kept", [])}
+    drift = drift_report(before, after, matched=matched, novelty_share=lineage.get("novelty_share"))
+    drift["before"] = refresh.label
+    moved = movers(before, after, matched)
+    if before.table is None:
+        drift["movers_note"] = (
+            "no previous run folder given (--previous): movers need the previous assignments"
+        )
+    files = write_drift_outputs(out, drift, moved, after, audience_options)
+    drift["movers"] = {"customers": len(moved), "by_move": move_counts(moved)}
+    return drift, files
 
 
 def share_contact_columns(behavior_options: Any, audience_options: Any) -> None:
@@ -210,6 +355,9 @@ def write_audiences_and_report(
     audiences: bool = True,
     audience_options: Any = None,
     report: bool = True,
+    period: str | None = None,
+    reference_date: pd.Timestamp | None = None,
+    drift: dict[str, Any] | None = None,
 ) -> tuple[list[Path], dict[str, Any] | None]:
     """``out/audiences/`` (when ``audiences``) and ``out/report.html`` (when ``report``) from
     ``table``, the output table or the columns of it they read (the id, contact, text, date,
@@ -244,6 +392,9 @@ def write_audiences_and_report(
                     lang=lang,
                     input_name=input_name,
                     seed=seed,
+                    period=period,
+                    reference_date=reference_date,
+                    drift=drift,
                 )
                 files.append(write_report(out / "report.html", page))
     return files, audience_info
@@ -317,6 +468,8 @@ def analyze_file(
     audiences: bool = True,
     audience_options: Any = None,
     report: bool = True,
+    time_options: TimeOptions | None = None,
+    refresh: RefreshContext | None = None,
 ) -> RunResult:
     """``nlpseg analyze``: the whole pipeline on one file, outputs written to ``out_dir``.
 
@@ -325,20 +478,30 @@ def analyze_file(
     in the config's ``lang`` (see :mod:`nlp_seg.io.report`).
 
     ``behavior_options`` (a :class:`nlp_seg.runs.behavior_job.BehaviorOptions`) joins orders and
-    events and picks the unit (review or customer) of the segments.
+    events and picks the unit (review or customer) of the segments. ``time_options`` names the
+    time column and period; ``refresh`` (``nlpseg refresh``) keeps a previous segmenter's ids and
+    writes the drift outputs.
     """
     started = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
     t0 = time.perf_counter()
     reporter = reporter or SilentReporter()
     timer = StageTimer()
+    time_options = time_options or TimeOptions()
+    time_options.reference()  # a bad --reference-date fails before any work
     with timer("read"):
-        frame, spec, warnings = _load_input(input_path, text_col, id_col, behavior_cols, encoding)
+        frame, spec, warnings = _load_input(
+            input_path, text_col, id_col, behavior_cols, encoding, time_col=time_options.column
+        )
     reporter.message(
         f"Read {len(frame):,} rows; text column [bold]{spec.text}[/bold]"
         + (f", id column {spec.id}" if spec.id else "")
         + (f", behaviour columns {', '.join(spec.behavior)}" if spec.behavior else "")
     )
-    seg = Segmenter(config or SegmenterConfig(), reporter=reporter)
+    seg = Segmenter(
+        config or SegmenterConfig(),
+        reporter=reporter,
+        previous=refresh.previous if refresh is not None else None,
+    )
     beh_run = None
     if behavior_options is not None and behavior_options.active:
         from nlp_seg.runs.behavior_job import run_behavior_job
@@ -355,6 +518,7 @@ def analyze_file(
     if note:
         warnings.append(note)
     out = Path(out_dir)
+    notes: dict[str, Any] = {}
     merged, files, audience_info = write_run_outputs(
         out,
         frame,
@@ -367,12 +531,16 @@ def analyze_file(
         audiences=audiences,
         audience_options=audience_options,
         report=report,
+        time_options=time_options,
+        refresh=refresh,
+        notes=notes,
     )
+    warnings.extend((notes.get("drift") or {}).get("warnings", []))
     seconds = {**timer.seconds, **{f"pipeline.{k}": v for k, v in seg.timings_.items()}}
     seconds["total"] = round(time.perf_counter() - t0, 3)
     status = status_counts(merged["status"])
     info = _run_info(
-        "analyze",
+        "refresh" if refresh is not None else "analyze",
         input_path,
         spec,
         seg,
@@ -383,6 +551,13 @@ def analyze_file(
         warnings,
         started,
     )
+    info.update({k: v for k, v in notes.items() if v is not None})
+    if refresh is not None:
+        info["refresh"] = {
+            "ids_kept_from": refresh.label,
+            "previous_run": refresh.previous_run.label if refresh.previous_run else None,
+            **(getattr(seg, "lineage_", None) or {}),
+        }
     rows_align = beh_run is None or beh_run.info.get("unit") != "customer"
     rating = rating_check(frame, spec, merged["sentiment_score"]) if rows_align else None
     if rating and "spearman_with_sentiment_score" in rating:

@@ -115,6 +115,15 @@ class FitNeighbours:
         strength = np.clip(np.minimum(share, cap), 0.0, 1.0)
         return labels, strength, outlier_vote | novel
 
+    def novel(self, fused: np.ndarray) -> np.ndarray:
+        """Rows farther than the novelty radius from every fitted row: texts unlike any the
+        segmenter was fitted on (what a refresh counts as novelty)."""
+        x = np.asarray(fused, dtype=np.float32)
+        if len(x) == 0 or not np.isfinite(self.radius_):
+            return np.zeros(len(x), dtype=bool)
+        dist, _ = _knn(x, self.reference_, 1)
+        return dist[:, 0] > self.radius_
+
     def to_state(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
         """JSON-safe parameters and the arrays to store as safetensors."""
         params = {
