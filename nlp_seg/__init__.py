@@ -10,9 +10,10 @@ from typing import TYPE_CHECKING, Any
 
 from nlp_seg.version import __version__
 
-__all__ = ["Segmenter", "SegmenterConfig", "__version__", "load_segmenter"]
+__all__ = ["Segmenter", "SegmenterConfig", "__version__", "compare_runs", "load_segmenter"]
 
 if TYPE_CHECKING:  # pragma: no cover
+    from nlp_seg.runs.drift import compare_runs
     from nlp_seg.segmenter import Segmenter, SegmenterConfig, load_segmenter
 
 
@@ -21,4 +22,8 @@ def __getattr__(name: str) -> Any:
         from nlp_seg import segmenter as pipeline
 
         return getattr(pipeline, name)
+    if name == "compare_runs":
+        from nlp_seg.runs.drift import compare_runs
+
+        return compare_runs
     raise AttributeError(f"module 'nlp_seg' has no attribute {name!r}")

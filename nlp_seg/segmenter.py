@@ -580,7 +580,7 @@ class Segmenter:
                     "not a local folder here; install or prepare it first (nlpseg models prepare)"
                 )
             actual = folder_fingerprint(folder)
-            if actual != expected:
+            if actual != expected and folder_fingerprint(folder, legacy=True) != expected:
                 raise ModelFolderError(
                     f"the {kind} model at {folder} differs from the one this segmenter was "
                     f"fitted with (checksum {actual[:12]}... vs {expected[:12]}...); its segments "

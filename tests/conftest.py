@@ -173,12 +173,14 @@ def visfd_reviews(shared_data: Path) -> pd.DataFrame:
     return pd.read_csv(path)
 
 
-@pytest.fixture(autouse=True)
-def _isolated_home(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch):
-    """Keep caches out of the user's home; the bundled encoder is shared per test session."""
+@pytest.fixture(scope="session", autouse=True)
+def _isolated_home(tmp_path_factory: pytest.TempPathFactory):
+    """Keep caches out of the user's home; the bundled encoder is shared per test session.
+    Session-wide, so module-scoped fixtures (fits shared by several tests) use it too."""
     home = os.environ.get("NLPSEG_TEST_HOME")
     if not home:
         home = str(tmp_path_factory.getbasetemp() / "nlpseg_home")
         os.environ["NLPSEG_TEST_HOME"] = home
-    monkeypatch.setenv("NLPSEG_HOME", home)
-    yield
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("NLPSEG_HOME", home)
+        yield

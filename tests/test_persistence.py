@@ -254,3 +254,26 @@ def test_cli_assign_and_tampered_one_line_error(saved: dict, tmp_path: Path) -> 
     proc = nlpseg("assign", str(EXAMPLE), "--model", str(bad), "--out", str(tmp_path / "b"))
     assert_one_line_error(proc, "does not match its SHA-256")
     assert proc.returncode == 2
+
+
+def test_a_model_converted_again_elsewhere_keeps_its_fingerprint(
+    tiny_models: dict[str, Path], tmp_path: Path
+) -> None:
+    """The bundled encoder is converted on each machine; its conversion record (timings)
+    differs, the weights do not, so a segmenter saved on one machine loads on another."""
+    import shutil
+
+    from nlp_seg.models.bundled import MANIFEST
+    from nlp_seg.models.store import CONVERSION_RECORD, folder_fingerprint
+
+    assert CONVERSION_RECORD == MANIFEST
+    folder = tmp_path / "enc"
+    shutil.copytree(tiny_models["embedding"], folder)
+    (folder / MANIFEST).write_text('{"seconds": 11.1}', encoding="utf-8")
+    first = folder_fingerprint(folder)
+    (folder / MANIFEST).write_text('{"seconds": 16.1}', encoding="utf-8")
+    assert folder_fingerprint(folder) == first
+    assert folder_fingerprint(folder, legacy=True) != first
+    weights = next(folder.rglob("*.safetensors"))
+    weights.write_bytes(weights.read_bytes()[:-1] + b"\0")
+    assert folder_fingerprint(folder) != first

@@ -54,15 +54,23 @@ def file_sha256(path: Path) -> str:
     return h.hexdigest()
 
 
-def folder_fingerprint(folder: str | Path) -> str:
+#: nlpseg's record of converting the bundled encoder (timings, sources): not the model, and
+#: different on every machine that converts it (``nlp_seg.models.bundled.MANIFEST``).
+CONVERSION_RECORD = "nlpseg_manifest.json"
+
+
+def folder_fingerprint(folder: str | Path, legacy: bool = False) -> str:
     """One SHA-256 over every file of a model folder (relative path + content hash, sorted), so
-    the same model copied elsewhere has the same fingerprint."""
+    the same model copied elsewhere, or converted again on another machine, has the same
+    fingerprint. ``legacy`` also hashes the conversion record, as nlpseg 0.1 did when saving."""
     root = Path(folder)
     h = hashlib.sha256()
     for p in sorted(q for q in root.rglob("*") if q.is_file()):
         rel = p.relative_to(root).as_posix()
         if any(part.startswith(".") for part in p.relative_to(root).parts):
             continue  # editor/VCS/lock files are not the model
+        if rel == CONVERSION_RECORD and not legacy:
+            continue
         h.update(rel.encode("utf-8") + b"\0" + file_sha256(p).encode("ascii") + b"\n")
     return h.hexdigest()
 
