@@ -406,8 +406,10 @@ def _pool_customers(
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Per customer: pooled embedding (mean, re-normalised), mean sentiment probabilities
     (NaN without text), the probabilities to fuse (the text customers' mean without text) and
-    whether the customer wrote anything. Customers without text sit at the centre of the text
-    and sentiment blocks, so only their behaviour tells them apart."""
+    whether the customer wrote anything. Customers without text get a zero text vector: the
+    same point for all of them, at the same distance from every writer (writers' vectors have
+    unit length), so they form segments of their own (named ``silent``) told apart by their
+    behaviour, and a customer's place does not depend on who else is in the batch."""
     dim = embeddings.shape[1]
     emb = np.zeros((m, dim), np.float32)
     prob = np.zeros((m, 3))
@@ -421,9 +423,6 @@ def _pool_customers(
         emb[has_text] /= np.maximum(np.linalg.norm(emb[has_text], axis=1, keepdims=True), 1e-12)
     prob[has_text] /= count[has_text, None]
     prob[~has_text] = np.nan
-    if has_text.any() and (~has_text).any():
-        centre = emb[has_text].mean(axis=0)
-        emb[~has_text] = centre / max(float(np.linalg.norm(centre)), 1e-12)
     probs_fit = prob.copy()
     if has_text.any():
         probs_fit[~has_text] = prob[has_text].mean(axis=0)
