@@ -223,7 +223,10 @@ def iter_database(url: str, chunk_rows: int) -> Iterator[pa.Table]:
     try:
         if src.is_duckdb:
             with _duckdb_connect(src, read_only=True) as con:
-                reader = con.execute(src.select).fetch_record_batch(chunk_rows)
+                result = con.execute(src.select)
+                # DuckDB 2 renamed fetch_record_batch (1.x) to to_arrow_reader
+                to_reader = getattr(result, "to_arrow_reader", None) or result.fetch_record_batch
+                reader = to_reader(chunk_rows)
                 for batch in reader:
                     if batch.num_rows:
                         yield pa.Table.from_batches([batch])
