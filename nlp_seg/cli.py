@@ -146,6 +146,7 @@ EXTRA_MODULES = {
     "starlette": "serve",
     "prometheus_client": "serve",
     "ray": "ray",
+    "psycopg": "postgres",
     "bertopic": "bench",
     "emosent": "train",
 }

@@ -559,3 +559,45 @@ def test_urls_and_redaction() -> None:
         parse_url("postgres://u:pw@h/db?table=public.reviews").select
         == "SELECT * FROM public.reviews"
     )
+
+
+def test_sqlite_read_and_write_back(tmp_path: Path) -> None:
+    """SQLite through SQLAlchemy: a table read in its own types, and a write-back whose second
+    run replaces the current state and appends to the history."""
+    import sqlite3
+
+    from nlp_seg.errors import InputError
+    from nlp_seg.io.database import DatabaseTarget, check_target, write_back
+    from nlp_seg.io.read import read_table
+
+    db = tmp_path / "shop.db"
+    with sqlite3.connect(db) as conn:
+        conn.execute("CREATE TABLE reviews (id INTEGER, review TEXT, rating REAL)")
+        conn.executemany(
+            "INSERT INTO reviews VALUES (?, ?, ?)", [(1, "ótimo produto", 5.0), (2, "tệ", 1.0)]
+        )
+    frame = read_table(f"sqlite:///{db}?table=reviews")
+    assert list(frame["id"]) == [1, 2] and frame["rating"].dtype.kind == "f"
+    with pytest.raises(InputError, match="no SQLite file"):
+        read_table(f"sqlite:///{tmp_path / 'other.db'}?table=reviews")
+    assert not (tmp_path / "other.db").exists()
+
+    parquet = tmp_path / "assignments.parquet"
+    pd.DataFrame(
+        {"id": [1, 2], "segment_id": [0, 1], "is_outlier": [False, True], "tags": [["a"], []]}
+    ).to_parquet(parquet)
+    segments = [{"id": 0, "name": "a", "keywords": ["x", "y"]}, {"id": 1, "name": "b"}]
+    target = DatabaseTarget(f"sqlite:///{db}")
+    check_target(target)
+    for run in (1, 2):
+        info = {"command": "analyze", "started_at": "2025-01-01T00:00:00+00:00", "rows_in": 2}
+        write_back(target, parquet, segments, info)
+        with sqlite3.connect(db) as conn:
+            assert conn.execute("SELECT count(*) FROM nlpseg_assignments").fetchone() == (2,)
+            assert conn.execute("SELECT count(*) FROM nlpseg_history").fetchone() == (2 * run,)
+            assert conn.execute("SELECT tags FROM nlpseg_assignments").fetchall() == [
+                ('["a"]',),
+                ("[]",),
+            ]
+            keywords = conn.execute("SELECT keywords FROM nlpseg_segments ORDER BY id").fetchall()
+            assert keywords == [('["x", "y"]',), (None,)]

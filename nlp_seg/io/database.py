@@ -181,6 +181,15 @@ def _engine(src: Source) -> Any:
     return create_engine(src.driver_url, poolclass=NullPool, connect_args=args)
 
 
+def _refuse_missing_file(src: Source, doing: str) -> None:
+    """An SQLite file that does not exist: an error, not a new empty database (DuckDB's
+    read-only connection refuses one itself)."""
+    path = src.driver_url.database
+    missing = bool(path) and path != ":memory:" and not Path(path).expanduser().exists()
+    if src.scheme == "sqlite" and missing:
+        raise InputError(f"cannot {doing} {src.shown}: no SQLite file at {path}")
+
+
 def _duckdb_connect(src: Source, *, read_only: bool) -> Any:
     import duckdb
 
@@ -193,6 +202,7 @@ def _duckdb_connect(src: Source, *, read_only: bool) -> Any:
 def read_database(url: str, query: str | None = None) -> pd.DataFrame:
     """The rows of a database table or query as a DataFrame, in the database's own types."""
     src = parse_url(with_query(url, query))
+    _refuse_missing_file(src, "read")
     try:
         if src.is_duckdb:
             with _duckdb_connect(src, read_only=True) as con:
@@ -219,6 +229,7 @@ def iter_database(url: str, chunk_rows: int) -> Iterator[pa.Table]:
     import pyarrow as pa
 
     src = parse_url(url)
+    _refuse_missing_file(src, "read")
     schema = None
     try:
         if src.is_duckdb:
@@ -340,6 +351,10 @@ def check_target(target: DatabaseTarget) -> None:
                     con.execute("SELECT 1")
             elif not path.parent.is_dir():
                 raise InputError(f"cannot write {src.shown}: no folder {path.parent}")
+        elif src.scheme == "sqlite" and not Path(src.driver_url.database or "").exists():
+            parent = Path(src.driver_url.database or ".").expanduser().parent
+            if not src.driver_url.database or not parent.is_dir():
+                raise InputError(f"cannot write {src.shown}: no folder {parent}")
         else:
             from sqlalchemy import text
 
