@@ -621,3 +621,48 @@ def test_postgres_streamed_snapshot(pg_shop: dict[str, object], tmp_path: Path) 
     got = pq.read_table(a).to_pandas()
     assert list(got["order_id"]) == sorted(example_tables()[1]["order_id"])
     assert got["items"].dtype.kind == "i"  # the database's integer column stays one
+
+
+def test_postgres_write_back_of_many_rows_is_one_transaction(
+    pg_shop: dict[str, object], tmp_path: Path
+) -> None:
+    """Thousands of rows of many columns (more values than one statement may carry), typed
+    columns including a timestamp; a failing write leaves the tables exactly as they were."""
+    import numpy as np
+
+    from nlp_seg.errors import InputError
+    from nlp_seg.io.database import DatabaseTarget, write_back
+
+    n = 3000
+    rng = np.random.default_rng(0)
+    frame = pd.DataFrame({f"x{i}": rng.normal(size=n) for i in range(20)})
+    frame["customer_id"] = [f"C{i:05d}" for i in range(n)]
+    frame["seen_at"] = pd.Timestamp("2025-01-01") + pd.to_timedelta(np.arange(n), unit="h")
+    frame["segment_id"] = rng.integers(0, 4, n)
+    parquet = tmp_path / "assignments.parquet"
+    frame.to_parquet(parquet)
+    target = DatabaseTarget(pg_url(pg_shop), prefix="big_")
+    info = {"command": "batch", "started_at": "2025-01-01T00:00:00+00:00", "inputs": [{}]}
+    record = write_back(target, parquet, [{"id": 0, "name": "a"}], info)
+    assert info["database"] == record and record["rows_written"]["big_assignments"] == n
+    assert pg_query(pg_shop, "SELECT count(*) FROM big_assignments") == [(n,)]
+    types = column_types(
+        pg_query(
+            pg_shop,
+            "SELECT table_name, column_name, data_type FROM information_schema.columns "
+            "WHERE table_name = 'big_assignments'",
+        )
+    )
+    assert types[("big_assignments", "seen_at")] == "timestamp without time zone"
+    assert types[("big_assignments", "segment_id")] == "bigint"
+    assert types[("big_assignments", "x0")] == "double precision"
+
+    # a later run whose history rows do not fit the history's types (text in a bigint
+    # column) fails after replacing the assignments: the whole transaction is rolled back
+    frame.assign(segment_id="not-a-number").to_parquet(parquet)
+    with pytest.raises(InputError, match="cannot write to postgresql://shop:\\*\\*\\*@"):
+        write_back(target, parquet, [{"id": 0}], {"command": "batch", "inputs": [{}]})
+    assert pg_query(pg_shop, "SELECT count(*) FROM big_history") == [(n,)]
+    assert pg_query(pg_shop, "SELECT count(*) FROM big_runs") == [(1,)]
+    types = column_types(pg_query(pg_shop, CATALOG_SQL.replace("nlpseg_%", "big_%")))
+    assert types[("big_assignments", "segment_id")] == "bigint"

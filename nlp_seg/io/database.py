@@ -591,6 +591,7 @@ class _SqlWriter:
             if_exists="replace" if replace else "append",
             index=False,
             dtype=types,
-            chunksize=10_000,
-            method="multi",
+            # executemany: SQLAlchemy batches it into multi-row INSERTs within the driver's
+            # parameter limit (PostgreSQL: 65,535 a statement)
+            chunksize=50_000,
         )
