@@ -146,6 +146,7 @@ EXTRA_MODULES = {
     "starlette": "serve",
     "prometheus_client": "serve",
     "ray": "ray",
+    "psycopg": "postgres",
     "bertopic": "bench",
     "emosent": "train",
 }
@@ -234,7 +235,16 @@ Sheet = Annotated[
     ),
 ]
 InputFile = Annotated[
-    Path, typer.Argument(help="CSV, TSV, Parquet, JSON Lines or .xlsx/.xls/.ods spreadsheet.")
+    str,
+    typer.Argument(
+        help="CSV, TSV, Parquet, JSON Lines or .xlsx/.xls/.ods spreadsheet, or a database URL "
+        "(duckdb:///shop.duckdb?table=reviews, postgresql://user@host/db?table=reviews, "
+        "sqlite:///shop.db?table=reviews)."
+    ),
+]
+Query = Annotated[
+    str | None,
+    typer.Option("--query", help="SQL read from the input's database (instead of ?table=)."),
 ]
 Profile = Annotated[
     str, typer.Option("--profile", help="Model profile: bundled (offline default) or hub.")
@@ -300,12 +310,32 @@ GmailStripDots = Annotated[
     bool, typer.Option("--gmail-strip-dots", help="Drop dots in Gmail local parts before hashing.")
 ]
 Orders = Annotated[
-    Path | None,
-    typer.Option("--orders", help="Orders file (customer id, order date, amount, ...)."),
+    str | None,
+    typer.Option(
+        "--orders", help="Orders file or database URL (customer id, order date, amount, ...)."
+    ),
 ]
 Events = Annotated[
-    Path | None,
-    typer.Option("--events", help="Events file (customer id, event type, timestamp)."),
+    str | None,
+    typer.Option(
+        "--events",
+        help="Events file or database URL (customer id, event type, timestamp; or a GA4 export).",
+    ),
+]
+OrdersQuery = Annotated[
+    str | None, typer.Option("--orders-query", help="SQL read from the --orders database.")
+]
+EventsQuery = Annotated[
+    str | None, typer.Option("--events-query", help="SQL read from the --events database.")
+]
+ToDb = Annotated[
+    str | None,
+    typer.Option(
+        "--to-db", help="Also write the results to this database (duckdb://, postgresql://...)."
+    ),
+]
+DbPrefix = Annotated[
+    str, typer.Option("--db-prefix", help="Prefix of the --to-db tables (nlpseg_assignments...).")
 ]
 Unit = Annotated[str, typer.Option("--unit", help="Segment reviews (one row each) or customers.")]
 OrdersIdCol = Annotated[str | None, typer.Option("--orders-id-col")]
@@ -395,6 +425,11 @@ def analyze(
     time_col: TimeCol = None,
     period: Period = "auto",
     reference_date: ReferenceDate = None,
+    query: Query = None,
+    orders_query: OrdersQuery = None,
+    events_query: EventsQuery = None,
+    to_db: ToDb = None,
+    db_prefix: DbPrefix = "nlpseg_",
 ) -> None:
     """Score, embed, fuse, cluster and name segments; write assignments, segments and run.json."""
     opts = dict(locals())
@@ -405,9 +440,10 @@ def analyze(
         cfg, behavior_options, audience_options = build_run_config(opts)
         from nlp_seg.io.read import sheet_of
 
-        with sheet_of(input, sheet):
+        source = _with_query(input, query)
+        with sheet_of(source, sheet):
             result = analyze_file(
-                input,
+                source,
                 out,
                 cfg,
                 text_col=text_col,
@@ -421,6 +457,7 @@ def analyze(
                 audience_options=audience_options,
                 report=report,
                 time_options=build_time_options(opts),
+                to_db=_database_target(opts),
             )
         _summary(result)
 
@@ -442,6 +479,24 @@ def build_time_options(opts: dict[str, Any]) -> Any:
     return options
 
 
+def _with_query(source: str, query: str | None, flag: str = "--query") -> str:
+    """A source with ``--query`` folded into its URL (every reader takes one string)."""
+    if query is None:
+        return source
+    from nlp_seg.io.database import with_query
+
+    return with_query(source, query, flag)
+
+
+def _database_target(opts: dict[str, Any]) -> Any:
+    """``--to-db`` / ``--db-prefix`` as a :class:`~nlp_seg.io.database.DatabaseTarget`."""
+    if not opts.get("to_db"):
+        return None
+    from nlp_seg.io.database import DatabaseTarget
+
+    return DatabaseTarget(opts["to_db"], opts["db_prefix"])
+
+
 def _side_options(opts: dict[str, Any]) -> tuple[Any, Any]:
     """The behaviour and audience options of a command's parsed options."""
     from nlp_seg.errors import InputError
@@ -457,9 +512,16 @@ def _side_options(opts: dict[str, Any]) -> tuple[Any, Any]:
         include_plain=opts["audience_plain"],
         gmail_strip_dots=opts["gmail_strip_dots"],
     )
+    for name in ("orders", "events"):
+        if opts.get(f"{name}_query") is not None and opts[name] is None:
+            raise InputError(f"--{name}-query needs --{name} (a database URL)")
     behavior_options = BehaviorOptions(
-        orders=opts["orders"],
-        events=opts["events"],
+        orders=_with_query(opts["orders"], opts.get("orders_query"), "--orders-query")
+        if opts["orders"] is not None
+        else None,
+        events=_with_query(opts["events"], opts.get("events_query"), "--events-query")
+        if opts["events"] is not None
+        else None,
         unit=opts["unit"],
         orders_id_col=opts["orders_id_col"],
         orders_date_col=opts["orders_date_col"],
@@ -558,6 +620,7 @@ def score(
     max_seq_length: MaxSeq = 256,
     cache_dir: CacheDir = None,
     no_cache: NoCache = False,
+    query: Query = None,
 ) -> None:
     """Sentiment only (no clustering): input columns plus the sentiment columns and status."""
 
@@ -577,9 +640,10 @@ def score(
         cfg.resolved_models()
         from nlp_seg.io.read import sheet_of
 
-        with sheet_of(input, sheet):
+        source = _with_query(input, query)
+        with sheet_of(source, sheet):
             result = score_file(
-                input,
+                source,
                 out,
                 cfg,
                 text_col=text_col,
@@ -678,7 +742,7 @@ def assign(
     cache_dir: CacheDir = None,
     no_cache: NoCache = False,
     orders: Annotated[
-        Path | None,
+        str | None,
         typer.Option(
             "--orders",
             help="Orders of the new rows' customers: a model saved from an --orders run then "
@@ -686,7 +750,7 @@ def assign(
         ),
     ] = None,
     events: Annotated[
-        Path | None,
+        str | None,
         typer.Option(
             "--events", help="Events of the new rows' customers (a model saved with --events)."
         ),
@@ -697,6 +761,7 @@ def assign(
     events_id_col: Annotated[str | None, typer.Option("--events-id-col")] = None,
     events_type_col: Annotated[str | None, typer.Option("--events-type-col")] = None,
     events_time_col: Annotated[str | None, typer.Option("--events-time-col")] = None,
+    query: Query = None,
 ) -> None:
     """Label new rows with a saved segmenter; unlike-anything-seen rows are flagged."""
 
@@ -705,9 +770,10 @@ def assign(
         from nlp_seg.runs.behavior_job import BehaviorOptions
         from nlp_seg.runs.jobs import assign_file
 
-        with sheet_of(input, sheet):
+        source = _with_query(input, query)
+        with sheet_of(source, sheet):
             result = assign_file(
-                input,
+                source,
                 model,
                 out,
                 text_col=text_col,
@@ -779,6 +845,11 @@ def refresh(
     time_col: TimeCol = None,
     period: Period = "auto",
     reference_date: ReferenceDate = None,
+    query: Query = None,
+    orders_query: OrdersQuery = None,
+    events_query: EventsQuery = None,
+    to_db: ToDb = None,
+    db_prefix: DbPrefix = "nlpseg_",
 ) -> None:
     """Refit on a new period keeping the saved segmenter's segment ids; write the run's files
     plus drift.json, movers.csv and the movers' audiences."""
@@ -792,9 +863,10 @@ def refresh(
         if lang is not None and lang not in STRINGS:
             raise_input(f"unknown --lang {lang!r}; choose one of {', '.join(STRINGS)}")
         behavior_options, audience_options = _side_options(opts)
-        with sheet_of(input, sheet):
+        source = _with_query(input, query)
+        with sheet_of(source, sheet):
             result = refresh_file(
-                input,
+                source,
                 out,
                 model,
                 previous_run=previous,
@@ -812,6 +884,7 @@ def refresh(
                 audience_options=audience_options,
                 report=report,
                 time_options=build_time_options(opts),
+                to_db=_database_target(opts),
             )
         _summary(result)
 
@@ -864,7 +937,10 @@ def compare(
 @app.command()
 def batch(
     inputs: Annotated[
-        list[str], typer.Argument(help="CSV/TSV or Parquet files, folders of them, or globs.")
+        list[str],
+        typer.Argument(
+            help="CSV/TSV or Parquet files, folders of them, or globs; or one database URL."
+        ),
     ],
     out: Annotated[Path, typer.Option("--out", "-o", help="Output folder.")] = Path(
         "nlpseg_batch_out"
@@ -937,6 +1013,11 @@ def batch(
     events_type_col: EventsTypeCol = None,
     events_time_col: EventsTimeCol = None,
     clv_horizon_days: ClvHorizonDays = 365,
+    query: Query = None,
+    orders_query: OrdersQuery = None,
+    events_query: EventsQuery = None,
+    to_db: ToDb = None,
+    db_prefix: DbPrefix = "nlpseg_",
 ) -> None:
     """Any number of rows in bounded memory, chunk by chunk; killed and re-run, it resumes."""
     opts = dict(locals())
@@ -954,8 +1035,10 @@ def batch(
             ray_address=ray_address,
             workers=workers,
         )
+        if query is not None and len(inputs) != 1:
+            raise_input("--query reads one database: give one input URL")
         result = run_batch(
-            inputs,
+            [_with_query(inputs[0], query)] if query is not None else inputs,
             out,
             cfg,
             options,
@@ -969,6 +1052,7 @@ def batch(
             audiences=audiences,
             audience_options=audience_options,
             report=report,
+            to_db=_database_target(opts),
         )
         _summary(result)
 

@@ -27,6 +27,7 @@ import numpy as np
 import pandas as pd
 
 from nlp_seg.errors import InputError
+from nlp_seg.io.database import source_name
 from nlp_seg.io.read import ID_COLUMN_NAMES, find_by_name, parse_dates, read_table, require_column
 
 log = logging.getLogger(__name__)
@@ -131,6 +132,29 @@ EVENT_TYPES: dict[str, tuple[str, ...]] = {
     ),
 }
 _EVENT_LOOKUP = {syn: canon for canon, syns in EVENT_TYPES.items() for syn in syns}
+
+#: Columns that make an events table a GA4 BigQuery export (``events_YYYYMMDD``).
+GA4_COLUMNS = ("event_name", "event_timestamp", "user_pseudo_id")
+#: GA4's recommended and automatic event names -> the canonical types above. A session is
+#: GA4's ``session_start`` (``page_view`` / ``screen_view`` stand in for it only in an export
+#: without any); e-mail events as CRM tools send them to GA4. Other names (``purchase``,
+#: ``begin_checkout``, ``view_item``, ...) are kept and reported as unused by the features.
+GA4_EVENT_TYPES = {
+    "session_start": "session",
+    "add_to_cart": "cart_add",
+    "email_open": "email_open",
+    "email_opened": "email_open",
+    "open_email": "email_open",
+    "email_click": "click",
+    "email_clicked": "click",
+    "click_email": "click",
+    "email_send": "email_send",
+    "email_sent": "email_send",
+    "email_delivered": "email_send",
+    "cart_abandon": "cart_abandon",
+    "abandon_cart": "cart_abandon",
+}
+GA4_PAGE_EVENTS = ("page_view", "screen_view")
 
 #: Features written per customer (the README's output contract), in output order.
 ORDER_FEATURES = (
@@ -256,7 +280,7 @@ def read_orders(
     warnings about rows that could not be used.
     """
     raw = read_table(path, encoding=encoding)
-    name = Path(path).name
+    name = source_name(path)
     cols: dict[str, str | None] = {
         "id": _pick(raw, id_col, ID_COLUMN_NAMES, "orders id"),
         "date": _pick(raw, date_col, ORDER_DATE_NAMES, "orders date"),
@@ -340,10 +364,19 @@ def read_events(
     time_col: str | None = None,
     encoding: str | None = None,
 ) -> tuple[pd.DataFrame, dict[str, str | None], list[str]]:
-    """Read and clean an events file: ``customer_key``, ``event`` (canonical type), ``time``."""
+    """Read and clean an events file: ``customer_key``, ``event`` (canonical type), ``time``.
+
+    A GA4 BigQuery export (``event_name``, ``event_timestamp``, ``user_pseudo_id``) is
+    recognised by its columns and read as one (:func:`ga4_events`) unless columns are named.
+    """
+    cols: dict[str, str | None]
     raw = read_table(path, encoding=encoding)
-    name = Path(path).name
-    cols: dict[str, str | None] = {
+    name = source_name(path)
+    if is_ga4_export(raw) and not (id_col or type_col or time_col):
+        raw, cols = ga4_events(raw)
+        events, warnings = _clean_events(raw, cols, name)
+        return events, cols, warnings
+    cols = {
         "id": _pick(raw, id_col, ID_COLUMN_NAMES, "events id"),
         "type": _pick(raw, type_col, EVENT_TYPE_NAMES, "events type"),
         "time": _pick(raw, time_col, EVENT_TIME_NAMES, "events time"),
@@ -391,6 +424,43 @@ def _clean_events(
             + (" ..." if len(unknown) > 8 else "")
         )
     return events.loc[~bad].reset_index(drop=True), warnings
+
+
+def is_ga4_export(raw: pd.DataFrame) -> bool:
+    """Whether a table is GA4's BigQuery export schema (by its column names)."""
+    return all(c in raw.columns for c in GA4_COLUMNS)
+
+
+def ga4_events(raw: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, str | None]]:
+    """A GA4 export as an events table: the customer is ``user_id`` when the export has any
+    (the site's own login id, the one reviews and orders carry; rows without it are left out
+    and counted), else ``user_pseudo_id`` (the browser); ``event_timestamp`` is microseconds
+    since the epoch (an integer, or its text in JSON exports); event names mapped by
+    :data:`GA4_EVENT_TYPES`. Nested columns (``event_params``, ``device``, ...) are ignored."""
+    has_user_id = "user_id" in raw.columns and raw["user_id"].notna().any()
+    id_col = "user_id" if has_user_id else "user_pseudo_id"
+    names = raw["event_name"].astype("string").str.strip().str.lower()
+    lookup = dict(GA4_EVENT_TYPES)
+    # Page views within recorded sessions are not sessions (the generic synonyms would count
+    # each as one): they keep a GA4 name no feature reads.
+    page = "session" if not names.eq("session_start").any() else None
+    lookup.update({n: page or f"ga4_{n}" for n in GA4_PAGE_EVENTS})
+    micros = pd.to_numeric(raw["event_timestamp"], errors="coerce")
+    frame = pd.DataFrame(
+        {
+            id_col: raw[id_col],
+            "event_name": names.map(lambda n: lookup.get(n, n), na_action="ignore"),
+            "event_timestamp": pd.to_datetime(micros, unit="us", errors="coerce"),
+        },
+        index=raw.index,
+    )
+    cols: dict[str, str | None] = {
+        "schema": "ga4_bigquery_export",
+        "id": id_col,
+        "type": "event_name",
+        "time": "event_timestamp",
+    }
+    return frame, cols
 
 
 #: Fields of one order / event record (the service's request lists), in column order.

@@ -200,9 +200,19 @@ def read_table(
     detect column roles on a typed copy, so an input column comes out as the text the user
     typed (``+84901234567`` keeps its ``+``, ``4.50`` its zero). Parquet and JSON keep their
     own types either way. ``sheet`` names the sheet of a workbook (default: the first one).
+    A database URL (``duckdb:///shop.duckdb?table=reviews``, see :mod:`nlp_seg.io.database`)
+    is read in the database's own types.
     """
     import pandas as pd
 
+    from nlp_seg.io.database import is_database_url
+
+    if is_database_url(path):  # a database table or query (nlp_seg.io.database)
+        from nlp_seg.io.database import read_database
+
+        if sheet is not None:
+            raise InputError("--sheet is for spreadsheets, not for a database source")
+        return read_database(str(path))
     p = Path(path)
     if not p.exists():
         raise InputError(f"input file not found: {p}")
@@ -697,9 +707,11 @@ def restore_numeric(df: pd.DataFrame) -> pd.DataFrame:
 
     for col in df.columns:
         s = df[col]
-        if s.isna().all():
-            continue
+        if s.isna().all() or not (s.dtype == object or pd.api.types.is_string_dtype(s.dtype)):
+            continue  # already typed (Parquet, a database): nothing to restore
         non_null = s.dropna()
+        if not non_null.map(lambda v: isinstance(v, str)).all():
+            continue
         if non_null.str.match(r"^0\d").any():  # leading zeros: an identifier, keep as text
             continue
         num = pd.to_numeric(non_null, errors="coerce")

@@ -64,6 +64,7 @@ from nlp_seg.runs.batch_work import (
     ENCODE_KEYS,
     FIT_KEYS,
     FORMAT_VERSION,
+    SNAPSHOT_DIR,
     BatchOptions,
     FittedState,
     InputPlan,
@@ -209,7 +210,12 @@ def _encode_local(
 
 def _text_file(plan: InputPlan) -> str:
     """How messages name the inputs."""
-    return plan.files[0].path.name if len(plan.files) == 1 else f"the {len(plan.files)} inputs"
+    first = plan.files[0]
+    return (
+        (first.label or first.path.name)
+        if len(plan.files) == 1
+        else (f"the {len(plan.files)} inputs")
+    )
 
 
 def run_batch(
@@ -228,6 +234,7 @@ def run_batch(
     audiences: bool = True,
     audience_options: Any = None,
     report: bool = True,
+    to_db: Any = None,
 ) -> Any:
     """``nlpseg batch``: the whole pipeline over inputs of any size, resumable (see module).
 
@@ -235,6 +242,7 @@ def run_batch(
     mean what they mean for :func:`nlp_seg.runs.jobs.analyze_file`. With behaviour (orders,
     events or ``unit="customer"``) pass 1 still streams and resumes, and then every row is
     segmented in memory, as ``analyze`` does (see :func:`_finish_with_behavior`).
+    ``to_db`` writes the results back to a database as ``analyze`` does (checked first).
     """
     config = config or SegmenterConfig()
     options = options or BatchOptions()
@@ -248,8 +256,20 @@ def run_batch(
     t0 = time.perf_counter()
     timer = StageTimer()
     out = Path(out_dir)
+    if to_db is not None:
+        from nlp_seg.io.database import check_target
+
+        check_target(to_db)
     with timer("plan"):
-        plan = plan_inputs(inputs, text_col, id_col, behavior_cols, encoding)
+        plan = plan_inputs(
+            inputs,
+            text_col,
+            id_col,
+            behavior_cols,
+            encoding,
+            out=out,
+            chunk_rows=options.chunk_size,
+        )
     with_behavior = behavior_options is not None and behavior_options.active
     loaded = None
     if with_behavior:  # refuse bad behaviour files before hours of encoding, not after
@@ -331,14 +351,22 @@ def run_batch(
         )
         if with_behavior:
             result = _finish_with_behavior(
-                run, behavior_options, loaded, save_model, audiences, audience_options, report
+                run,
+                behavior_options,
+                loaded,
+                save_model,
+                audiences,
+                audience_options,
+                report,
+                to_db,
             )
         else:
-            result = _finish_by_chunks(run, save_model, audiences, audience_options, report)
+            result = _finish_by_chunks(run, save_model, audiences, audience_options, report, to_db)
     finally:
         work.unlock()
     if options.clean:
         shutil.rmtree(work.root, ignore_errors=True)
+        shutil.rmtree(out / SNAPSHOT_DIR, ignore_errors=True)
     return result
 
 
@@ -421,6 +449,7 @@ def _finish_by_chunks(
     audiences: bool,
     audience_options: Any,
     report: bool,
+    to_db: Any = None,
 ) -> Any:
     """Review unit without behaviour files: fit on the sample, place chunk by chunk, stream the
     outputs (memory bounded by a chunk and the sample), then audiences and report from the
@@ -511,7 +540,7 @@ def _finish_by_chunks(
     )
     if save_model:
         run_info["saved_model"] = str(save_model)
-    write_run_json(out, run_info, files, None, audience_info)
+    write_run_json(out, run_info, files, None, audience_info, to_db=to_db)
     return RunResult(
         out,
         files,
@@ -532,6 +561,7 @@ def _finish_with_behavior(
     audiences: bool,
     audience_options: Any,
     report: bool,
+    to_db: Any = None,
 ) -> Any:
     """``--orders`` / ``--events`` / ``--unit customer``: every encoded row in memory, then the
     very functions ``nlpseg analyze`` runs
@@ -602,7 +632,7 @@ def _finish_with_behavior(
     )
     if save_model:
         run_info["saved_model"] = str(save_model)
-    write_run_json(out, run_info, files, beh_run, audience_info)
+    write_run_json(out, run_info, files, beh_run, audience_info, to_db=to_db)
     return RunResult(
         out,
         files,

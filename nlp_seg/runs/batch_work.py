@@ -115,6 +115,10 @@ class InputFile:
     path: Path
     sep: str | None = None
     encoding: str | None = None
+    #: A database source: its redacted URL and rows (``path`` is then its Parquet snapshot).
+    source: str | None = None
+    rows: int | None = None
+    label: str | None = None
     _sha256: str | None = field(default=None, repr=False)
     _stat: tuple[int, int, int, int] | None = field(default=None, repr=False)
 
@@ -158,9 +162,17 @@ class InputPlan:
 
     def fingerprint(self) -> list[dict[str, Any]]:
         """Each input's path, size and SHA-256 (by content: an input edited in place with its
-        size and mtime restored is still another input)."""
+        size and mtime restored is still another input). A database source is its redacted
+        URL (with the query), its row count and the SHA-256 of the snapshot of its rows."""
         return [
             {"path": str(f.path), "size": f.path.stat().st_size, "sha256": f.sha256}
+            if f.source is None
+            else {
+                "path": f.source,
+                "rows": f.rows,
+                "sha256": f.sha256,
+                "snapshot": str(f.path),
+            }
             for f in self.files
         ]
 
@@ -196,6 +208,22 @@ def expand_inputs(patterns: Sequence[str | Path]) -> list[Path]:
     if not resolved:
         raise InputError("no input files given")
     return resolved
+
+
+SNAPSHOT_DIR = "_source"
+
+
+def snapshot_input(url: str, out: Path, chunk_rows: int) -> InputFile:
+    """A database source as a batch input: its rows copied chunk by chunk to
+    ``OUT/_source/<table>.parquet`` (bounded memory), which the run then streams and
+    fingerprints like any Parquet input, so a resumed run reads the very rows it started on
+    when the database returns the same rows in the same order."""
+    from nlp_seg.io.database import parse_url, redact_url, snapshot_to_parquet, source_name
+
+    src = parse_url(url)
+    dest = out / SNAPSHOT_DIR / f"{src.table or 'query'}.parquet"
+    rows = snapshot_to_parquet(url, dest, chunk_rows)
+    return InputFile(dest.resolve(), source=redact_url(url), rows=rows, label=source_name(url))
 
 
 def _sniff_encoding(path: Path, encoding: str | None) -> str:
@@ -242,14 +270,25 @@ def plan_inputs(
     id_col: str | None = None,
     behavior_cols: list[str] | None = None,
     encoding: str | None = None,
+    *,
+    out: Path | None = None,
+    chunk_rows: int = 50_000,
 ) -> InputPlan:
     """Check the inputs share one format and one set of columns; detect the column roles.
 
     CSV cells are kept as the strings that were typed (ids keep their zeros and every chunk
     has the same column types); Parquet keeps its own types. Roles are detected on the first
-    rows of the first file, as ``analyze`` would.
+    rows of the first file, as ``analyze`` would. One database URL is read through a
+    snapshot under ``out`` (:func:`snapshot_input`).
     """
-    files = [InputFile(p) for p in expand_inputs(paths)]
+    from nlp_seg.io.database import is_database_url
+
+    if any(is_database_url(p) for p in paths):
+        if len(paths) != 1 or out is None:
+            raise InputError("nlpseg batch reads one database source, not several or with files")
+        files = [snapshot_input(str(paths[0]), out, chunk_rows)]
+    else:
+        files = [InputFile(p) for p in expand_inputs(paths)]
     readable = CSV_SUFFIXES + PARQUET_SUFFIXES
     kinds = {
         "parquet" if f.path.suffix.lower() in PARQUET_SUFFIXES else "csv"

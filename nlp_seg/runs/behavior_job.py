@@ -96,7 +96,7 @@ def load_behavior(
     opts: BehaviorOptions,
 ) -> tuple[pd.DataFrame | None, pd.DataFrame | None, dict[str, Any], list[str]]:
     """Read the orders and events files named in ``opts``."""
-    from nlp_seg.io.write import file_sha256
+    from nlp_seg.io.database import input_record
 
     orders = events = None
     info: dict[str, Any] = {}
@@ -110,8 +110,7 @@ def load_behavior(
             encoding=opts.encoding,
         )
         info["orders"] = {
-            "path": str(opts.orders),
-            "sha256": file_sha256(opts.orders),
+            **input_record(opts.orders),
             "rows": len(orders),
             "purchases": int(orders["purchase"].sum()),
             "columns": cols,
@@ -126,11 +125,15 @@ def load_behavior(
             encoding=opts.encoding,
         )
         info["events"] = {
-            "path": str(opts.events),
-            "sha256": file_sha256(opts.events),
+            **input_record(opts.events),
             "rows_used": len(events),
             "columns": cols,
         }
+        if cols.get("schema") == "ga4_bigquery_export":
+            info["events"]["schema"] = (
+                "GA4 BigQuery export (detected by its columns): customer = "
+                f"{cols['id']}, event_timestamp in microseconds, event names mapped"
+            )
         warnings += w
     return orders, events, info, warnings
 

@@ -18,9 +18,9 @@ import numpy as np
 import pandas as pd
 
 from nlp_seg.errors import InputError
+from nlp_seg.io.database import input_record, source_name
 from nlp_seg.io.read import ColumnSpec, detect_columns, read_table, restore_numeric
 from nlp_seg.io.write import (
-    file_sha256,
     merge_input_and_assignments,
     package_versions,
     status_counts,
@@ -125,12 +125,13 @@ def _run_info(
     seconds: dict[str, float],
     warnings: list[str],
     started: str,
+    frame: pd.DataFrame | None = None,
 ) -> dict[str, Any]:
     return {
         "command": kind,
         "started_at": started,
         "finished_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-        "input": {"path": str(input_path), "sha256": file_sha256(input_path)},
+        "input": input_record(input_path, frame),
         "columns": asdict(spec),
         "rows_in": rows_in,
         "rows_out": rows_out,
@@ -440,15 +441,26 @@ def write_run_json(
     beh_run: Any = None,
     audience_info: dict[str, Any] | None = None,
     rating: dict[str, Any] | None = None,
+    to_db: Any = None,
 ) -> None:
     """``out/run.json``: ``info`` plus the behaviour, audiences and rating-check entries;
-    appended to ``files``."""
+    appended to ``files``. With ``to_db`` (a :class:`~nlp_seg.io.database.DatabaseTarget`)
+    the run's ``assignments.parquet`` and ``segments.json`` are first written to the
+    database in one transaction and run.json records where (``database``): run.json is
+    written last, so a run without it did not finish."""
     if rating is not None:
         info["rating_check"] = rating
     if beh_run is not None:
         info["behavior"] = beh_run.info
     if audience_info is not None:
         info["audiences"] = audience_info
+    if to_db is not None:
+        import json
+
+        from nlp_seg.io.database import write_back
+
+        segments = json.loads((out / "segments.json").read_text(encoding="utf-8"))["segments"]
+        write_back(to_db, out / "assignments.parquet", segments, info)
     write_json(info, out / "run.json")
     files.append(out / "run.json")
 
@@ -470,6 +482,7 @@ def analyze_file(
     report: bool = True,
     time_options: TimeOptions | None = None,
     refresh: RefreshContext | None = None,
+    to_db: Any = None,
 ) -> RunResult:
     """``nlpseg analyze``: the whole pipeline on one file, outputs written to ``out_dir``.
 
@@ -480,7 +493,8 @@ def analyze_file(
     ``behavior_options`` (a :class:`nlp_seg.runs.behavior_job.BehaviorOptions`) joins orders and
     events and picks the unit (review or customer) of the segments. ``time_options`` names the
     time column and period; ``refresh`` (``nlpseg refresh``) keeps a previous segmenter's ids and
-    writes the drift outputs.
+    writes the drift outputs. ``to_db`` (a :class:`~nlp_seg.io.database.DatabaseTarget`)
+    writes the results back to a database; it is checked before anything is read or written.
     """
     started = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
     t0 = time.perf_counter()
@@ -488,6 +502,10 @@ def analyze_file(
     timer = StageTimer()
     time_options = time_options or TimeOptions()
     time_options.reference()  # a bad --reference-date fails before any work
+    if to_db is not None:
+        from nlp_seg.io.database import check_target
+
+        check_target(to_db)
     with timer("read"):
         frame, spec, warnings = _load_input(
             input_path, text_col, id_col, behavior_cols, encoding, time_col=time_options.column
@@ -507,7 +525,7 @@ def analyze_file(
         from nlp_seg.runs.behavior_job import run_behavior_job
 
         share_contact_columns(behavior_options, audience_options)
-        beh_run = run_behavior_job(seg, frame, spec, behavior_options, Path(input_path).name)
+        beh_run = run_behavior_job(seg, frame, spec, behavior_options, source_name(input_path))
         if behavior_options.unit == "customer":  # a customer's reviews are pooled, as intended
             warnings = [w for w in warnings if "duplicate values in id column" not in w]
         warnings.extend(beh_run.warnings)
@@ -526,7 +544,7 @@ def analyze_file(
         spec,
         timer,
         beh_run=beh_run,
-        input_name=Path(input_path).name,
+        input_name=source_name(input_path),
         save_model=save_model,
         audiences=audiences,
         audience_options=audience_options,
@@ -550,6 +568,7 @@ def analyze_file(
         seconds,
         warnings,
         started,
+        frame,
     )
     info.update({k: v for k, v in notes.items() if v is not None})
     if refresh is not None:
@@ -566,7 +585,7 @@ def analyze_file(
             f"{rating['spearman_with_sentiment_score']:+.2f} with sentiment_score); it is not "
             "a behaviour feature unless named with --behavior-cols"
         )
-    write_run_json(out, info, files, beh_run, audience_info, rating)
+    write_run_json(out, info, files, beh_run, audience_info, rating, to_db=to_db)
     return RunResult(
         out, files, len(frame), len(merged), status, seg.segments_, warnings, seconds["total"]
     )
@@ -602,7 +621,9 @@ def score_file(
         write_csv(merged, out)
     seconds = {**timer.seconds, "total": round(time.perf_counter() - t0, 3)}
     st = status_counts(merged["status"])
-    info = _run_info("score", input_path, spec, seg, n, len(merged), st, seconds, warnings, started)
+    info = _run_info(
+        "score", input_path, spec, seg, n, len(merged), st, seconds, warnings, started, frame
+    )
     rating = rating_check(frame, spec, merged["sentiment_score"])
     if rating is not None:
         info["rating_check"] = rating
@@ -677,7 +698,7 @@ def assign_file(
         missing = [c for c in wanted if c not in cols]
         if missing:
             warnings.append(
-                f"behaviour columns {', '.join(missing)} are not in {Path(input_path).name}; "
+                f"behaviour columns {', '.join(missing)} are not in {source_name(input_path)}; "
                 "they count as missing (the fitted median)"
             )
         behavior = frame.reindex(columns=wanted)
@@ -692,11 +713,11 @@ def assign_file(
 
         if spec.id is None and saved is not None and saved.id is not None:
             raise InputError(
-                f"{Path(input_path).name} has no column {saved.id!r} (the customer id the "
+                f"{source_name(input_path)} has no column {saved.id!r} (the customer id the "
                 "model was fitted with); name the id column with --id-col"
             )
         beh_run = assign_with_behavior(
-            seg, frame, spec, behavior_options, Path(input_path).name, timer
+            seg, frame, spec, behavior_options, source_name(input_path), timer
         )
         warnings.extend(beh_run.warnings)
         assignments = beh_run.table[list(ASSIGNMENT_COLUMNS)]
@@ -715,7 +736,17 @@ def assign_file(
     seconds = {**timer.seconds, "total": round(time.perf_counter() - t0, 3)}
     status = status_counts(merged["status"])
     info = _run_info(
-        "assign", input_path, spec, seg, len(frame), len(merged), status, seconds, warnings, started
+        "assign",
+        input_path,
+        spec,
+        seg,
+        len(frame),
+        len(merged),
+        status,
+        seconds,
+        warnings,
+        started,
+        frame,
     )
     info["model_dir"] = str(model_dir)
     info["saved_models"] = seg.model_info_

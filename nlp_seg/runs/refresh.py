@@ -40,6 +40,7 @@ def refresh_file(
     audience_options: Any = None,
     report: bool = True,
     time_options: TimeOptions | None = None,
+    to_db: Any = None,
 ) -> RunResult:
     """Refit on ``input_path`` (the new period) keeping the ids of the segmenter saved in
     ``model_dir``; ``previous_run`` (that segmenter's run folder) adds movers and complaint
@@ -78,6 +79,7 @@ def refresh_file(
         report=report,
         time_options=time_options,
         refresh=RefreshContext(previous, str(model_dir), before),
+        to_db=to_db,
     )
     return result
 
