@@ -1018,6 +1018,9 @@ def batch(
     events_query: EventsQuery = None,
     to_db: ToDb = None,
     db_prefix: DbPrefix = "nlpseg_",
+    time_col: TimeCol = None,
+    period: Period = "auto",
+    reference_date: ReferenceDate = None,
 ) -> None:
     """Any number of rows in bounded memory, chunk by chunk; killed and re-run, it resumes."""
     opts = dict(locals())
@@ -1053,6 +1056,7 @@ def batch(
             audience_options=audience_options,
             report=report,
             to_db=_database_target(opts),
+            time_options=build_time_options(opts),
         )
         _summary(result)
 

@@ -207,6 +207,18 @@ def test_refresh_and_compare_from_the_command_line(
     assert total == sum(s["size"] for s in seg1["segments"] if s["id"] >= 0)
     assert all(p["period"].endswith("-01") for s in seg1["segments"] for p in s["over_time"])
     assert 'id="over-time"' in (r1 / "report.html").read_text(encoding="utf-8")
+    # batch follows segments over time the same way, from its streamed assignments
+    b1 = root / "b1"
+    proc = nlpseg(
+        "batch", str(two_periods["p1"]), "--out", str(b1), "--chunk-size", "40",
+        "--period", "month", *tiny, "-q",
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    seg_b = json.loads((b1 / "segments.json").read_text(encoding="utf-8"))
+    assert seg_b["time"]["periods"] == seg1["time"]["periods"]
+    assert {s["id"]: s["over_time"] for s in seg_b["segments"]} == {
+        s["id"]: s["over_time"] for s in seg1["segments"]
+    }
 
     proc = nlpseg(
         "refresh", str(two_periods["p2"]), "--model", str(m1), "--previous", str(r1),

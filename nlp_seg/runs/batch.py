@@ -235,6 +235,7 @@ def run_batch(
     audience_options: Any = None,
     report: bool = True,
     to_db: Any = None,
+    time_options: Any = None,
 ) -> Any:
     """``nlpseg batch``: the whole pipeline over inputs of any size, resumable (see module).
 
@@ -269,6 +270,7 @@ def run_batch(
             encoding,
             out=out,
             chunk_rows=options.chunk_size,
+            date_col=time_options.column if time_options is not None else None,
         )
     with_behavior = behavior_options is not None and behavior_options.active
     loaded = None
@@ -348,6 +350,7 @@ def run_batch(
             resumed,
             started,
             t0,
+            time_options,
         )
         if with_behavior:
             result = _finish_with_behavior(
@@ -387,6 +390,7 @@ class _Run:
     resumed: dict[str, Any]
     started: str
     t0: float
+    time_options: Any = None
 
     @property
     def n_chunks(self) -> int:
@@ -484,11 +488,13 @@ def _finish_by_chunks(
         out.mkdir(parents=True, exist_ok=True)
         files, counts = _concat_outputs(work, n_chunks, out, options.write_csv)
         segments = _full_profiles(info["segments"], counts)
+        time_info, reference = _over_time(run, segments)
         write_json(
             {
                 "naming_rules": naming_rules(),
                 "profiled_on": f"a seeded sample of {info['sample_size']} rows; size, share "
                 "and outlier_share count every row",
+                "time": time_info,
                 "segments": segments,
             },
             out / "segments.json",
@@ -514,6 +520,8 @@ def _finish_by_chunks(
         audiences=audiences,
         audience_options=audience_options,
         report=report,
+        period=(time_info or {}).get("period"),
+        reference_date=reference,
     )
     files += more
     status = counts.groupby("status").n.sum().sort_values(ascending=False).astype(int).to_dict()
@@ -540,6 +548,8 @@ def _finish_by_chunks(
     )
     if save_model:
         run_info["saved_model"] = str(save_model)
+    if time_info is not None:
+        run_info["time"] = time_info
     write_run_json(out, run_info, files, None, audience_info, to_db=to_db)
     return RunResult(
         out,
@@ -596,6 +606,7 @@ def _finish_with_behavior(
     if seg.note_:
         warnings.append(seg.note_)
     out.mkdir(parents=True, exist_ok=True)
+    notes: dict[str, Any] = {}
     merged, files, audience_info = write_run_outputs(
         out,
         frame,
@@ -609,6 +620,8 @@ def _finish_with_behavior(
         audience_options=audience_options,
         report=report,
         csv=run.options.write_csv,
+        time_options=run.time_options,
+        notes=notes,
     )
     status = dict(status_counts(merged["status"]))
     seconds = {
@@ -632,6 +645,7 @@ def _finish_with_behavior(
     )
     if save_model:
         run_info["saved_model"] = str(save_model)
+    run_info.update({k: v for k, v in notes.items() if v is not None})
     write_run_json(out, run_info, files, beh_run, audience_info, to_db=to_db)
     return RunResult(
         out,
@@ -671,6 +685,23 @@ def _save_fitted(
         models[kind] = record
     state["models"] = models
     write_folder(dest, state, arrays)
+
+
+def _over_time(run: _Run, segments: list[dict[str, Any]]) -> tuple[dict[str, Any] | None, Any]:
+    """Segments over time from the time, segment and sentiment columns of the written
+    ``assignments.parquet`` (narrow columns, not the texts); the ``time`` entry and the
+    reference date of relative dates."""
+    from nlp_seg.runs.jobs import TimeOptions, add_over_time
+
+    options = run.time_options or TimeOptions()
+    reference = options.reference()
+    spec = run.plan.spec
+    if spec.date is None:
+        return None, reference
+    cols = [spec.date, "segment_id", "sentiment_score", "sentiment_label"]
+    table = pq.read_table(run.out / "assignments.parquet", columns=cols).to_pandas()
+    info = add_over_time(segments, table, table, spec, options, reference, False)
+    return info, reference
 
 
 def _extras_table(

@@ -273,6 +273,7 @@ def plan_inputs(
     *,
     out: Path | None = None,
     chunk_rows: int = 50_000,
+    date_col: str | None = None,
 ) -> InputPlan:
     """Check the inputs share one format and one set of columns; detect the column roles.
 
@@ -363,7 +364,9 @@ def plan_inputs(
         if first is None:
             raise InputError(f"input file has no rows: {files[0].path}")
         head = first.to_pandas()
-    spec = detect_columns(head, text_col=text_col, id_col=id_col, behavior_cols=behavior_cols)
+    spec = detect_columns(
+        head, text_col=text_col, id_col=id_col, behavior_cols=behavior_cols, date_col=date_col
+    )
     return InputPlan(files, fmt, columns, spec, schema, raw_columns)
 
 
