@@ -236,8 +236,11 @@ def run_batch(
     events or ``unit="customer"``) pass 1 still streams and resumes, and then every row is
     segmented in memory, as ``analyze`` does (see :func:`_finish_with_behavior`).
     """
+    from nlp_seg.runs.jobs import check_personalisation
+
     config = config or SegmenterConfig()
     options = options or BatchOptions()
+    check_personalisation(config, behavior_options)
     reporter = reporter or SilentReporter()
     if options.engine not in ("local", "ray"):
         raise NlpsegError(f"unknown --engine {options.engine!r}; use local or ray")
@@ -566,6 +569,7 @@ def _finish_with_behavior(
     if seg.note_:
         warnings.append(seg.note_)
     out.mkdir(parents=True, exist_ok=True)
+    notes: dict[str, Any] = {}
     merged, files, audience_info = write_run_outputs(
         out,
         frame,
@@ -579,6 +583,7 @@ def _finish_with_behavior(
         audience_options=audience_options,
         report=report,
         csv=run.options.write_csv,
+        notes=notes,
     )
     status = dict(status_counts(merged["status"]))
     seconds = {
@@ -602,6 +607,7 @@ def _finish_with_behavior(
     )
     if save_model:
         run_info["saved_model"] = str(save_model)
+    run_info.update(notes)
     write_run_json(out, run_info, files, beh_run, audience_info)
     return RunResult(
         out,

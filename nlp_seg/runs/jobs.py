@@ -127,6 +127,7 @@ def write_run_outputs(
     audience_options: Any = None,
     report: bool = True,
     csv: bool = True,
+    notes: dict[str, Any] | None = None,
 ) -> tuple[pd.DataFrame, list[Path], dict[str, Any] | None]:
     """The files of a run held in memory: ``assignments.csv`` / ``.parquet``,
     ``segments.json``, the ``--save-model`` folder, ``audiences/`` and ``report.html``.
@@ -137,12 +138,17 @@ def write_run_outputs(
     ``nlpseg batch`` with behaviour both write through here, so the two cannot drift;
     ``csv=False`` (``batch --no-csv``) leaves out ``assignments.csv``. Returns
     the output table, the files written and the audiences' entry for run.json (see
-    :func:`write_run_json`)."""
+    :func:`write_run_json`); ``notes`` (when given) receives the ``personalisation`` entry
+    for run.json (see :mod:`nlp_seg.runs.personalise`)."""
+    customer_unit = beh_run is not None and beh_run.info.get("unit") == "customer"
+    # one row per customer at --unit customer, whatever the input called its id
+    id_col = "customer_id" if customer_unit else None
     with timer("write"):
         if beh_run is not None:
             merged = beh_run.table
         else:
             merged = merge_input_and_assignments(frame, seg.assignments_, ASSIGNMENT_COLUMNS)
+        merged, segments, personal = personalise_run(merged, seg, spec, beh_run, id_col)
         files = [out / "assignments.csv", out / "assignments.parquet", out / "segments.json"]
         if csv:
             write_csv(merged, files[0])
@@ -153,22 +159,20 @@ def write_run_outputs(
         write_json(
             {
                 "naming_rules": beh_run.naming_rules if beh_run is not None else naming_rules(),
-                "segments": seg.segments_,
+                "segments": segments,
             },
             out / "segments.json",
         )
         if save_model:
             seg.columns_ = spec
             seg.save(save_model)
-    customer_unit = beh_run is not None and beh_run.info.get("unit") == "customer"
     more, audience_info = write_audiences_and_report(
         out,
         merged,
         seg.segments_,
         spec,
         timer,
-        # one row per customer at --unit customer, whatever the input called its id
-        id_col="customer_id" if customer_unit else None,
+        id_col=id_col,
         # rows of the segmenter are rows of the output table at either unit
         coords=lambda: _map_coordinates(seg),
         input_name=input_name,
@@ -178,7 +182,59 @@ def write_run_outputs(
         audience_options=audience_options,
         report=report,
     )
-    return merged, files + more, audience_info
+    with timer("personalisation"):
+        from nlp_seg.runs.personalise import write_personal_files
+
+        personal_files, personal["email_campaign"] = write_personal_files(
+            out,
+            merged,
+            segments,
+            id_col=id_col or (spec.id if spec.id in merged.columns else None),
+            lang=seg.config.lang,
+            playbook=seg.config.playbook,
+            audiences=audiences,
+            audience_options=audience_options,
+        )
+    if notes is not None:
+        notes["personalisation"] = personal
+    return merged, files + more + personal_files, audience_info
+
+
+def personalise_run(
+    table: pd.DataFrame,
+    seg: Segmenter,
+    spec: ColumnSpec,
+    beh_run: Any = None,
+    id_col: str | None = None,
+) -> tuple[pd.DataFrame, list[dict[str, Any]], dict[str, Any]]:
+    """The output table with ``next_best_action`` and ``recommended_items``, the segment
+    profiles with their action and message drafts, and the run.json entry: what ``analyze``,
+    ``batch`` and ``assign`` all add (see :mod:`nlp_seg.runs.personalise`)."""
+    from nlp_seg.runs.personalise import personalise_segments, personalise_table
+
+    id_col = id_col or (spec.id if spec.id in table.columns else None)
+    table, info = personalise_table(
+        table,
+        seg.segments_,
+        id_col=id_col,
+        orders=beh_run.orders if beh_run is not None else None,
+        playbook=seg.config.playbook,
+        recommender=beh_run.recommender if beh_run is not None else "popularity",
+        n_items=beh_run.recommend_n if beh_run is not None else 10,
+        seed=seg.config.seed,
+    )
+    return table, personalise_segments(seg.segments_, seg.config.playbook), info
+
+
+def check_personalisation(config: SegmenterConfig | None, behavior_options: Any = None) -> None:
+    """Refuse a bad playbook (a hostile template, an unknown action) or an unknown
+    ``--recommender`` before any model runs, so nothing is half-written."""
+    from nlp_seg.behavior.recommend import check_recommender
+    from nlp_seg.stages.personalise import load_personalisation
+
+    load_personalisation(config.playbook if config is not None else None)
+    if behavior_options is not None:
+        check_recommender(behavior_options.recommender)
 
 
 def share_contact_columns(behavior_options: Any, audience_options: Any) -> None:
@@ -331,6 +387,7 @@ def analyze_file(
     t0 = time.perf_counter()
     reporter = reporter or SilentReporter()
     timer = StageTimer()
+    check_personalisation(config, behavior_options)
     with timer("read"):
         frame, spec, warnings = _load_input(input_path, text_col, id_col, behavior_cols, encoding)
     reporter.message(
@@ -355,6 +412,7 @@ def analyze_file(
     if note:
         warnings.append(note)
     out = Path(out_dir)
+    notes: dict[str, Any] = {}
     merged, files, audience_info = write_run_outputs(
         out,
         frame,
@@ -367,6 +425,7 @@ def analyze_file(
         audiences=audiences,
         audience_options=audience_options,
         report=report,
+        notes=notes,
     )
     seconds = {**timer.seconds, **{f"pipeline.{k}": v for k, v in seg.timings_.items()}}
     seconds["total"] = round(time.perf_counter() - t0, 3)
@@ -383,6 +442,7 @@ def analyze_file(
         warnings,
         started,
     )
+    info.update(notes)
     rows_align = beh_run is None or beh_run.info.get("unit") != "customer"
     rating = rating_check(frame, spec, merged["sentiment_score"]) if rows_align else None
     if rating and "spearman_with_sentiment_score" in rating:
@@ -534,6 +594,8 @@ def assign_file(
             merged = beh_run.table
         else:
             merged = merge_input_and_assignments(frame, assignments, ASSIGNMENT_COLUMNS)
+        unit_id = "customer_id" if beh_run is not None and "customer_id" in merged else None
+        merged, _, personal = personalise_run(merged, seg, spec, beh_run, unit_id)
         files = [out / "assignments.csv", out / "assignments.parquet"]
         write_csv(merged, files[0])
         write_parquet(merged, files[1])
@@ -544,6 +606,7 @@ def assign_file(
     )
     info["model_dir"] = str(model_dir)
     info["saved_models"] = seg.model_info_
+    info["personalisation"] = personal
     if beh_run is not None:
         info["behavior"] = beh_run.info
     elif setup:
