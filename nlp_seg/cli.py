@@ -317,7 +317,7 @@ OrdersItemCol = Annotated[
 ]
 Recommender = Annotated[
     str,
-    typer.Option("--recommender", help="recommended_items from: popularity (segment) or als."),
+    typer.Option("--recommender", help="recommended_items from: als (default) or popularity (segment best sellers)."),
 ]
 RecommendN = Annotated[
     int, typer.Option("--recommend-n", min=1, help="Most item ids in recommended_items.")
@@ -387,7 +387,7 @@ def analyze(
     orders_date_col: OrdersDateCol = None,
     orders_amount_col: OrdersAmountCol = None,
     orders_item_col: OrdersItemCol = None,
-    recommender: Recommender = "popularity",
+    recommender: Recommender = "als",
     recommend_n: RecommendN = 10,
     events_id_col: EventsIdCol = None,
     events_type_col: EventsTypeCol = None,
@@ -673,7 +673,7 @@ def assign(
     orders_date_col: Annotated[str | None, typer.Option("--orders-date-col")] = None,
     orders_amount_col: Annotated[str | None, typer.Option("--orders-amount-col")] = None,
     orders_item_col: OrdersItemCol = None,
-    recommender: Recommender = "popularity",
+    recommender: Recommender = "als",
     recommend_n: RecommendN = 10,
     events_id_col: Annotated[str | None, typer.Option("--events-id-col")] = None,
     events_type_col: Annotated[str | None, typer.Option("--events-type-col")] = None,
@@ -792,7 +792,7 @@ def batch(
     orders_date_col: OrdersDateCol = None,
     orders_amount_col: OrdersAmountCol = None,
     orders_item_col: OrdersItemCol = None,
-    recommender: Recommender = "popularity",
+    recommender: Recommender = "als",
     recommend_n: RecommendN = 10,
     events_id_col: EventsIdCol = None,
     events_type_col: EventsTypeCol = None,

@@ -69,7 +69,7 @@ class BehaviorOptions:
     #: Item / product / SKU id column of the orders (auto-detected): ``recommended_items``.
     orders_item_col: str | None = None
     #: ``popularity`` or ``als`` (see :mod:`nlp_seg.behavior.recommend`).
-    recommender: str = "popularity"
+    recommender: str = "als"
     recommend_n: int = 10
     events_id_col: str | None = None
     events_type_col: str | None = None
@@ -97,7 +97,7 @@ class BehaviorResult:
     warnings: list[str] = field(default_factory=list)
     #: The cleaned orders (with ``item_id`` when found), for ``recommended_items``.
     orders: pd.DataFrame | None = None
-    recommender: str = "popularity"
+    recommender: str = "als"
     recommend_n: int = 10
 
 

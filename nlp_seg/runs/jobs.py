@@ -219,7 +219,7 @@ def personalise_run(
         id_col=id_col,
         orders=beh_run.orders if beh_run is not None else None,
         playbook=seg.config.playbook,
-        recommender=beh_run.recommender if beh_run is not None else "popularity",
+        recommender=beh_run.recommender if beh_run is not None else "als",
         n_items=beh_run.recommend_n if beh_run is not None else 10,
         seed=seg.config.seed,
     )
