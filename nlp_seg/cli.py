@@ -317,7 +317,9 @@ OrdersItemCol = Annotated[
 ]
 Recommender = Annotated[
     str,
-    typer.Option("--recommender", help="recommended_items from: als (default) or popularity (segment best sellers)."),
+    typer.Option(
+        "--recommender", help="recommended_items: als, or popularity (the segment's best sellers)."
+    ),
 ]
 RecommendN = Annotated[
     int, typer.Option("--recommend-n", min=1, help="Most item ids in recommended_items.")
@@ -428,9 +430,9 @@ def build_run_config(opts: dict[str, Any]) -> tuple[Any, Any, Any]:
     """The one place command-line options become a run's settings: the
     :class:`~nlp_seg.segmenter.SegmenterConfig`, the behaviour options and the audience
     options, from a command's parsed options (``analyze`` and ``batch`` share them)."""
+    from nlp_seg.behavior.recommend import check_recommender
     from nlp_seg.errors import InputError
     from nlp_seg.io.audiences import AudienceOptions, check_country
-    from nlp_seg.behavior.recommend import check_recommender
     from nlp_seg.io.report import STRINGS
     from nlp_seg.runs.behavior_job import UNITS, BehaviorOptions
     from nlp_seg.segmenter import SegmenterConfig

@@ -106,7 +106,9 @@ def test_recommended_items_are_new_to_the_customer(bundled_run: Path) -> None:
         bundled_run / "out" / "assignments.csv", encoding="utf-8-sig", dtype={"customer_id": str}
     )
     bought = _bought(bundled_run / "orders.csv")
-    lists = {c: _items(v) for c, v in zip(table["customer_id"], table["recommended_items"])}
+    lists = {
+        c: _items(v) for c, v in zip(table["customer_id"], table["recommended_items"], strict=True)
+    }
     assert sum(bool(v) for v in lists.values()) >= 0.9 * len(lists)
     for customer, items in lists.items():
         assert len(items) <= 5 and len(set(items)) == len(items)

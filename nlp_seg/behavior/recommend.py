@@ -5,8 +5,8 @@ with ``purchase`` and an ``item_id``):
 
 * ``popularity``: the items most customers *of the customer's segment* bought,
   then the shop's best sellers to fill up, never one the customer already bought;
-* ``als`` (default): implicit-feedback matrix factorisation (``implicit``'s alternating least squares,
-  Hu, Koren & Volinsky 2008) on the customer x item purchase counts, with the same filter;
+* ``als`` (default): implicit-feedback matrix factorisation (``implicit``'s alternating least
+  squares, Hu, Koren & Volinsky 2008) on the customer x item purchase counts, with the same filter;
   customers it knows nothing about (no purchase with an item) get the popularity list, and
   a list ALS leaves short is topped up from it. ``factors`` and ``regularization`` are small /
   strong because a shop's customers buy a handful of items each (see the benchmark).

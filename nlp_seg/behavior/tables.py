@@ -268,7 +268,8 @@ def read_orders(
 
     Returns one row per order (or order line) with ``customer_key``, ``order_date``,
     ``amount``, ``status``, ``channel``, ``items`` (a count), ``item_id`` (which product,
-    when an item/product/SKU column is found or named with ``item_col``) and ``purchase`` (counts as a purchase: has an id and a date, a
+    when an item/product/SKU column is found or named with ``item_col``) and ``purchase``
+    (counts as a purchase: has an id and a date, a
     non-negative amount and a status that is not cancelled/refunded), the columns found, and
     warnings about rows that could not be used.
     """

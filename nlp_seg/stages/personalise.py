@@ -41,7 +41,13 @@ CUSTOMER_FIELDS = ("first_name", "recommended_items")
 ACTION_FIELDS = ("base", "value_tier", "loyalty_tier", "sentiment_label")
 MESSAGE_FIELDS = ("base", "next_best_action", "value_tier", "loyalty_tier")
 #: Playbook sections read here; one missing from an edited playbook comes from the shipped one.
-PERSONAL_SECTIONS = ("next_best_action", "offers", "greeting_name", "no_recommendations", "messages")
+PERSONAL_SECTIONS = (
+    "next_best_action",
+    "offers",
+    "greeting_name",
+    "no_recommendations",
+    "messages",
+)
 
 
 def check_template(template: object, where: str) -> str:
@@ -56,12 +62,17 @@ def check_template(template: object, where: str) -> str:
         if field is None:
             continue
         if field not in MERGE_FIELDS or spec or conversion:
-            shown = "{" + field + (f"!{conversion}" if conversion else "") + (
-                f":{spec}" if spec else ""
-            ) + "}"
+            shown = (
+                "{"
+                + field
+                + (f"!{conversion}" if conversion else "")
+                + (f":{spec}" if spec else "")
+                + "}"
+            )
+            allowed = ", ".join("{" + f + "}" for f in MERGE_FIELDS)
             raise InputError(
-                f"playbook {where} uses {shown}: only {', '.join('{' + f + '}' for f in MERGE_FIELDS)}"
-                " are allowed (no attributes, indexes or formats)"
+                f"playbook {where} uses {shown}: only {allowed} are allowed (no attributes, "
+                "indexes or formats)"
             )
     return template
 
