@@ -271,3 +271,64 @@ def test_popularity_ranks_the_segments_own_best_sellers_first() -> None:
     for key, items in als.items():
         own = set(orders.loc[(orders["customer_key"] == key) & orders["purchase"], "item_id"])
         assert items and not set(items) & own
+
+
+def test_service_assign_answers_the_same_next_best_action(bundled_run: Path) -> None:
+    pytest.importorskip("fastapi")
+    pytest.importorskip("uvicorn")
+    httpx = pytest.importorskip("httpx")
+    from test_service import running
+
+    from nlp_seg.segmenter import load_segmenter
+    from nlp_seg.service.app import ServiceSettings, create_app
+
+    root = bundled_run
+    written = pd.read_parquet(root / "out" / "assignments.parquet").set_index("customer_id")
+    reviews = pd.read_csv(root / "reviews.csv", dtype=str)
+    orders = pd.read_csv(root / "orders.csv", dtype=str)
+    customers = sorted(set(reviews["customer_id"]))[:6]
+    rows = []
+    for c in customers:
+        mine = reviews[reviews["customer_id"] == c]
+        for r in mine.itertuples():
+            rows.append({"id": r.review_id, "customer_id": c, "text": r.review})
+        rows[-1]["orders"] = [
+            {"date": o.order_date, "amount": o.amount, "status": o.status, "channel": o.channel}
+            for o in orders[orders["customer_id"] == c].itertuples()
+        ]
+    seg = load_segmenter(str(root / "model"), cache_dir=None)
+    settings = ServiceSettings(max_texts=64, max_wait_ms=5, api_key=None)
+    with running(create_app(seg, settings)) as url, httpx.Client(base_url=url, timeout=120) as c:
+        r = c.post("/v1/assign", json={"rows": rows})
+    assert r.status_code == 200, r.text
+    results = r.json()["results"]
+    assert [x["customer_id"] for x in results] == customers
+    same = 0
+    keys = ("segment_id", "value_tier", "loyalty_tier", "sentiment_label")
+    for x in results:
+        assert x["next_best_action"] in VOCABULARY
+        mine = written.loc[x["customer_id"]]
+        if all(x[k] == mine[k] for k in keys):  # the same inputs to the rules, the same action
+            assert x["next_best_action"] == mine["next_best_action"]
+            same += 1
+    assert same
+
+
+def test_text_only_run_gets_actions_from_the_segments_alone(
+    tiny_models: dict[str, Path], tmp_path: Path
+) -> None:
+    proc = nlpseg(
+        "-q", "analyze", str(REPO / "examples" / "reviews.csv"), "--out", str(tmp_path / "o"),
+        *tiny_args(tiny_models), "--no-report", "--audience-plain",
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    table = pd.read_csv(tmp_path / "o" / "assignments.csv", encoding="utf-8-sig")
+    segments = json.loads((tmp_path / "o" / "segments.json").read_text())["segments"]
+    base = table["segment_id"].map({s["id"]: s["base_name"] for s in segments})
+    assert set(table["next_best_action"]) <= VOCABULARY
+    assert (table.loc[base == "disappointed", "next_best_action"] == "care_call").all()
+    assert (table.loc[base == "satisfied", "next_best_action"] == "review_request").all()
+    assert table["recommended_items"].isna().all()  # present, empty: no orders
+    run = json.loads((tmp_path / "o" / "run.json").read_text())["personalisation"]
+    assert run["note"] == "recommended_items is empty: no --orders given"
+    assert "e-mail column" in run["email_campaign"]["reason"]  # the example has no e-mails

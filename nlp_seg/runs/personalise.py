@@ -65,10 +65,10 @@ def detect_name_column(frame: pd.DataFrame) -> str | None:
 def _row_fields(table: pd.DataFrame, segments: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
     base = {int(s["id"]): s.get("base_name", "") for s in segments}
     ids = pd.to_numeric(table["segment_id"], errors="coerce").fillna(-1).astype(int).tolist()
-    cols = {c: table[c].astype(object).tolist() for c in ("value_tier", "loyalty_tier")}
-    cols["sentiment_label"] = (
-        table["sentiment_label"].astype(object).tolist() if "sentiment_label" in table else []
-    )
+    cols = {
+        c: table[c].astype(object).tolist() if c in table else []
+        for c in ("value_tier", "loyalty_tier", "sentiment_label")
+    }
     out = []
     for i, sid in enumerate(ids):
         row = {"base": base.get(sid, "")}
