@@ -84,9 +84,15 @@ log = logging.getLogger(__name__)
 
 # --------------------------------------------------------------------------- outputs
 def _concat_outputs(
-    work: WorkDir, n_chunks: int, out: Path, write_csv: bool
+    work: WorkDir,
+    n_chunks: int,
+    out: Path,
+    write_csv: bool,
+    add_columns: Any = None,
 ) -> tuple[list[Path], pd.DataFrame]:
-    """Stream the parts into the output files; return per-row counts for the profiles."""
+    """Stream the parts into the output files; return per-row counts for the profiles.
+    ``add_columns`` (a part's Arrow table -> the table with more columns) adds the
+    personalisation columns as each part streams by."""
     files = [out / "assignments.parquet"]
     counts: list[pd.DataFrame] = []
     writer: pq.ParquetWriter | None = None
@@ -96,6 +102,8 @@ def _concat_outputs(
     try:
         for k in range(n_chunks):
             table = pq.read_table(work.part(k))
+            if add_columns is not None:
+                table = add_columns(table)
             if writer is None:
                 writer = pq.ParquetWriter(tmp_pq, table.schema)
             elif table.schema != writer.schema:
@@ -454,10 +462,17 @@ def _finish_by_chunks(
                     place_chunk(work, k, options.chunk_size, state)
                     advance(1)
     info = json.loads((work.fit / "FITTED").read_text(encoding="utf-8"))
+    from nlp_seg.runs.personalise import add_personal_columns, personalise_segments
+
+    def add_columns(part: pa.Table) -> pa.Table:
+        return add_personal_columns(part, info["segments"], run.config.playbook)
+
     with timer("write"):
         out.mkdir(parents=True, exist_ok=True)
-        files, counts = _concat_outputs(work, n_chunks, out, options.write_csv)
-        segments = _full_profiles(info["segments"], counts)
+        files, counts = _concat_outputs(work, n_chunks, out, options.write_csv, add_columns)
+        segments = personalise_segments(
+            _full_profiles(info["segments"], counts), run.config.playbook
+        )
         write_json(
             {
                 "naming_rules": naming_rules(),
@@ -490,6 +505,11 @@ def _finish_by_chunks(
         report=report,
     )
     files += more
+    from nlp_seg.io.write import write_csv as write_csv_file
+    from nlp_seg.runs.personalise import MESSAGES_FILE, messages_table
+
+    write_csv_file(messages_table(segments), out / MESSAGES_FILE)
+    files.append(out / MESSAGES_FILE)
     status = counts.groupby("status").n.sum().sort_values(ascending=False).astype(int).to_dict()
     warnings = [info["note"]] if info.get("note") else []
     seconds = {
@@ -514,6 +534,15 @@ def _finish_by_chunks(
     )
     if save_model:
         run_info["saved_model"] = str(save_model)
+    run_info["personalisation"] = {
+        "note": "recommended_items is empty: no --orders given",
+        "email_campaign": {
+            "file": "audiences/email_campaign.csv",
+            "written": False,
+            "reason": "nlpseg batch writes it with --orders / --events / --unit customer "
+            "(the in-memory finish), not when streaming chunks",
+        },
+    }
     write_run_json(out, run_info, files, None, audience_info)
     return RunResult(
         out,

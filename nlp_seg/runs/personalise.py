@@ -131,6 +131,22 @@ def personalise_table(
     return out, info
 
 
+def add_personal_columns(
+    part: Any, segments: Sequence[dict[str, Any]], playbook: str | None = None
+) -> Any:
+    """An Arrow table of assignments (one part of ``nlpseg batch``) with
+    :data:`PERSONAL_COLUMNS` appended; ``recommended_items`` empty (no orders there)."""
+    import pyarrow as pa
+
+    cols = [c for c in ("segment_id", "sentiment_label") if c in part.column_names]
+    done, _ = personalise_table(
+        part.select(cols).to_pandas(), segments, id_col=None, playbook=playbook
+    )
+    for c in PERSONAL_COLUMNS:
+        part = part.append_column(c, pa.array(done[c].tolist(), type=pa.string()))
+    return part
+
+
 def personalise_segments(
     segments: Sequence[dict[str, Any]], playbook: str | None = None
 ) -> list[dict[str, Any]]:
