@@ -332,3 +332,26 @@ def test_text_only_run_gets_actions_from_the_segments_alone(
     run = json.loads((tmp_path / "o" / "run.json").read_text())["personalisation"]
     assert run["note"] == "recommended_items is empty: no --orders given"
     assert "e-mail column" in run["email_campaign"]["reason"]  # the example has no e-mails
+
+
+def test_batch_streamed_and_in_memory_add_the_same_columns(
+    tiny_models: dict[str, Path], tmp_path: Path
+) -> None:
+    """``nlpseg batch`` without behaviour (parts streamed) and with orders (in-memory finish)."""
+    reviews, orders = _inputs(tmp_path)
+    for name, extra in (("plain", []), ("orders", ["--orders", str(orders), "--audience-plain"])):
+        out = tmp_path / name
+        proc = nlpseg(
+            "-q", "batch", str(reviews), "--out", str(out), "--chunk-size", "50",
+            *tiny_args(tiny_models), "--no-report", *extra,
+        )  # fmt: skip
+        assert proc.returncode == 0, proc.stderr
+        table = pd.read_parquet(out / "assignments.parquet")
+        assert list(table.columns[-2:]) == ["next_best_action", "recommended_items"]
+        assert set(table["next_best_action"]) <= VOCABULARY
+        segments = json.loads((out / "segments.json").read_text())["segments"]
+        assert all({"en", "vi"} <= set(s["message"]) for s in segments)
+        assert len(pd.read_csv(out / "messages.csv", encoding="utf-8-sig")) == 2 * len(segments)
+        filled = table["recommended_items"].fillna("") != ""
+        assert filled.any() if name == "orders" else not filled.any()
+        assert (out / "audiences" / "email_campaign.csv").exists() == (name == "orders")
