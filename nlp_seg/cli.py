@@ -341,6 +341,19 @@ Unit = Annotated[str, typer.Option("--unit", help="Segment reviews (one row each
 OrdersIdCol = Annotated[str | None, typer.Option("--orders-id-col")]
 OrdersDateCol = Annotated[str | None, typer.Option("--orders-date-col")]
 OrdersAmountCol = Annotated[str | None, typer.Option("--orders-amount-col")]
+OrdersItemCol = Annotated[
+    str | None,
+    typer.Option("--orders-item-col", help="Item/product/SKU id column (auto-detected)."),
+]
+Recommender = Annotated[
+    str,
+    typer.Option(
+        "--recommender", help="recommended_items: als, or popularity (the segment's best sellers)."
+    ),
+]
+RecommendN = Annotated[
+    int, typer.Option("--recommend-n", min=1, help="Most item ids in recommended_items.")
+]
 EventsIdCol = Annotated[str | None, typer.Option("--events-id-col")]
 EventsTypeCol = Annotated[str | None, typer.Option("--events-type-col")]
 EventsTimeCol = Annotated[str | None, typer.Option("--events-time-col")]
@@ -418,6 +431,9 @@ def analyze(
     orders_id_col: OrdersIdCol = None,
     orders_date_col: OrdersDateCol = None,
     orders_amount_col: OrdersAmountCol = None,
+    orders_item_col: OrdersItemCol = None,
+    recommender: Recommender = "als",
+    recommend_n: RecommendN = 10,
     events_id_col: EventsIdCol = None,
     events_type_col: EventsTypeCol = None,
     events_time_col: EventsTimeCol = None,
@@ -499,6 +515,7 @@ def _database_target(opts: dict[str, Any]) -> Any:
 
 def _side_options(opts: dict[str, Any]) -> tuple[Any, Any]:
     """The behaviour and audience options of a command's parsed options."""
+    from nlp_seg.behavior.recommend import check_recommender
     from nlp_seg.errors import InputError
     from nlp_seg.io.audiences import AudienceOptions, check_country
     from nlp_seg.runs.behavior_job import UNITS, BehaviorOptions
@@ -526,6 +543,9 @@ def _side_options(opts: dict[str, Any]) -> tuple[Any, Any]:
         orders_id_col=opts["orders_id_col"],
         orders_date_col=opts["orders_date_col"],
         orders_amount_col=opts["orders_amount_col"],
+        orders_item_col=opts["orders_item_col"],
+        recommender=check_recommender(opts["recommender"]),
+        recommend_n=opts["recommend_n"],
         events_id_col=opts["events_id_col"],
         events_type_col=opts["events_type_col"],
         events_time_col=opts["events_time_col"],
@@ -758,6 +778,9 @@ def assign(
     orders_id_col: Annotated[str | None, typer.Option("--orders-id-col")] = None,
     orders_date_col: Annotated[str | None, typer.Option("--orders-date-col")] = None,
     orders_amount_col: Annotated[str | None, typer.Option("--orders-amount-col")] = None,
+    orders_item_col: OrdersItemCol = None,
+    recommender: Recommender = "als",
+    recommend_n: RecommendN = 10,
     events_id_col: Annotated[str | None, typer.Option("--events-id-col")] = None,
     events_type_col: Annotated[str | None, typer.Option("--events-type-col")] = None,
     events_time_col: Annotated[str | None, typer.Option("--events-time-col")] = None,
@@ -766,6 +789,7 @@ def assign(
     """Label new rows with a saved segmenter; unlike-anything-seen rows are flagged."""
 
     def run() -> None:
+        from nlp_seg.behavior.recommend import check_recommender
         from nlp_seg.io.read import sheet_of
         from nlp_seg.runs.behavior_job import BehaviorOptions
         from nlp_seg.runs.jobs import assign_file
@@ -789,6 +813,9 @@ def assign(
                     orders_id_col=orders_id_col,
                     orders_date_col=orders_date_col,
                     orders_amount_col=orders_amount_col,
+                    orders_item_col=orders_item_col,
+                    recommender=check_recommender(recommender),
+                    recommend_n=recommend_n,
                     events_id_col=events_id_col,
                     events_type_col=events_type_col,
                     events_time_col=events_time_col,
@@ -838,6 +865,9 @@ def refresh(
     orders_id_col: OrdersIdCol = None,
     orders_date_col: OrdersDateCol = None,
     orders_amount_col: OrdersAmountCol = None,
+    orders_item_col: OrdersItemCol = None,
+    recommender: Recommender = "als",
+    recommend_n: RecommendN = 10,
     events_id_col: EventsIdCol = None,
     events_type_col: EventsTypeCol = None,
     events_time_col: EventsTimeCol = None,
@@ -1009,6 +1039,9 @@ def batch(
     orders_id_col: OrdersIdCol = None,
     orders_date_col: OrdersDateCol = None,
     orders_amount_col: OrdersAmountCol = None,
+    orders_item_col: OrdersItemCol = None,
+    recommender: Recommender = "als",
+    recommend_n: RecommendN = 10,
     events_id_col: EventsIdCol = None,
     events_type_col: EventsTypeCol = None,
     events_time_col: EventsTimeCol = None,

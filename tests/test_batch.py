@@ -30,6 +30,8 @@ CONTRACT = [
     "segment_probability",
     "is_outlier",
     "status",
+    "next_best_action",  # personalisation (README: Personalisation)
+    "recommended_items",
 ]
 CHUNK = 300
 SAMPLE = 1000

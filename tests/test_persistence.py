@@ -64,7 +64,8 @@ def test_assign_reproduces_training_segments(saved: dict, tmp_path: Path) -> Non
     trained = pd.read_parquet(saved["out"] / "assignments.parquet")
     again = pd.read_parquet(tmp_path / "assignments.parquet")
     assert len(again) == len(trained) == result.rows_in
-    assert list(again.columns[-len(ASSIGNMENT_COLUMNS) :]) == list(ASSIGNMENT_COLUMNS)
+    contract = [*ASSIGNMENT_COLUMNS, "next_best_action", "recommended_items"]
+    assert list(again.columns[-len(contract) :]) == contract
     assert again["review_id"].tolist() == trained["review_id"].tolist()
     agree = float((again["segment_id"] == trained["segment_id"]).mean())
     assert agree >= 0.95, f"only {agree:.1%} of training rows got their segment back"

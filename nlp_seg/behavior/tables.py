@@ -79,6 +79,21 @@ AMOUNT_NAMES = (
 STATUS_NAMES = ("status", "order_status", "state", "trang_thai")
 CHANNEL_NAMES = ("channel", "sales_channel", "order_channel", "source", "platform", "kenh")
 ITEMS_NAMES = ("items", "n_items", "num_items", "item_count", "quantity", "qty", "so_luong")
+#: Which product an order line is (``items`` above is a COUNT): read for ``recommended_items``.
+ITEM_ID_NAMES = (
+    "product_id",
+    "item_id",
+    "sku",
+    "sku_id",
+    "product",
+    "product_code",
+    "item_code",
+    "article_id",
+    "ma_san_pham",
+    "ma_sp",
+    "ma_hang",
+    "san_pham",
+)
 EVENT_TYPE_NAMES = ("event_type", "event", "type", "action", "event_name", "name", "kind")
 EVENT_TIME_NAMES = (
     "timestamp",
@@ -270,12 +285,15 @@ def read_orders(
     id_col: str | None = None,
     date_col: str | None = None,
     amount_col: str | None = None,
+    item_col: str | None = None,
     encoding: str | None = None,
 ) -> tuple[pd.DataFrame, dict[str, str | None], list[str]]:
     """Read and clean an orders file.
 
-    Returns one row per order with ``customer_key``, ``order_date``, ``amount``, ``status``,
-    ``channel``, ``items`` and ``purchase`` (counts as a purchase: has an id and a date, a
+    Returns one row per order (or order line) with ``customer_key``, ``order_date``,
+    ``amount``, ``status``, ``channel``, ``items`` (a count), ``item_id`` (which product,
+    when an item/product/SKU column is found or named with ``item_col``) and ``purchase``
+    (counts as a purchase: has an id and a date, a
     non-negative amount and a status that is not cancelled/refunded), the columns found, and
     warnings about rows that could not be used.
     """
@@ -288,6 +306,7 @@ def read_orders(
         "status": find_by_name(list(raw.columns), STATUS_NAMES),
         "channel": find_by_name(list(raw.columns), CHANNEL_NAMES),
         "items": find_by_name(list(raw.columns), ITEMS_NAMES),
+        "item_id": _pick(raw, item_col, ITEM_ID_NAMES, "orders item id"),
     }
     for role, flag in (("id", "--orders-id-col"), ("date", "--orders-date-col")):
         if cols[role] is None:
@@ -319,6 +338,8 @@ def _clean_orders(
     orders["items"] = (
         pd.to_numeric(raw[cols["items"]], errors="coerce") if cols["items"] else np.nan
     )
+    item_col = cols.get("item_id")
+    orders["item_id"] = id_keys(raw[item_col]) if item_col else None
     no_id = orders["customer_key"].isna()
     no_date = orders["order_date"].isna()
     if strict_dates and no_date.all():

@@ -85,9 +85,15 @@ log = logging.getLogger(__name__)
 
 # --------------------------------------------------------------------------- outputs
 def _concat_outputs(
-    work: WorkDir, n_chunks: int, out: Path, write_csv: bool
+    work: WorkDir,
+    n_chunks: int,
+    out: Path,
+    write_csv: bool,
+    add_columns: Any = None,
 ) -> tuple[list[Path], pd.DataFrame]:
-    """Stream the parts into the output files; return per-row counts for the profiles."""
+    """Stream the parts into the output files; return per-row counts for the profiles.
+    ``add_columns`` (a part's Arrow table -> the table with more columns) adds the
+    personalisation columns as each part streams by."""
     files = [out / "assignments.parquet"]
     counts: list[pd.DataFrame] = []
     writer: pq.ParquetWriter | None = None
@@ -97,6 +103,8 @@ def _concat_outputs(
     try:
         for k in range(n_chunks):
             table = pq.read_table(work.part(k))
+            if add_columns is not None:
+                table = add_columns(table)
             if writer is None:
                 writer = pq.ParquetWriter(tmp_pq, table.schema)
             elif table.schema != writer.schema:
@@ -245,8 +253,11 @@ def run_batch(
     segmented in memory, as ``analyze`` does (see :func:`_finish_with_behavior`).
     ``to_db`` writes the results back to a database as ``analyze`` does (checked first).
     """
+    from nlp_seg.runs.jobs import check_personalisation
+
     config = config or SegmenterConfig()
     options = options or BatchOptions()
+    check_personalisation(config, behavior_options)
     reporter = reporter or SilentReporter()
     if options.engine not in ("local", "ray"):
         raise NlpsegError(f"unknown --engine {options.engine!r}; use local or ray")
@@ -484,11 +495,17 @@ def _finish_by_chunks(
                     place_chunk(work, k, options.chunk_size, state)
                     advance(1)
     info = json.loads((work.fit / "FITTED").read_text(encoding="utf-8"))
+    from nlp_seg.runs.personalise import add_personal_columns, personalise_segments
+
+    def add_columns(part: pa.Table) -> pa.Table:
+        return add_personal_columns(part, info["segments"], run.config.playbook)
+
     with timer("write"):
         out.mkdir(parents=True, exist_ok=True)
-        files, counts = _concat_outputs(work, n_chunks, out, options.write_csv)
+        files, counts = _concat_outputs(work, n_chunks, out, options.write_csv, add_columns)
         segments = _full_profiles(info["segments"], counts)
         time_info, reference = _over_time(run, segments)
+        segments = personalise_segments(segments, run.config.playbook)
         write_json(
             {
                 "naming_rules": naming_rules(),
@@ -524,6 +541,11 @@ def _finish_by_chunks(
         reference_date=reference,
     )
     files += more
+    from nlp_seg.io.write import write_csv as write_csv_file
+    from nlp_seg.runs.personalise import MESSAGES_FILE, messages_table
+
+    write_csv_file(messages_table(segments), out / MESSAGES_FILE)
+    files.append(out / MESSAGES_FILE)
     status = counts.groupby("status").n.sum().sort_values(ascending=False).astype(int).to_dict()
     warnings = [info["note"]] if info.get("note") else []
     seconds = {
@@ -550,6 +572,15 @@ def _finish_by_chunks(
         run_info["saved_model"] = str(save_model)
     if time_info is not None:
         run_info["time"] = time_info
+    run_info["personalisation"] = {
+        "note": "recommended_items is empty: no --orders given",
+        "email_campaign": {
+            "file": "audiences/email_campaign.csv",
+            "written": False,
+            "reason": "nlpseg batch writes it with --orders / --events / --unit customer "
+            "(the in-memory finish), not when streaming chunks",
+        },
+    }
     write_run_json(out, run_info, files, None, audience_info, to_db=to_db)
     return RunResult(
         out,

@@ -66,6 +66,11 @@ class BehaviorOptions:
     orders_id_col: str | None = None
     orders_date_col: str | None = None
     orders_amount_col: str | None = None
+    #: Item / product / SKU id column of the orders (auto-detected): ``recommended_items``.
+    orders_item_col: str | None = None
+    #: ``popularity`` or ``als`` (see :mod:`nlp_seg.behavior.recommend`).
+    recommender: str = "als"
+    recommend_n: int = 10
     events_id_col: str | None = None
     events_type_col: str | None = None
     events_time_col: str | None = None
@@ -90,6 +95,10 @@ class BehaviorResult:
     naming_rules: dict[str, Any]
     info: dict[str, Any]
     warnings: list[str] = field(default_factory=list)
+    #: The cleaned orders (with ``item_id`` when found), for ``recommended_items``.
+    orders: pd.DataFrame | None = None
+    recommender: str = "als"
+    recommend_n: int = 10
 
 
 def load_behavior(
@@ -107,6 +116,7 @@ def load_behavior(
             id_col=opts.orders_id_col,
             date_col=opts.orders_date_col,
             amount_col=opts.orders_amount_col,
+            item_col=opts.orders_item_col,
             encoding=opts.encoding,
         )
         info["orders"] = {
@@ -800,7 +810,15 @@ def assign_with_behavior(
             f"behaviour features {', '.join(missing)} could not be computed from the files "
             "given; they count as missing (the fitted median)"
         )
-    return BehaviorResult(placed.table, {}, {**files_info, **placed.info}, warnings)
+    return BehaviorResult(
+        placed.table,
+        {},
+        {**files_info, **placed.info},
+        warnings,
+        orders=orders,
+        recommender=opts.recommender,
+        recommend_n=opts.recommend_n,
+    )
 
 
 def check_behavior_inputs(spec: ColumnSpec, opts: BehaviorOptions, text_file: str) -> None:
@@ -855,8 +873,13 @@ def run_behavior_job_encoded(
     contacts: tuple[str | None, ...] = ()
     if opts.unit == "customer":
         from nlp_seg.io.audiences import detect_contact_columns
+        from nlp_seg.runs.personalise import detect_name_column
 
-        contacts = detect_contact_columns(frame, opts.email_col, opts.phone_col)
+        # the customer's name rides along with the contacts, for the e-mail merge fields
+        contacts = (
+            *detect_contact_columns(frame, opts.email_col, opts.phone_col),
+            next((c for c in [detect_name_column(frame)] if c not in (spec.text, spec.id)), None),
+        )
     result = segment_with_behavior(
         seg,
         frame,
@@ -876,5 +899,10 @@ def run_behavior_job_encoded(
     )
     result.warnings[:0] = warnings
     result.info = {**files_info, **result.info}
+    result.orders, result.recommender, result.recommend_n = (
+        orders,
+        opts.recommender,
+        opts.recommend_n,
+    )
     seg.behavior_setup_["columns"] = {k: files_info[k]["columns"] for k in files_info}
     return result

@@ -176,24 +176,28 @@ def write_run_outputs(
     ``nlpseg batch`` with behaviour both write through here, so the two cannot drift;
     ``csv=False`` (``batch --no-csv``) leaves out ``assignments.csv``. Returns
     the output table, the files written and the audiences' entry for run.json (see
-    :func:`write_run_json`); ``notes`` receives the ``time`` and ``drift`` entries of run.json.
+    :func:`write_run_json`); ``notes`` receives the ``time``, ``drift`` and
+    ``personalisation`` entries of run.json (see :mod:`nlp_seg.runs.personalise`).
 
     ``time_options`` adds each segment's volume and sentiment per period (``over_time`` in
     segments.json, a chart in the report); ``refresh`` (``nlpseg refresh``) adds
     ``drift.json``, ``movers.csv`` and the movers' audiences, and the report's drift section.
     """
     notes = notes if notes is not None else {}
+    customer_unit = beh_run is not None and beh_run.info.get("unit") == "customer"
+    # one row per customer at --unit customer, whatever the input called its id
+    id_col = "customer_id" if customer_unit else None
     with timer("write"):
         if beh_run is not None:
             merged = beh_run.table
         else:
             merged = merge_input_and_assignments(frame, seg.assignments_, ASSIGNMENT_COLUMNS)
-        customer_unit = beh_run is not None and beh_run.info.get("unit") == "customer"
         time_opts = time_options or TimeOptions()
         reference = time_opts.reference()
         notes["time"] = add_over_time(
             seg.segments_, frame, merged, spec, time_opts, reference, customer_unit
         )
+        merged, segments, personal = personalise_run(merged, seg, spec, beh_run, id_col)
         files = [out / "assignments.csv", out / "assignments.parquet", out / "segments.json"]
         if csv:
             write_csv(merged, files[0])
@@ -205,7 +209,7 @@ def write_run_outputs(
             {
                 "naming_rules": beh_run.naming_rules if beh_run is not None else naming_rules(),
                 "time": notes["time"],
-                "segments": seg.segments_,
+                "segments": segments,
             },
             out / "segments.json",
         )
@@ -232,8 +236,7 @@ def write_run_outputs(
         seg.segments_,
         spec,
         timer,
-        # one row per customer at --unit customer, whatever the input called its id
-        id_col="customer_id" if customer_unit else None,
+        id_col=id_col,
         # rows of the segmenter are rows of the output table at either unit
         coords=lambda: _map_coordinates(seg),
         input_name=input_name,
@@ -246,7 +249,58 @@ def write_run_outputs(
         reference_date=reference,
         drift=drift,
     )
-    return merged, files + more, audience_info
+    with timer("personalisation"):
+        from nlp_seg.runs.personalise import write_personal_files
+
+        personal_files, personal["email_campaign"] = write_personal_files(
+            out,
+            merged,
+            segments,
+            id_col=id_col or (spec.id if spec.id in merged.columns else None),
+            lang=seg.config.lang,
+            playbook=seg.config.playbook,
+            audiences=audiences,
+            audience_options=audience_options,
+        )
+    notes["personalisation"] = personal
+    return merged, files + more + personal_files, audience_info
+
+
+def personalise_run(
+    table: pd.DataFrame,
+    seg: Segmenter,
+    spec: ColumnSpec,
+    beh_run: Any = None,
+    id_col: str | None = None,
+) -> tuple[pd.DataFrame, list[dict[str, Any]], dict[str, Any]]:
+    """The output table with ``next_best_action`` and ``recommended_items``, the segment
+    profiles with their action and message drafts, and the run.json entry: what ``analyze``,
+    ``batch`` and ``assign`` all add (see :mod:`nlp_seg.runs.personalise`)."""
+    from nlp_seg.runs.personalise import personalise_segments, personalise_table
+
+    id_col = id_col or (spec.id if spec.id in table.columns else None)
+    table, info = personalise_table(
+        table,
+        seg.segments_,
+        id_col=id_col,
+        orders=beh_run.orders if beh_run is not None else None,
+        playbook=seg.config.playbook,
+        recommender=beh_run.recommender if beh_run is not None else "als",
+        n_items=beh_run.recommend_n if beh_run is not None else 10,
+        seed=seg.config.seed,
+    )
+    return table, personalise_segments(seg.segments_, seg.config.playbook), info
+
+
+def check_personalisation(config: SegmenterConfig | None, behavior_options: Any = None) -> None:
+    """Refuse a bad playbook (a hostile template, an unknown action) or an unknown
+    ``--recommender`` before any model runs, so nothing is half-written."""
+    from nlp_seg.behavior.recommend import check_recommender
+    from nlp_seg.stages.personalise import load_personalisation
+
+    load_personalisation(config.playbook if config is not None else None)
+    if behavior_options is not None:
+        check_recommender(behavior_options.recommender)
 
 
 def add_over_time(
@@ -506,6 +560,7 @@ def analyze_file(
         from nlp_seg.io.database import check_target
 
         check_target(to_db)
+    check_personalisation(config, behavior_options)
     with timer("read"):
         frame, spec, warnings = _load_input(
             input_path, text_col, id_col, behavior_cols, encoding, time_col=time_options.column
@@ -730,6 +785,8 @@ def assign_file(
             merged = beh_run.table
         else:
             merged = merge_input_and_assignments(frame, assignments, ASSIGNMENT_COLUMNS)
+        unit_id = "customer_id" if beh_run is not None and "customer_id" in merged else None
+        merged, _, personal = personalise_run(merged, seg, spec, beh_run, unit_id)
         files = [out / "assignments.csv", out / "assignments.parquet"]
         write_csv(merged, files[0])
         write_parquet(merged, files[1])
@@ -750,6 +807,7 @@ def assign_file(
     )
     info["model_dir"] = str(model_dir)
     info["saved_models"] = seg.model_info_
+    info["personalisation"] = personal
     if beh_run is not None:
         info["behavior"] = beh_run.info
     elif setup:

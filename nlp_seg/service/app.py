@@ -427,6 +427,10 @@ def create_app(segmenter: "Segmenter", settings: "ServiceSettings | None" = None
     if segmenter.embedder is not None and hasattr(segmenter.embedder, "cache_dir"):
         segmenter.embedder.cache_dir = None
     runner = ModelRunner(segmenter)
+    from nlp_seg.stages.personalise import load_personalisation
+
+    playbook = load_personalisation(segmenter.config.playbook)
+    base_names = {int(s["id"]): s.get("base_name", "") for s in segmenter.segments_}
     metrics = Metrics()
     segments_payload = {"segments": _jsonable(segmenter.segments_)}
     setup = runner.setup
@@ -578,6 +582,9 @@ def create_app(segmenter: "Segmenter", settings: "ServiceSettings | None" = None
         )
         value_tier: str | None
         loyalty_tier: str | None
+        next_best_action: str = Field(
+            description="What to do for this row or customer (see README Personalisation)."
+        )
         warnings: list[str] = Field(description="Why placement used less than the model can.")
 
     class AssignResponse(BaseModel):
@@ -766,8 +773,13 @@ def create_app(segmenter: "Segmenter", settings: "ServiceSettings | None" = None
         )
         placement = await _submit(assign_batcher, payload, len(rows), connection)
         answer = assign_results(rows, placement, sources)
+        from nlp_seg.stages.personalise import next_best_action
+
         for rec in answer["results"]:
             metrics.rows.labels("assign", rec["status"]).inc()
+            row_fields = {k: rec.get(k) for k in ("value_tier", "loyalty_tier", "sentiment_label")}
+            row_fields["base"] = base_names.get(rec["segment_id"], "")
+            rec["next_best_action"] = next_best_action(playbook, row_fields)
         return answer
 
     @app.get("/v1/segments", summary="The fitted segments' profiles", responses=errors)
