@@ -68,7 +68,7 @@ def vispam(split: str, root: Path | None = None, cap: int | None = None) -> Text
     )
 
 
-def genuine_sets(root: Path | None = None, per_set: int = 250) -> list[Texts]:
+def genuine_sets(root: Path | None = None, per_set: int = 400) -> list[Texts]:
     """Real reviews from other corpora (all genuine): a seeded ``per_set`` of each dev part."""
     import pandas as pd
 
@@ -92,6 +92,39 @@ def genuine_sets(root: Path | None = None, per_set: int = 250) -> list[Texts]:
         picked = [texts[i] for i in idx]
         sets.append(Texts(name, picked, np.zeros(len(picked), dtype=int)))
     return sets
+
+
+def extra_genuine_train(root: Path | None = None) -> Texts:
+    """Real reviews from the *train* parts of other corpora (never the dev parts the benchmark
+    reads): a seeded 500 AIVIVN rows (Vietnamese typed without diacritics, teencode) and 100
+    each of UMSAB English, Portuguese and Spanish tweets, so that the head does not take
+    text unlike ViSpamReviews' for noise."""
+    root = root or default_root()
+    picked: list[str] = []
+    parts = [(p, 500) for p in load_aivivn(root) if p.split == "train"]
+    parts += [
+        (p, 100)
+        for p in load_umsab(root)
+        if p.split == "train" and p.lang in {"english", "portuguese", "spanish"}
+    ]
+    for part, n in parts:
+        rng = np.random.default_rng(SEED)
+        picked += [part.texts[i] for i in np.sort(rng.permutation(len(part.texts))[:n])]
+    return Texts("extra-genuine-train", picked, np.zeros(len(picked), dtype=int))
+
+
+def extra_marc_train(root: Path | None = None, per_lang: int = 80) -> Texts:
+    """A seeded ``per_lang`` Amazon reviews of each MARC language from its *train* part (the
+    benchmark reads the held-out part), so that a review in German or Japanese is not taken
+    for noise (ViSpamReviews' irrelevant texts are often foreign-language paragraphs)."""
+    root = root or default_root()
+    picked: list[str] = []
+    for part in load_marc(root):
+        if part.split == "train":
+            rng = np.random.default_rng(SEED)
+            idx = np.sort(rng.permutation(len(part.texts))[:per_lang])
+            picked += [part.texts[i] for i in idx]
+    return Texts("extra-marc-train", picked, np.zeros(len(picked), dtype=int))
 
 
 def cache_dir() -> Path:

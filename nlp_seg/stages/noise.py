@@ -120,6 +120,12 @@ def rule_flags(texts: Sequence[str]) -> np.ndarray:
         if len(alnum) >= 4 and len(set(alnum)) == 1:  # "kkkkkkkk", "1111111"
             flags[i] = True
             continue
+        words = [w for w in _WORD_RE.findall(_STRETCH_RE.sub(r"\1", text)) if len(w) >= 5]
+        latin_words = [w for w in words if all(_is_latin(c) for c in w)]
+        vowelless = [w for w in latin_words if not any(_fold(c) in _VOWELS for c in w)]
+        if latin_words and len(vowelless) * 2 >= len(latin_words) and len(vowelless) >= 1:
+            flags[i] = True  # "hshdhfbfbb bxbxbxbdbxbx": words with no vowel at all
+            continue
         for word in _WORD_RE.findall(_STRETCH_RE.sub(r"\1", text)):
             latin = [_fold(c) for c in word if _is_latin(c)]
             if (
@@ -157,10 +163,18 @@ class NoiseFilter:
     from the encoder; without them (another encoder, or none computed) only the rules run.
     """
 
-    def __init__(self, C: float = 1.0, threshold: float = 0.5, use_rules: bool = True) -> None:
+    def __init__(
+        self,
+        C: float = 1.0,
+        threshold: float = 0.5,
+        use_rules: bool = True,
+        min_words: int = 4,
+    ) -> None:
         self.C = C
         self.threshold = threshold
         self.use_rules = use_rules
+        #: the head leaves shorter texts to the rules: "ok", "good", "Ótimo!" are reviews
+        self.min_words = min_words
 
     # --------------------------------------------------------------- learning
     def _design(self, texts: Sequence[str], embeddings: np.ndarray) -> np.ndarray:
@@ -202,7 +216,8 @@ class NoiseFilter:
         if embeddings is not None and hasattr(self, "coef_") and len(texts):
             emb = np.asarray(embeddings, dtype=np.float32)
             if emb.ndim == 2 and emb.shape[1] == len(self.coef_) - len(FEATURE_NAMES):
-                flags |= self.predict_proba(texts, emb) >= self.threshold
+                long_enough = np.array([len(t.split()) >= self.min_words for t in texts])
+                flags |= (self.predict_proba(texts, emb) >= self.threshold) & long_enough
         return flags
 
     # --------------------------------------------------------------- persistence
@@ -228,6 +243,7 @@ class NoiseFilter:
             "features": list(FEATURE_NAMES),
             "threshold": self.threshold,
             "C": self.C,
+            "min_words": self.min_words,
             **(extra_config or {}),
         }
         (out / HEAD_CONFIG).write_text(json.dumps(config, indent=2, ensure_ascii=False) + "\n")
@@ -245,7 +261,11 @@ class NoiseFilter:
 
             raise ModelUnavailableError(f"{folder} was trained on other text features")
         arrays = load_file(str(folder / HEAD_WEIGHTS))
-        flt = cls(C=float(config.get("C", 1.0)), threshold=float(config["threshold"]))
+        flt = cls(
+            C=float(config.get("C", 1.0)),
+            threshold=float(config["threshold"]),
+            min_words=int(config.get("min_words", 4)),
+        )
         flt.coef_ = arrays["coef"].astype(np.float32)
         flt.intercept_ = float(arrays["intercept"][0])
         flt.feature_mean_ = arrays["feature_mean"].astype(np.float32)
@@ -259,4 +279,5 @@ class NoiseFilter:
             "rules": self.use_rules,
             "head": getattr(self, "trained_for_", None),
             "threshold": self.threshold,
+            "min_words": self.min_words,
         }
