@@ -136,7 +136,8 @@ gives them `status = "low_information"` instead of a sentiment and a segment
   features (`text_features`: share of letters, vowel ratio, longest run of one character,
   distinct-character ratio, length, longest word, share of vowel-less words, symbol and digit
   shares, distinct-bigram ratio), standardised with the stored mean and scale.
-* **Output**: the probability that the text is not a review; flagged at >= {threshold}.
+* **Output**: the probability that the text is not a review; flagged at >= {threshold} (texts
+  under 4 words are left to the rules: "ok", "good", "Ótimo!" are reviews).
 * **Files**: `head.safetensors` (float32 `coef`, `intercept`, `feature_mean`,
   `feature_scale`), `config.json`; no pickle.
 * **Training data**: ViSpamReviews train (Van Dinh, Luu et al. 2022,
