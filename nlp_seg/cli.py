@@ -282,6 +282,13 @@ Seed = Annotated[int, typer.Option("--seed", help="Same seed, same segments.")]
 KeepOutliers = Annotated[
     bool, typer.Option("--keep-outliers", help="Leave outliers at segment -1.")
 ]
+KeepNoise = Annotated[
+    bool,
+    typer.Option(
+        "--keep-noise",
+        help="Do not flag texts that are not reviews (mashing, links only) as low_information.",
+    ),
+]
 FitSampleSize = Annotated[
     int, typer.Option("--fit-sample-size", min=100, help="Rows UMAP/HDBSCAN are fitted on.")
 ]
@@ -409,6 +416,7 @@ def analyze(
     n_neighbors: UmapNeighbors = 15,
     seed: Seed = 42,
     keep_outliers: KeepOutliers = False,
+    keep_noise: KeepNoise = False,
     fit_sample_size: FitSampleSize = 50_000,
     device: Device = "auto",
     batch_size: BatchSize = 32,
@@ -581,6 +589,7 @@ def build_run_config(opts: dict[str, Any]) -> tuple[Any, Any, Any]:
         n_neighbors=opts["n_neighbors"],
         seed=opts["seed"],
         keep_outliers=opts["keep_outliers"],
+        noise_filter=not opts.get("keep_noise", False),
         fit_sample_size=opts["fit_sample_size"],
         cache_dir=_cache_dir(opts["cache_dir"], opts["no_cache"]),
         playbook=opts["playbook"],
@@ -1017,6 +1026,7 @@ def batch(
     n_neighbors: UmapNeighbors = 15,
     seed: Seed = 42,
     keep_outliers: KeepOutliers = False,
+    keep_noise: KeepNoise = False,
     fit_sample_size: FitSampleSize = 50_000,
     device: Device = "auto",
     batch_size: BatchSize = 32,

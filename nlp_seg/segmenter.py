@@ -37,6 +37,7 @@ from nlp_seg.stages.fusion import BlockFuser, parse_weights
 from nlp_seg.stages.matching import match_segments
 from nlp_seg.stages.merging import SegmentMerger
 from nlp_seg.stages.naming import SegmentNamer, recount_profiles
+from nlp_seg.stages.noise import NOISE_SEGMENT_NAME, STATUS_LOW_INFORMATION, NoiseFilter
 from nlp_seg.stages.placement import FitNeighbours, fit_sample
 from nlp_seg.stages.reduction import UmapReducer
 
@@ -81,6 +82,8 @@ class SegmenterConfig:
     max_chars: int = 2000
     #: models read lower-cased text (None: when both models are the bundled ones)
     lowercase: bool | None = None
+    #: flag texts that are not reviews (mashing, links only, ads) as ``low_information``
+    noise_filter: bool = True
 
     def resolved_models(self) -> tuple[str, str]:
         from nlp_seg.errors import NlpsegError
@@ -152,8 +155,66 @@ class Segmenter:
     def encode_rows(
         self, texts: Sequence[object], timer: StageTimer | None = None
     ) -> tuple[list[str], np.ndarray, np.ndarray, np.ndarray]:
-        """Normalise and encode raw cells, one output row per input row."""
-        return self.encoder.encode_rows(texts, timer)
+        """Normalise and encode raw cells, one output row per input row; texts that are not
+        reviews get ``status = "low_information"`` (see :meth:`flag_noise`)."""
+        clean, status, emb, probs = self.encoder.encode_rows(texts, timer)
+        return clean, self.flag_noise(clean, status, emb, timer), emb, probs
+
+    # ----------------------------------------------------------------- texts that are not reviews
+    def get_noise_filter(self) -> NoiseFilter | None:
+        """The not-a-review filter (None when ``config.noise_filter`` is off). Its head reads
+        the bundled encoder's sentence embeddings; with another embedding model (or another
+        casing) only its rules run, as a head means nothing on vectors it was not trained on."""
+        if not self.config.noise_filter:
+            return None
+        if getattr(self, "_noise_filter", None) is None:
+            flt = NoiseFilter.load()
+            emb_model, _ = self.config.resolved_models()
+            self._noise_head_applies = (
+                emb_model == flt.trained_for_ and self.encoder.lowercase == flt.lowercase_
+            )
+            self._noise_filter = flt
+        return self._noise_filter
+
+    def noise_mask(self, texts: Sequence[str], embeddings: np.ndarray | None) -> np.ndarray:
+        """Which clean texts are not reviews; ``embeddings`` are theirs from :meth:`encode`."""
+        flt = self.get_noise_filter()
+        if flt is None:
+            return np.zeros(len(texts), dtype=bool)
+        return flt.predict(texts, embeddings if self._noise_head_applies else None)
+
+    def flag_noise(
+        self,
+        clean: Sequence[str],
+        status: np.ndarray,
+        embeddings: np.ndarray | None,
+        timer: StageTimer | None = None,
+    ) -> np.ndarray:
+        """``status`` with the ``ok`` rows that are not reviews set to ``low_information``
+        (``embeddings``: one row per input row, as :meth:`encode_rows` returns them)."""
+        status = np.asarray(status, dtype=object).copy()
+        ok = np.flatnonzero(status == STATUS_OK)
+        if not len(ok) or not self.config.noise_filter:
+            return status
+        with timer("noise") if timer is not None else _nothing():
+            emb = None
+            if embeddings is not None and np.asarray(embeddings).shape[1:] not in ((), (0,)):
+                emb = np.asarray(embeddings)[ok]
+            flags = self.noise_mask([clean[i] for i in ok], emb)
+        status[ok[flags]] = STATUS_LOW_INFORMATION
+        return status
+
+    def score_clean(
+        self, texts: Sequence[str], timer: StageTimer | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Sentiment probabilities and not-a-review flags of clean texts (``score``, the
+        service's ``/score``): the embeddings the filter's head reads come from the same
+        encoder pass as the bundled sentiment head's."""
+        self.get_noise_filter()
+        if self.config.noise_filter and self._noise_head_applies and len(texts):
+            emb, probs = self.encoder.encode(texts, timer)
+            return probs, self.noise_mask(texts, emb)
+        return self.encoder.score_sentiment(texts, timer), self.noise_mask(texts, None)
 
     def score(self, texts: Sequence[object], timer: StageTimer | None = None) -> pd.DataFrame:
         """Sentiment only (``nlpseg score``): the score columns, one row per raw cell."""
@@ -165,7 +226,8 @@ class Segmenter:
         probs = np.full((len(norm), 3), np.nan)
         if ok.any():
             clean = [x.text for x, k in zip(norm, ok, strict=True) if k]
-            probs[ok] = self.encoder.score_sentiment(clean, timer)
+            probs[ok], noise = self.score_clean(clean, timer)
+            status[np.flatnonzero(ok)[noise]] = STATUS_LOW_INFORMATION
         n = len(norm)
         cols = build_assignments(
             np.full(n, -1), np.zeros(n), np.zeros(n, dtype=bool), probs, status, {}
@@ -465,7 +527,14 @@ class Segmenter:
         outlier = np.zeros(n, dtype=bool)
         probs = np.full((n, 3), np.nan)
         if ok.any():
-            emb, p = (encode or self.encode)([x.text for x, k in zip(norm, ok, strict=True) if k])
+            clean = [x.text for x, k in zip(norm, ok, strict=True) if k]
+            emb, p = (encode or self.encode)(clean)
+            noise = self.noise_mask(clean, emb)
+            if noise.any():  # not reviews: no sentiment, no segment (see flag_noise)
+                status[np.flatnonzero(ok)[noise]] = STATUS_LOW_INFORMATION
+                emb, p = emb[~noise], p[~noise]
+                ok = status == STATUS_OK
+        if ok.any():
             probs[ok] = p
             frame = None
             if self.behavior_scaler_ is not None:
@@ -599,6 +668,11 @@ class Segmenter:
             info["clustering"] = clusterer.describe()
         if hasattr(self, "fuser_"):
             info["fusion"] = {"blocks": self.fuser_.blocks_, "dims": self.fuser_.dims_}
+        if getattr(self, "_noise_filter", None) is not None:
+            info["noise_filter"] = {
+                **self._noise_filter.describe(),
+                "head_used": bool(self._noise_head_applies),
+            }
         if hasattr(self, "neighbours_"):
             info["placement"] = {
                 "method": "fused-space nearest fitted rows",
@@ -652,6 +726,7 @@ def build_assignments(
     sentiment_conf[ok] = conf
     seg_name = np.array([names.get(int(k), "" if k < 0 else str(k)) for k in labels], dtype=object)
     seg_name[(labels < 0) & seg] = "outlier"
+    seg_name[status == STATUS_LOW_INFORMATION] = NOISE_SEGMENT_NAME
     return pd.DataFrame(
         {
             "sentiment_label": pd.array(sentiment_label, dtype="string"),
@@ -690,6 +765,8 @@ def load_segmenter(
     try:
         known = {f.name for f in fields(SegmenterConfig)}
         cfg = SegmenterConfig(**{k: v for k, v in state["config"].items() if k in known})
+        # Saved before the not-a-review filter existed: label new rows as it was fitted.
+        cfg.noise_filter = bool(state["config"].get("noise_filter", False))
         if device is not None:
             cfg.device = device
         if batch_size is not None:
@@ -725,3 +802,9 @@ def load_segmenter(
     if verify_models:
         seg.check_models()
     return seg
+
+
+def _nothing() -> Any:
+    from contextlib import nullcontext
+
+    return nullcontext()

@@ -79,6 +79,7 @@ ENCODE_KEYS = (
     "max_seq_length",
     "max_chars",
     "lowercase",
+    "noise_filter",
 )
 # Settings that change only the fit and the placement: a mismatch refits, reusing pass 1.
 FIT_KEYS = (
@@ -468,6 +469,8 @@ def encode_table(
         emb = np.zeros((n, emb_ok.shape[1]), np.float16)
         emb[ok] = emb_ok.astype(np.float16)
         probs[ok] = probs_ok
+    # Texts that are not reviews: the same flags as analyze's (Segmenter.encode_rows).
+    status = seg.flag_noise(clean, status, emb, timer)
     return EncodedChunk(clean, status, emb, probs, behavior_matrix(table, spec.behavior))
 
 

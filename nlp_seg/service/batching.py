@@ -305,12 +305,14 @@ class ModelRunner:
         Same columns and values as ``nlpseg score`` (``SCORE_COLUMNS``).
         """
         from nlp_seg.normalize import STATUS_OK, normalize_texts
-        from nlp_seg.segmenter import SCORE_COLUMNS, build_assignments
+        from nlp_seg.segmenter import SCORE_COLUMNS, STATUS_LOW_INFORMATION, build_assignments
 
         seg = self.segmenter
         norms = [normalize_texts(texts, max_chars=seg.config.max_chars) for texts in payloads]
         distinct = sorted({n.text for norm in norms for n in norm if n.status == STATUS_OK})
-        probs_all = seg.score_sentiment(distinct) if distinct else np.zeros((0, 3))
+        probs_all, noise_all = (
+            seg.score_clean(distinct) if distinct else (np.zeros((0, 3)), np.zeros(0, bool))
+        )
         row_of = {t: i for i, t in enumerate(distinct)}
         out = []
         for norm in norms:
@@ -319,7 +321,10 @@ class ModelRunner:
             ok = status == STATUS_OK
             probs = np.full((n, 3), np.nan)
             if ok.any():
-                probs[ok] = probs_all[[row_of[x.text] for x in norm if x.status == STATUS_OK]]
+                rows = [row_of[x.text] for x in norm if x.status == STATUS_OK]
+                probs[ok] = probs_all[rows]
+                status[np.flatnonzero(ok)[noise_all[rows]]] = STATUS_LOW_INFORMATION
+                probs[status == STATUS_LOW_INFORMATION] = np.nan
             frame = build_assignments(
                 np.full(n, -1), np.zeros(n), np.zeros(n, dtype=bool), probs, status, {}
             )
@@ -387,6 +392,7 @@ class ModelRunner:
             emb_ok, probs_ok = encoded([c for c, k in zip(clean, ok, strict=True) if k])
             emb = np.zeros((n, emb_ok.shape[1]), np.float32)
             emb[ok], probs[ok] = emb_ok, probs_ok
+        status = seg.flag_noise(clean, status, emb)  # as Segmenter.encode_rows does
         frame = pd.DataFrame(
             {
                 CUSTOMER_COLUMN: pd.Series(payload.customer_ids or [None] * n, dtype=object),
