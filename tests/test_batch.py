@@ -30,6 +30,8 @@ CONTRACT = [
     "segment_probability",
     "is_outlier",
     "status",
+    "aspects",
+    "sentiment_mixed",
 ]
 CHUNK = 300
 SAMPLE = 1000

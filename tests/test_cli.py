@@ -25,6 +25,8 @@ CONTRACT = [
     "segment_probability",
     "is_outlier",
     "status",
+    "aspects",
+    "sentiment_mixed",
 ]
 
 
