@@ -190,11 +190,13 @@ def phones_head_path() -> Path:
     """The phones aspect head shipped in ``models/aspects_phones`` (``nlp_seg._models``)."""
     from importlib.resources import files
 
+    here = Path(__file__).resolve().parents[2] / "models" / "aspects_phones"
     try:
-        root = Path(str(files("nlp_seg._models")))
+        installed = Path(str(files("nlp_seg._models"))) / "aspects_phones"
     except ModuleNotFoundError:
-        root = Path(__file__).resolve().parents[2] / "models"
-    return root / "aspects_phones"
+        return here
+    # a source checkout imported ahead of an installed copy reads its own models folder
+    return installed if installed.is_dir() or not here.is_dir() else here
 
 
 def parse_phrase_taxonomy(data: Any, source: str) -> Taxonomy:

@@ -639,8 +639,9 @@ def qualified_name(base: str, value_tier: str | None, loyalty_tier: str | None) 
     return NAME_SEPARATOR.join(parts)
 
 
-#: Awaiting improvement: most members like the product (satisfied or mixed) and at least this
-#: share of them complain about one same aspect, or at least MIXED_SHARE are mixed.
+#: Awaiting improvement: mixed is the members' largest review class, or most members like the
+#: product (satisfied or mixed), at least MIXED_SHARE are mixed and at least this share
+#: complain about one same aspect.
 AWAITING_COMPLAINT_SHARE = 0.25
 MIXED_SHARE = 0.3
 
@@ -656,15 +657,15 @@ def aspect_base_name(
     share = {c: (sum(x == c for x in classes) / n if n else 0.0) for c in _aspects.REVIEW_CLASSES}
     complaint = _aspects.top_complaint(mix)
     likes = share["satisfied"] + share["mixed"]
-    if share["mixed"] >= MIXED_SHARE or (
+    top = max(_aspects.REVIEW_CLASSES, key=lambda c: share[c])
+    if top == "mixed" or (
         likes >= 0.5
-        and share["satisfied"] < 0.7
+        and share["mixed"] >= MIXED_SHARE
         and complaint is not None
         and mix[complaint]["complaining"] >= AWAITING_COMPLAINT_SHARE
     ):
         base, about = "awaiting-improvement", [complaint] if complaint else []
     else:
-        top = max(("satisfied", "disappointed", "neutral"), key=lambda c: share[c])
         base = top
         about = _aspects.top_praise(mix) if top == "satisfied" else [complaint] if complaint else []
         if top == "neutral":
