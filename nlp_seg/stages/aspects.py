@@ -436,8 +436,14 @@ class AspectScorer:
         """Per clean text (with its embedding and sentiment), its aspects and polarities."""
         conf = self.taxonomy.clause_confidence
         sure = np.nan_to_num(np.asarray(probs, dtype=float)).max(axis=1) if len(texts) else []
+        text_scores = self.clause_scores(encoder, embeddings) if len(texts) else np.zeros((0, 0))
+        review_thr = float(self.taxonomy.head.get("review_threshold", 0.5))
+        if self.taxonomy.kind == "head":  # one aspect found: the text's polarity is its polarity
+            several = (text_scores >= review_thr).sum(axis=1) >= 2
+        else:
+            several = np.ones(len(texts), dtype=bool)
         clause_lists = [
-            [t] if conf is not None and sure[i] >= conf else split_clauses(t)
+            split_clauses(t) if several[i] and (conf is None or sure[i] < conf) else [t]
             for i, t in enumerate(texts)
         ]
         multi = sorted({c for cl in clause_lists if len(cl) > 1 for c in cl})
@@ -448,10 +454,8 @@ class AspectScorer:
         if multi:
             c_emb, c_probs = encoder.encode(multi)
         where = {c: i for i, c in enumerate(multi)}
-        text_scores = self.clause_scores(encoder, embeddings) if len(texts) else np.zeros((0, 0))
         c_scores = self.clause_scores(encoder, c_emb) if multi else np.zeros((0, 0))
         aspects = self.taxonomy.aspects
-        review_thr = float(self.taxonomy.head.get("review_threshold", 0.5))
         out = []
         for i, clauses in enumerate(clause_lists):
             if len(clauses) <= 1:
