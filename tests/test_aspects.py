@@ -319,7 +319,7 @@ def test_phones_head_on_real_reviews() -> None:
     seg = Segmenter(SegmenterConfig(aspects="phones"))
     texts = [
         "Máy đẹp, camera chụp rất nét nhưng pin tụt nhanh quá, một ngày sạc ba lần",
-        "Pin trâu, dùng cả ngày không hết",
+        "Pin rất trâu, dùng rất thích",
     ]
     clean, status, emb, probs = seg.encode_rows(texts)
     cells = seg.aspect_cells(clean, status, emb, probs)
