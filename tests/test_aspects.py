@@ -327,3 +327,33 @@ def test_phones_head_on_real_reviews() -> None:
     assert first.get("battery") == "negative"
     assert "positive" in first.values() and is_mixed(first)
     assert second.get("battery") == "positive"
+
+
+def test_cli_with_orders_keeps_the_columns(tiny_models: dict[str, Path], tmp_path: Path) -> None:
+    """The behaviour path (--orders: fit and assign through runs.behavior_job) writes them too."""
+    tax = _write(tmp_path / "shop.json", USER_TAXONOMY)
+    models = ["--embedding-model", str(tiny_models["embedding"])]
+    models += ["--sentiment-model", str(tiny_models["sentiment"])]
+    orders = ["--orders", str(REPO / "examples" / "orders.csv")]
+    run = [sys.executable, "-m", "nlp_seg", "-q"]
+    proc = subprocess.run(
+        [*run, "analyze", str(EXAMPLE), "--out", str(tmp_path / "out"), "--no-report"]
+        + [*models, *orders, "--aspects", str(tax), "--save-model", str(tmp_path / "model")],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert proc.returncode == 0, proc.stderr
+    fitted = pd.read_csv(tmp_path / "out" / "assignments.csv", keep_default_na=False)
+    proc = subprocess.run(
+        [*run, "assign", str(EXAMPLE), "--model", str(tmp_path / "model")]
+        + [*orders, "--out", str(tmp_path / "assigned")],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assigned = pd.read_csv(tmp_path / "assigned" / "assignments.csv", keep_default_na=False)
+    assert any(fitted["aspects"])
+    assert assigned["aspects"].tolist() == fitted["aspects"].tolist()
+    assert assigned["sentiment_mixed"].tolist() == fitted["sentiment_mixed"].tolist()
