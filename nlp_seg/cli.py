@@ -295,6 +295,13 @@ FitSampleSize = Annotated[
 Playbook = Annotated[
     str | None, typer.Option("--playbook", help="Edited playbook.json for actions.")
 ]
+Aspects = Annotated[
+    str | None,
+    typer.Option(
+        "--aspects",
+        help="Aspect-level sentiment: general, phones, or your taxonomy FILE.json (README).",
+    ),
+]
 # Outputs, audiences and behaviour options of batch (the same flags and help as analyze's).
 Lang = Annotated[str, typer.Option("--lang", help="Language of actions and report.html: en or vi.")]
 SaveModel = Annotated[
@@ -424,6 +431,7 @@ def analyze(
     cache_dir: CacheDir = None,
     no_cache: NoCache = False,
     playbook: Playbook = None,
+    aspects: Aspects = None,
     lang: Lang = "en",
     save_model: SaveModel = None,
     report: Report = True,
@@ -594,6 +602,7 @@ def build_run_config(opts: dict[str, Any]) -> tuple[Any, Any, Any]:
         cache_dir=_cache_dir(opts["cache_dir"], opts["no_cache"]),
         playbook=opts["playbook"],
         lang=opts["lang"],
+        aspects=opts.get("aspects"),
     )
     cfg.resolved_models()
     return cfg, behavior_options, audience_options
@@ -1034,6 +1043,7 @@ def batch(
     cache_dir: CacheDir = None,
     no_cache: NoCache = False,
     playbook: Playbook = None,
+    aspects: Aspects = None,
     lang: Lang = "en",
     save_model: SaveModel = None,
     report: Report = True,

@@ -52,6 +52,8 @@ ASSIGNMENT_COLUMNS = (
     "segment_probability",
     "is_outlier",
     "status",
+    "aspects",
+    "sentiment_mixed",
 )
 SCORE_COLUMNS = ("sentiment_label", "sentiment_score", "sentiment_confidence", "status")
 
@@ -84,6 +86,15 @@ class SegmenterConfig:
     lowercase: bool | None = None
     #: flag texts that are not reviews (mashing, links only, ads) as ``low_information``
     noise_filter: bool = True
+    #: aspect taxonomy (stages.aspects): "general", "phones", or a user taxonomy's content
+    #: (a file path given here is read in at construction, so saved segmenters keep it)
+    aspects: str | dict[str, Any] | None = None
+
+    def __post_init__(self) -> None:
+        if self.aspects is not None:
+            from nlp_seg.stages.aspects import taxonomy_state
+
+            self.aspects = taxonomy_state(self.aspects)
 
     def resolved_models(self) -> tuple[str, str]:
         from nlp_seg.errors import NlpsegError
@@ -238,6 +249,37 @@ class Segmenter:
         """``(n, 3)`` sentiment probabilities of clean texts."""
         return self.encoder.score_sentiment(texts, timer)
 
+    def aspect_cells(
+        self,
+        texts: Sequence[str],
+        status: np.ndarray,
+        embeddings: np.ndarray,
+        probs: np.ndarray,
+        timer: StageTimer | None = None,
+    ) -> np.ndarray | None:
+        """The ``aspects`` cell of every row (empty where no text), or ``None`` when no
+        taxonomy is configured. Clauses go through this segmenter's encoder."""
+        if self.config.aspects is None:
+            return None
+        from nlp_seg.stages.aspects import AspectScorer, load_taxonomy
+
+        if getattr(self, "aspect_scorer_", None) is None:
+            self.aspect_scorer_ = AspectScorer(load_taxonomy(self.config.aspects))
+            self.aspect_scorer_.check_encoder(self.encoder)
+        ok = np.flatnonzero(np.asarray(status, dtype=object) == STATUS_OK)
+        cells = np.full(len(status), "", dtype=object)
+        if len(ok):
+            timer = timer or StageTimer()
+            with timer("aspects"), self.reporter.stage(f"Aspects of {len(ok):,} texts"):
+                found = self.aspect_scorer_.analyze(
+                    self.encoder,
+                    [texts[i] for i in ok],
+                    np.asarray(embeddings)[ok],
+                    np.nan_to_num(np.asarray(probs)[ok], nan=0.0),
+                )
+            cells[ok] = [f.cell for f in found]
+        return cells
+
     def _fuse_blocks(
         self, emb: np.ndarray, probs: np.ndarray, behavior: np.ndarray | None
     ) -> dict[str, np.ndarray | None]:
@@ -334,6 +376,7 @@ class Segmenter:
                         labels[idx], strength[idx], outlier[idx] = lab, st, out
                         adv(len(idx))
 
+        aspects = self.aspect_cells(texts, status, embeddings, probs, timer)
         # Named and profiled on the fit sample (all rows when the input fits in it), as the
         # batch engine does; sizes, shares and outlier shares then count every row.
         rows = sample if len(sample) < len(seg_rows) else np.arange(n)
@@ -352,6 +395,7 @@ class Segmenter:
                 row_info=self.row_info_.iloc[rows].reset_index(drop=True)
                 if self.row_info_ is not None
                 else None,
+                aspects=aspects[rows] if aspects is not None else None,
             )
             self.segments_ = self.namer_.segments_
             if len(rows) < n:
@@ -362,7 +406,7 @@ class Segmenter:
                 labels = self._keep_previous_ids(labels, embeddings, probs, behavior, seg_rows)
         names = {s["id"]: s["name"] for s in self.segments_}
         self.assignments_ = build_assignments(
-            labels, strength, outlier, probs, status, names, segmented=seg_mask
+            labels, strength, outlier, probs, status, names, segmented=seg_mask, aspects=aspects
         )
         self.labels_ = labels
         self.embeddings_ = embeddings
@@ -526,6 +570,7 @@ class Segmenter:
         strength = np.zeros(n)
         outlier = np.zeros(n, dtype=bool)
         probs = np.full((n, 3), np.nan)
+        aspects = None
         if ok.any():
             clean = [x.text for x, k in zip(norm, ok, strict=True) if k]
             emb, p = (encode or self.encode)(clean)
@@ -533,9 +578,14 @@ class Segmenter:
             if noise.any():  # not reviews: no sentiment, no segment (see flag_noise)
                 status[np.flatnonzero(ok)[noise]] = STATUS_LOW_INFORMATION
                 emb, p = emb[~noise], p[~noise]
+                clean = [c for c, z in zip(clean, noise, strict=True) if not z]
                 ok = status == STATUS_OK
         if ok.any():
             probs[ok] = p
+            found = self.aspect_cells(clean, np.full(len(clean), STATUS_OK, dtype=object), emb, p)
+            if found is not None:
+                aspects = np.full(n, "", dtype=object)
+                aspects[ok] = found
             frame = None
             if self.behavior_scaler_ is not None:
                 frame = behavior if behavior is not None else pd.DataFrame(index=range(n))
@@ -543,7 +593,7 @@ class Segmenter:
             lab, st, out = self.place_encoded(emb, p, frame, new_rows=True)
             labels[ok], strength[ok], outlier[ok] = lab, st, out
         names = {s["id"]: s["name"] for s in self.segments_}
-        return build_assignments(labels, strength, outlier, probs, status, names)
+        return build_assignments(labels, strength, outlier, probs, status, names, aspects=aspects)
 
     def place_encoded(
         self,
@@ -673,6 +723,8 @@ class Segmenter:
                 **self._noise_filter.describe(),
                 "head_used": bool(self._noise_head_applies),
             }
+        if getattr(self, "aspect_scorer_", None) is not None:
+            info["aspects"] = self.aspect_scorer_.describe()
         if hasattr(self, "neighbours_"):
             info["placement"] = {
                 "method": "fused-space nearest fitted rows",
@@ -712,8 +764,13 @@ def build_assignments(
     status: np.ndarray,
     names: dict[int, str],
     segmented: np.ndarray | None = None,
+    aspects: Sequence[str] | None = None,
 ) -> pd.DataFrame:
-    """The per-row output columns (the README's contract), in input order."""
+    """The per-row output columns (the README's contract), in input order; ``aspects`` (one
+    ``aspect:polarity;...`` cell per row, see :meth:`Segmenter.aspect_cells`) also gives
+    ``sentiment_mixed``. Without it both columns are empty/false."""
+    from nlp_seg.stages.aspects import is_mixed, parse_aspects
+
     n = len(labels)
     ok = status == STATUS_OK
     seg = ok if segmented is None else np.asarray(segmented, dtype=bool)
@@ -727,6 +784,7 @@ def build_assignments(
     seg_name = np.array([names.get(int(k), "" if k < 0 else str(k)) for k in labels], dtype=object)
     seg_name[(labels < 0) & seg] = "outlier"
     seg_name[status == STATUS_LOW_INFORMATION] = NOISE_SEGMENT_NAME
+    cells = ["" if a is None else str(a) for a in aspects] if aspects is not None else [""] * n
     return pd.DataFrame(
         {
             "sentiment_label": pd.array(sentiment_label, dtype="string"),
@@ -737,6 +795,8 @@ def build_assignments(
             "segment_probability": np.where(seg, np.clip(strength, 0, 1), np.nan).round(6),
             "is_outlier": outlier.astype(bool),
             "status": pd.array(status, dtype="string"),
+            "aspects": pd.array(cells, dtype="string"),
+            "sentiment_mixed": np.array([is_mixed(parse_aspects(c)) for c in cells], dtype=bool),
         }
     )
 

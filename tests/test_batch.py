@@ -30,6 +30,8 @@ CONTRACT = [
     "segment_probability",
     "is_outlier",
     "status",
+    "aspects",
+    "sentiment_mixed",
     "next_best_action",  # personalisation (README: Personalisation)
     "recommended_items",
 ]

@@ -67,6 +67,8 @@ CONTRACT_SCHEMA = pa.schema(
         ("segment_probability", pa.float64()),
         ("is_outlier", pa.bool_()),
         ("status", pa.string()),
+        ("aspects", pa.string()),
+        ("sentiment_mixed", pa.bool_()),
     ]
 )
 assert tuple(CONTRACT_SCHEMA.names) == ASSIGNMENT_COLUMNS
@@ -830,7 +832,13 @@ def place_chunk(work: WorkDir, k: int, chunk_size: int, state: FittedState) -> i
             np.asarray(enc.embeddings[rest], dtype=np.float32), enc.probs[rest], beh
         )
         labels[rest], strength[rest], outlier[rest] = lab, st, out
-    assign = build_assignments(labels, strength, outlier, enc.probs, enc.status, state.names)
+    # Aspects need the clauses encoded: the models load here only when a taxonomy is set.
+    aspects = state.seg.aspect_cells(
+        list(enc.clean), enc.status, np.asarray(enc.embeddings, dtype=np.float32), enc.probs
+    )
+    assign = build_assignments(
+        labels, strength, outlier, enc.probs, enc.status, state.names, aspects=aspects
+    )
     contract = pa.Table.from_pandas(assign, schema=CONTRACT_SCHEMA, preserve_index=False)
     table = pq.read_table(work.chunk_dir(k) / "input.parquet")
     clash = set(CONTRACT_SCHEMA.names)

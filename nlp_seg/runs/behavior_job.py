@@ -697,7 +697,10 @@ def assign_behavior_encoded(
                     embeddings[ok], probs[ok], block.loc[ok].reset_index(drop=True), new_rows=True
                 )
             labels[ok], strength[ok], outlier[ok] = lab, st, out
-        assignments = build_assignments(labels, strength, outlier, probs, status, names)
+        aspects = seg.aspect_cells(clean, status, embeddings, probs, timer)
+        assignments = build_assignments(
+            labels, strength, outlier, probs, status, names, aspects=aspects
+        )
         from nlp_seg.io.write import merge_input_and_assignments
 
         base = frame.reset_index(drop=True)

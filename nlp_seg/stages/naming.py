@@ -30,6 +30,7 @@ import pandas as pd
 
 from nlp_seg.models.sentiment import LABELS, summarize
 from nlp_seg.normalize import strip_accents
+from nlp_seg.stages import aspects as _aspects
 
 REQUEST_PATTERNS = [
     # Vietnamese (matched accent-free, so "mong shop cai thien" counts too)
@@ -638,6 +639,40 @@ def qualified_name(base: str, value_tier: str | None, loyalty_tier: str | None) 
     return NAME_SEPARATOR.join(parts)
 
 
+#: Awaiting improvement: mixed is the members' largest review class, or most members like the
+#: product (satisfied or mixed), at least MIXED_SHARE are mixed and at least this share
+#: complain about one same aspect.
+AWAITING_COMPLAINT_SHARE = 0.25
+MIXED_SHARE = 0.3
+
+
+def aspect_base_name(
+    classes: Sequence[str], mix: Mapping[str, Mapping[str, float]]
+) -> tuple[str, str]:
+    """The base name from members' review classes and the segment's aspect mix (module
+    docstring), and the name with what it is about:
+    ``awaiting-improvement · battery``, ``disappointed · delivery``,
+    ``satisfied · camera, design``."""
+    n = len(classes)
+    share = {c: (sum(x == c for x in classes) / n if n else 0.0) for c in _aspects.REVIEW_CLASSES}
+    complaint = _aspects.top_complaint(mix)
+    likes = share["satisfied"] + share["mixed"]
+    top = max(_aspects.REVIEW_CLASSES, key=lambda c: share[c])
+    if top == "mixed" or (
+        likes >= 0.5
+        and share["mixed"] >= MIXED_SHARE
+        and complaint is not None
+        and mix[complaint]["complaining"] >= AWAITING_COMPLAINT_SHARE
+    ):
+        base, about = "awaiting-improvement", [complaint] if complaint else []
+    else:
+        base = top
+        about = _aspects.top_praise(mix) if top == "satisfied" else [complaint] if complaint else []
+        if top == "neutral":
+            about = []
+    return base, NAME_SEPARATOR.join([base, ", ".join(about)]) if about else base
+
+
 def segment_qualifiers(
     row_info: Any, labels: np.ndarray, seg_mask: np.ndarray, seg_ids: Sequence[int]
 ) -> dict[int, dict[str, Any]]:
@@ -688,11 +723,14 @@ def profile_segments(
     row_info: Any = None,
     playbook: str | None = None,
     lang: str = "en",
+    aspects: Sequence[object] | None = None,
 ) -> list[dict[str, Any]]:
     """Size, sentiment mix, behaviour, keywords, quotes and a name for every segment.
 
     Text statistics use the rows that have text (``scored``); sizes and behaviour use
-    every segmented row.
+    every segmented row. With ``aspects`` (one ``aspect:polarity;...`` cell per row) each
+    profile gets its aspect mix and top complaint, and the name comes from the members'
+    review classes and what they praise or complain about (:func:`aspect_base_name`).
     """
     seg_ids = sorted(set(labels[seg_mask].tolist()))
     if not seg_ids:
@@ -719,9 +757,29 @@ def profile_segments(
             shares = {lab: 0.0 for lab in LABELS}
             mean_score, req = 0.0, 0.0
         b = base_name(mean_score, shares, req) if sid >= 0 else "outliers"
+        named = b
+        aspect_fields: dict[str, Any] = {}
+        if aspects is not None:
+            cells = [aspects[i] for i in idx_txt[m]]
+            mix = _aspects.segment_aspect_mix(cells)
+            labels_txt = summarize(p)[0] if len(p) else []
+            classes = [
+                _aspects.review_class(_aspects.parse_aspects(c), str(lab))
+                for c, lab in zip(cells, labels_txt, strict=True)
+            ]
+            aspect_fields = {
+                "aspects": mix,
+                "top_complaint": _aspects.top_complaint(mix),
+                "review_classes": {
+                    c: round(classes.count(c) / len(classes), 4) if classes else 0.0
+                    for c in _aspects.REVIEW_CLASSES
+                },
+            }
+            if sid >= 0 and len(cells):
+                b, named = aspect_base_name(classes, mix)
         if sid >= 0 and m.sum() < SILENT_TEXT_SHARE * members.sum():
-            b = "silent"  # grouped on behaviour alone: too few members wrote anything
-        base[sid] = b
+            b = named = "silent"  # grouped on behaviour alone: too few members wrote anything
+        base[sid] = named
         prof: dict[str, Any] = {
             "id": int(sid),
             "name": b,
@@ -734,6 +792,7 @@ def profile_segments(
                 "mean_score": round(mean_score, 4),
             },
             "improvement_request_share": round(req, 4),
+            **aspect_fields,
             "outlier_share": round(float(outlier[members].mean()), 4),
             "keywords": keywords.get(sid, []),
             "examples": representative_examples(
@@ -793,6 +852,7 @@ class SegmentNamer:
         outlier: np.ndarray,
         behavior: Any = None,
         row_info: Any = None,
+        aspects: Sequence[object] | None = None,
     ) -> SegmentNamer:
         self.segments_ = profile_segments(
             texts,
@@ -806,6 +866,7 @@ class SegmentNamer:
             row_info=row_info,
             playbook=self.playbook,
             lang=self.lang,
+            aspects=aspects,
         )
         return self
 
