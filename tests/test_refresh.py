@@ -243,6 +243,20 @@ def test_refresh_and_compare_from_the_command_line(
     assert compared["matched_by"] == "ids kept by refresh"
     assert compared["kept"] == drift["kept"]
 
+    # two independent analyze runs: segments matched by the customers both periods share
+    r2b = root / "r2b"
+    proc = nlpseg("analyze", str(two_periods["p2"]), "--out", str(r2b), *tiny, "-q")
+    assert proc.returncode == 0, proc.stderr
+    proc = nlpseg("compare", str(r1), str(r2b), "--out", str(root / "c2"), "-q")
+    assert proc.returncode == 0, proc.stderr
+    independent = json.loads((root / "c2" / "drift.json").read_text(encoding="utf-8"))
+    assert independent["matched_by"] != "ids kept by refresh"
+    assert set(independent["kept"]) | set(independent["new"]) == {
+        s["id"] for s in json.loads((r2b / "segments.json").read_text(encoding="utf-8"))["segments"]
+    }
+    moved = pd.read_csv(root / "c2" / "movers.csv")
+    assert {"customer_id", "from_segment_id", "to_segment_id", "moves"} <= set(moved.columns)
+
     # bad input: one line, non-zero
     one_line_error(nlpseg("compare", str(r1), str(root / "nope"), "-o", str(root / "x")), "run")
     one_line_error(
