@@ -511,7 +511,12 @@ def test_analyze_end_to_end_on_the_bundled_profile(
     assert len(got) == len(src)
     assert got["index"].astype(int).tolist() == src["index"].tolist()  # every row, in order
     assert list(got.columns[-len(CONTRACT) :]) == CONTRACT
-    assert (got["status"] == "ok").all()
+    # every row is a real review: the not-a-review filter may take at most a few for noise
+    # (1 of these 300: a complaint about ads popping up, docs/benchmarks.md)
+    noise = got["status"] == "low_information"
+    assert noise.mean() <= 0.02 and (got.loc[~noise, "status"] == "ok").all()
+    assert (got.loc[noise, "segment_name"] == "noise").all()
+    got = got[~noise]
     assert got["sentiment_label"].isin(["negative", "neutral", "positive"]).all()
     stars = got["n_star"].astype(int)
     mean = got.groupby(stars)["sentiment_score"].mean()
@@ -524,7 +529,7 @@ def test_analyze_end_to_end_on_the_bundled_profile(
 
     segments = json.loads((out / "segments.json").read_text())["segments"]
     assert len(segments) >= 2
-    assert sum(s["size"] for s in segments) == len(got)
+    assert sum(s["size"] for s in segments) == len(got)  # noise rows are in no segment
     assert set(got["segment_id"]) == {s["id"] for s in segments}
     html = (out / "report.html").read_text(encoding="utf-8")
     assert html.startswith("<!DOCTYPE html>")

@@ -574,6 +574,14 @@ def create_app(segmenter: "Segmenter", settings: "ServiceSettings | None" = None
         sentiment_score: float | None
         sentiment_confidence: float | None
         status: str
+        aspects: str = Field(
+            "",
+            description="What the text praises or complains about (a model fitted with "
+            "--aspects): aspect:polarity pairs joined with ';'; empty otherwise.",
+        )
+        sentiment_mixed: bool = Field(
+            False, description="The text praises one aspect and complains about another."
+        )
         placed_on: Literal["text+behavior", "text", "behavior"] | None = Field(
             description="What the result was placed on (null: nothing, e.g. an empty text)."
         )

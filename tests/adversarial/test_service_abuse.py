@@ -323,7 +323,8 @@ def test_full_queue_of_texts_is_503_with_retry_after(fitted: Segmenter) -> None:
 
         responses = asyncio.run(burst())
         codes = [r.status_code for r in responses]
-        assert set(codes) <= {200, 503} and codes.count(503) >= 1 and codes.count(200) >= 3
+        # at least the queue's worth (8 texts = 2 requests) is served, whatever the timing
+        assert set(codes) <= {200, 503} and codes.count(503) >= 1 and codes.count(200) >= 2
         busy = next(r for r in responses if r.status_code == 503)
         assert_error(busy, 503, "overloaded", "texts waiting")
         assert busy.headers["retry-after"] == "1"
