@@ -484,7 +484,6 @@ class Segmenter:
             "novelty_share": round(float(novel.mean()), 4) if len(novel) else 0.0,
             "rows_compared": len(rows),
         }
-        self.previous_placement_ = old
         return new_labels
 
     def _behavior_block(

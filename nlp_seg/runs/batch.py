@@ -272,6 +272,8 @@ def run_batch(
         from nlp_seg.io.database import check_target
 
         check_target(to_db)
+    if time_options is not None:
+        time_options.reference()  # a bad --reference-date fails now, not after the encoding
     with timer("plan"):
         plan = plan_inputs(
             inputs,

@@ -144,11 +144,8 @@ def _customer_segments(before: RunState, after: RunState) -> tuple[pd.Series, pd
         return None
 
     def per_customer(state: RunState) -> pd.Series:
-        t = state.table
-        assert t is not None and state.id_col is not None
-        t = t[t["segment_id"] >= 0]
-        ids = t[state.id_col].astype("string")
-        return t["segment_id"].groupby(ids).agg(lambda s: s.value_counts().index[0])
+        seg = _per_customer(state)["segment_id"]
+        return seg[seg >= 0]
 
     b, a = per_customer(before), per_customer(after)
     common = b.index.intersection(a.index)
@@ -387,12 +384,12 @@ def write_drift_outputs(
     after: RunState,
     audience_options: Any = None,
 ) -> list[Path]:
-    """``OUT/drift.json``, ``OUT/movers.csv`` and ``OUT/audiences/movers/<move>.csv``."""
+    """``OUT/drift.json``, ``OUT/movers.csv`` and ``OUT/audiences/movers/<move>.csv``; adds
+    the ``movers`` counts to ``drift``."""
     from nlp_seg.io.audiences import write_group_audiences
     from nlp_seg.io.write import write_csv, write_json
 
     out.mkdir(parents=True, exist_ok=True)
-    drift = dict(drift)
     drift["movers"] = {
         "customers": len(moved),
         "by_move": move_counts(moved),

@@ -354,7 +354,6 @@ def write_refresh_drift(
     from nlp_seg.runs.drift import (
         RunState,
         drift_report,
-        move_counts,
         movers,
         write_drift_outputs,
     )
@@ -377,7 +376,6 @@ def write_refresh_drift(
             "no previous run folder given (--previous): movers need the previous assignments"
         )
     files = write_drift_outputs(out, drift, moved, after, audience_options)
-    drift["movers"] = {"customers": len(moved), "by_move": move_counts(moved)}
     return drift, files
 
 

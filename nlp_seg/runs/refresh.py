@@ -15,7 +15,7 @@ from typing import Any
 
 from nlp_seg.errors import InputError
 from nlp_seg.progress import Reporter, SilentReporter
-from nlp_seg.runs.drift import compare_runs, load_run, move_counts, write_drift_outputs
+from nlp_seg.runs.drift import compare_runs, load_run, write_drift_outputs
 from nlp_seg.runs.jobs import RefreshContext, RunResult, TimeOptions, analyze_file
 from nlp_seg.segmenter import load_segmenter
 
@@ -96,5 +96,4 @@ def compare_folders(
     drift, moved = compare_runs(before, after)
     out = Path(out_dir)
     files = write_drift_outputs(out, drift, moved, after, audience_options)
-    drift["movers"] = {"customers": len(moved), "by_move": move_counts(moved)}
     return drift, files
