@@ -110,3 +110,11 @@ def strip_accents(text: str) -> str:
     decomposed = unicodedata.normalize("NFD", text.lower())
     folded = "".join(ch for ch in decomposed if unicodedata.category(ch) != "Mn")
     return folded.replace("đ", "d")
+
+
+def strip_diacritics(text: str) -> str:
+    """``text`` as typed without diacritics (Vietnamese ``đ`` becomes ``d``): how many people
+    type on phones, and what the sentiment branch is also trained on."""
+    decomposed = unicodedata.normalize("NFD", text)
+    out = "".join(ch for ch in decomposed if unicodedata.category(ch) != "Mn")
+    return unicodedata.normalize("NFC", out.replace("đ", "d").replace("Đ", "D"))
