@@ -709,7 +709,14 @@ def train_sentiment(
     ] = None,
     encoding: Encoding = None,
     embedding_model: EmbeddingModel = None,
-    kind: Annotated[str, typer.Option("--kind", help="logreg or mlp.")] = "logreg",
+    kind: Annotated[
+        str,
+        typer.Option(
+            "--kind",
+            help="logreg or mlp (a head on the frozen encoder: seconds), or branch (fine-tune "
+            "the bundled sentiment branch: minutes, more accurate).",
+        ),
+    ] = "logreg",
     no_emoji: Annotated[bool, typer.Option("--no-emoji", help="No emoji features.")] = False,
     device: Device = "auto",
     batch_size: BatchSize = 32,
@@ -723,8 +730,8 @@ def train_sentiment(
     def run() -> None:
         from nlp_seg.runs.train_sentiment import train_from_table
 
-        if kind not in ("logreg", "mlp"):
-            raise_input(f"unknown --kind {kind!r}; use logreg or mlp")
+        if kind not in ("logreg", "mlp", "branch"):
+            raise_input(f"unknown --kind {kind!r}; use logreg, mlp or branch")
         summary = train_from_table(
             input,
             out,

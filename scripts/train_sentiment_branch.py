@@ -4,7 +4,7 @@ Three steps, each resumable::
 
     python scripts/train_sentiment_branch.py cache            # lower layers once, to disk
     python scripts/train_sentiment_branch.py train --k 2      # fine-tune the branch (checkpoints)
-    python scripts/train_sentiment_branch.py write --k 2      # calibrate, save models/sentiment_branch
+    python scripts/train_sentiment_branch.py write --k 2      # calibrate, save the head folder
 
 ``cache`` runs the bundled encoder's embeddings and lower layers over every train and dev text
 (normalised and lower-cased as the pipeline does, ``"query: "`` prefix, at most
@@ -93,7 +93,10 @@ def cmd_cache(args) -> None:
     tok = st.tokenizer
     texts = ["query: " + r["text"] for r in rows]
     lengths = np.array(
-        [min(len(ids), args.max_tokens) for ids in tok(texts, truncation=True, max_length=args.max_tokens)["input_ids"]]
+        [
+            min(len(ids), args.max_tokens)
+            for ids in tok(texts, truncation=True, max_length=args.max_tokens)["input_ids"]
+        ]
     )
     np.save(work / "lengths.npy", lengths)
     offsets = np.concatenate([[0], np.cumsum(lengths)])
@@ -154,6 +157,173 @@ def cmd_cache(args) -> None:
     print(f"cached in {time.time() - t0:.0f} s", flush=True)
 
 
+# --------------------------------------------------------------------------- training
+
+
+def load_cache(work: Path, from_layer: int):
+    from nlp_seg.models.branch_fit import TokenStates
+
+    rows = [json.loads(line) for line in (work / "rows.jsonl").open(encoding="utf-8")]
+    offsets = np.load(work / "offsets.npy")
+    flat = np.memmap(
+        work / f"hidden{from_layer}.f16", dtype=np.float16, mode="r", shape=(int(offsets[-1]), 384)
+    )
+    return rows, TokenStates(flat=flat, offsets=offsets)
+
+
+def macro_f1_table(rows: list[dict], dev: np.ndarray, probs: np.ndarray) -> dict:
+    """Per part and per dataset dev macro-F1 (AIVIVN binary), as scripts/eval_sentiment.py."""
+    from sklearn.metrics import f1_score
+
+    parts: dict[str, list[int]] = {}
+    for j, i in enumerate(dev):
+        parts.setdefault(rows[i]["part"], []).append(j)
+    out_parts = {}
+    for key, js in parts.items():
+        y = np.array([rows[dev[j]]["label"] for j in js])
+        p = probs[js]
+        if key.startswith("aivivn"):
+            pred = np.where(p[:, 0] > p[:, 2], 0, 2)
+            f1 = f1_score(y, pred, labels=[0, 2], average="macro")
+        else:
+            f1 = f1_score(y, p.argmax(axis=1), labels=[0, 1, 2], average="macro")
+        out_parts[key] = {"n": len(js), "macro_f1": round(float(f1), 4)}
+    datasets: dict[str, list[float]] = {}
+    for key, r in out_parts.items():
+        datasets.setdefault(
+            key.split("-")[0] if not key.startswith("uit-vsfc") else "uit-vsfc", []
+        ).append(r["macro_f1"])
+    summary = {d: round(float(np.mean(v)), 4) for d, v in datasets.items()}
+    score = float(np.mean([summary[d] for d in ("umsab", "uit-vsfc", "aivivn", "marc")]))
+    return {"parts": out_parts, "datasets": summary, "score": round(score, 4)}
+
+
+def setup(args):
+    from nlp_seg.models.branch_fit import BranchClassifier, standardiser
+    from nlp_seg.models.embedding import SentenceTransformerEmbedder
+    from nlp_seg.models.sentiment_branch import SentimentBranch
+    from nlp_seg.models.sentiment_head import balanced_weights, bundled_lexicon, emoji_features
+
+    work = Path(args.work)
+    rows, states = load_cache(work, 12 - args.k)
+    lexicon = bundled_lexicon()
+    extra = emoji_features([r["text"] for r in rows], lexicon).astype(np.float32)
+    split = np.array([r["split"] for r in rows])
+    train_all = np.flatnonzero(split == "train")
+    rng = np.random.default_rng(args.seed)
+    calib = np.zeros(len(rows), dtype=bool)
+    calib[rng.choice(train_all, size=int(len(train_all) * 0.04), replace=False)] = True
+    train = np.flatnonzero((split == "train") & ~calib)
+    if args.max_train:
+        train = np.sort(rng.choice(train, size=min(args.max_train, len(train)), replace=False))
+    dev = np.flatnonzero(split == "dev")
+    labels = np.array([r["label"] for r in rows])
+    groups = [rows[i]["group"] for i in train]
+    w = np.zeros(len(rows), dtype=np.float32)
+    w[train] = balanced_weights(labels[train], groups, power=args.power)
+    w[calib] = balanced_weights(labels[calib], [rows[i]["group"] for i in np.flatnonzero(calib)])
+    bert = SentenceTransformerEmbedder(device="cpu").load()[0].auto_model
+    branch = SentimentBranch.from_encoder(bert, args.k)
+    mean, scale = standardiser(extra[train])
+    model = BranchClassifier(branch, extra.shape[1], mean, scale)
+    return work, rows, states, extra, labels, w, train, np.flatnonzero(calib), dev, model, lexicon
+
+
+def cmd_train(args) -> None:
+    import torch
+
+    from nlp_seg.models.branch_fit import fit_branch, predict_logits
+    from nlp_seg.models.sentiment_head import _softmax  # noqa: PLC2701 - script-side reuse
+
+    torch.set_num_threads(args.threads)
+    work, rows, states, extra, labels, w, train, calib, dev, model, _ = setup(args)
+    tag = f"k{args.k}"
+    print(f"train {len(train):,} rows, dev {len(dev):,}, calibration {len(calib):,}", flush=True)
+    history = []
+
+    def evaluate(m) -> float:
+        res = macro_f1_table(
+            rows, dev, _softmax(predict_logits(m, states, dev, extra, bf16=args.bf16))
+        )
+        history.append(res)
+        print(json.dumps(res["datasets"]), res["score"], flush=True)
+        return res["score"]
+
+    record = fit_branch(
+        model,
+        states,
+        train,
+        labels[train],
+        w[train],
+        extra[train],
+        epochs=args.epochs,
+        batch_size=args.batch,
+        lr=args.lr,
+        seed=args.seed,
+        bf16=args.bf16,
+        checkpoint=work / f"ckpt-{tag}.safetensors",
+        every=100,
+        evaluate=evaluate,
+        eval_every=args.eval_every,
+    )
+    from safetensors.torch import save_file
+
+    save_file(
+        {k: v.contiguous() for k, v in model.state().items()}, str(work / f"best-{tag}.safetensors")
+    )
+    (work / f"result-{tag}.json").write_text(
+        json.dumps({"args": vars(args), "record": record, "history": history}, indent=1)
+    )
+    print(
+        f"best {record.get('best_score')} after {record['steps']} steps, {record['seconds']:.0f} s"
+    )
+
+
+def cmd_write(args) -> None:
+    from safetensors.torch import load_file
+
+    from nlp_seg.models.branch_fit import predict_logits, save_branch_head
+    from nlp_seg.models.sentiment_head import _fit_temperature, _softmax  # noqa: PLC2701
+
+    work, rows, states, extra, labels, w, train, calib, dev, model, lexicon = setup(args)
+    tag = f"k{args.k}"
+    model.load_state(load_file(str(work / f"best-{tag}.safetensors")))
+    logits = predict_logits(model, states, calib, extra)
+    temperature = _fit_temperature(
+        logits.astype(np.float64), labels[calib], w[calib].astype(np.float64)
+    )
+    dev_res = macro_f1_table(
+        rows, dev, _softmax(predict_logits(model, states, dev, extra) / temperature)
+    )
+    result = json.loads((work / f"result-{tag}.json").read_text())
+    counts: dict[str, int] = {}
+    for i in train:
+        key = rows[i]["part"] + ("+stripped" if rows[i]["variant"] == "stripped" else "")
+        counts[key] = counts.get(key, 0) + 1
+    out = save_branch_head(
+        model,
+        args.out,
+        temperature=temperature,
+        lexicon=lexicon,
+        extra_config={
+            "version": 4,
+            "training": {
+                "script": "scripts/train_sentiment_branch.py",
+                "rows": counts,
+                "max_tokens": json.loads((work / "cache.json").read_text())["max_tokens"],
+                "epochs": result["args"]["epochs"],
+                "lr": result["args"]["lr"],
+                "batch": result["args"]["batch"],
+                "balancing_power": result["args"]["power"],
+                "seconds": round(result["record"]["seconds"]),
+                "evaluations": result["record"]["evaluations"],
+            },
+            "dev": dev_res,
+        },
+    )
+    print(f"wrote {out}: T={temperature:.3f}", json.dumps(dev_res["datasets"]), dev_res["score"])
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -163,11 +333,26 @@ def main(argv: list[str] | None = None) -> int:
     c.add_argument("--strip-share", type=float, default=0.3)
     c.add_argument("--batch", type=int, default=64)
     c.add_argument("--threads", type=int, default=os.cpu_count() or 2)
-    for p in (c,):
+    t = sub.add_parser("train")
+    w = sub.add_parser("write")
+    for p in (t, w):
+        p.add_argument("--k", type=int, default=2)
+        p.add_argument("--epochs", type=float, default=2.0)
+        p.add_argument("--batch", type=int, default=32)
+        p.add_argument("--lr", type=float, default=5e-5)
+        p.add_argument("--power", type=float, default=1.0)
+        p.add_argument("--seed", type=int, default=0)
+        p.add_argument("--max-train", type=int, default=0)
+        p.add_argument("--eval-every", type=int, default=0)
+        p.add_argument("--bf16", action="store_true")
+        p.add_argument("--threads", type=int, default=os.cpu_count() or 2)
+    w.add_argument(
+        "--out", default=str(Path(__file__).resolve().parent.parent / "models" / "sentiment_branch")
+    )
+    for p in (c, t, w):
         p.add_argument("--work", default="/tmp/nlpseg-branch")
     args = ap.parse_args(argv)
-    if args.cmd == "cache":
-        cmd_cache(args)
+    {"cache": cmd_cache, "train": cmd_train, "write": cmd_write}[args.cmd](args)
     return 0
 
 

@@ -157,7 +157,11 @@ class SentenceTransformerEmbedder:
         return out[inverse]
 
     def embed_with_layers(
-        self, texts: Sequence[str], layers: Sequence[int], progress: ProgressFn | None = None
+        self,
+        texts: Sequence[str],
+        layers: Sequence[int],
+        progress: ProgressFn | None = None,
+        branch: Any = None,
     ) -> tuple[np.ndarray, np.ndarray]:
         """The embedding *and* mean-pooled hidden states of ``layers``, from one encoder pass.
 
@@ -167,20 +171,23 @@ class SentenceTransformerEmbedder:
         and the hidden states are computed anyway. ``layers`` index ``hidden_states`` (0 = the
         token embeddings, -1 = the last layer); each is pooled over the attention mask (prompt
         included, as the bundled pooling does) and L2-normalised, then they are concatenated:
-        ``(n, len(layers) * d)``.
+        ``(n, len(layers) * d)``. With a ``branch`` (a fine-tuned
+        :class:`~nlp_seg.models.sentiment_branch.SentimentBranch`) its mean-pooled output on
+        the hidden state it attaches to is appended, computed inside the same pass.
 
         The layer features are not cached (they are 4x the embedding's size and only the
         sentiment head reads them; the pipeline caches the head's probabilities instead), but
         the embeddings computed on the way are written to the embedding cache.
         """
         texts = [str(t) for t in texts]
+        n_feats = len(layers) + (1 if branch is not None else 0)
         if not texts:
             dim = self.dimension
-            return np.zeros((0, dim), np.float32), np.zeros((0, dim * len(layers)), np.float32)
+            return np.zeros((0, dim), np.float32), np.zeros((0, dim * n_feats), np.float32)
         uniq, inverse = np.unique(np.asarray(texts, dtype=object), return_inverse=True)
         uniq_list = [str(t) for t in uniq]
         st = self.load()
-        emb, feats = self._encode_layers(uniq_list, st, tuple(layers), progress)
+        emb, feats = self._encode_layers(uniq_list, st, tuple(layers), progress, branch)
         self.encoded_ += len(uniq_list)
         cache = self._cache()
         if cache is not None:
@@ -189,14 +196,22 @@ class SentenceTransformerEmbedder:
         return emb[inverse], feats[inverse]
 
     def _encode_layers(
-        self, texts: list[str], st: Any, layers: tuple[int, ...], progress: ProgressFn | None
+        self,
+        texts: list[str],
+        st: Any,
+        layers: tuple[int, ...],
+        progress: ProgressFn | None,
+        branch: Any = None,
     ) -> tuple[np.ndarray, np.ndarray]:
         import torch
 
         order = np.argsort([len(t) for t in texts], kind="stable")
         dim = embedding_dimension(st)
         emb = np.zeros((len(texts), dim), dtype=np.float32)
-        feats = np.zeros((len(texts), dim * len(layers)), dtype=np.float32)
+        n_feats = len(layers) + (1 if branch is not None else 0)
+        feats = np.zeros((len(texts), dim * n_feats), dtype=np.float32)
+        if branch is not None:
+            branch.to(st.device)
         prompt = None
         name = self.prompt_name or getattr(st, "default_prompt_name", None)
         if name:
@@ -217,6 +232,11 @@ class SentenceTransformerEmbedder:
                     }
                     with _autocast(precision, str(st.device)):
                         out = st.forward(features)
+                        if branch is not None:  # the fine-tuned copy of the top layers
+                            tuned = branch.pool(
+                                out["all_layer_embeddings"][branch.from_layer],
+                                out["attention_mask"],
+                            ).float()
                     mask = out["attention_mask"].unsqueeze(-1).float()
                     denom = mask.sum(dim=1).clamp(min=1e-9)
                     sent = torch.nn.functional.normalize(out["sentence_embedding"].float(), dim=1)
@@ -226,6 +246,8 @@ class SentenceTransformerEmbedder:
                     for layer in layers:
                         vec = (hidden[layer].float() * mask).sum(dim=1) / denom
                         pooled.append(torch.nn.functional.normalize(vec, dim=1))
+                    if branch is not None:
+                        pooled.append(tuned)
                     feats[idx] = torch.cat(pooled, dim=1).cpu().numpy()
                     done += len(idx)
                     if progress and (done - reported >= 256 or done == len(texts)):

@@ -214,6 +214,7 @@ class HeadSentimentScorer:
         self._head: Any = None
         self._path: Path | None = None
         self._cache_key: str | None = None
+        self._branch: Any = None
 
     @property
     def model_id(self) -> str:
@@ -243,6 +244,23 @@ class HeadSentimentScorer:
         return tuple(self.load().input_layers)
 
     @property
+    def reads_lowercase(self) -> bool:
+        """The head was trained on lower-cased text (``"lowercase": true`` in its config)."""
+        return bool((getattr(self.load(), "config_", None) or {}).get("lowercase", False))
+
+    @property
+    def branch(self) -> Any:
+        """The fine-tuned branch the head reads (``None`` for a head on frozen states)."""
+        head = self.load()
+        entry = (getattr(head, "config_", None) or {}).get("branch")
+        if entry and self._branch is None:
+            from nlp_seg.models.sentiment_branch import SentimentBranch
+
+            assert self._path is not None
+            self._branch = SentimentBranch.load(self._path, entry)
+        return self._branch
+
+    @property
     def cache_key(self) -> str:
         """A fingerprint of the head's files, so cached probabilities follow its exact weights."""
         import hashlib
@@ -251,8 +269,9 @@ class HeadSentimentScorer:
             self.load()
             assert self._path is not None
             h = hashlib.sha256()
-            for name in ("config.json", "head.safetensors"):
-                h.update((self._path / name).read_bytes())
+            for name in ("config.json", "head.safetensors", "branch.safetensors"):
+                if (self._path / name).exists():
+                    h.update((self._path / name).read_bytes())
             self._cache_key = h.hexdigest()[:16]
         return self._cache_key
 
@@ -273,7 +292,16 @@ class HeadSentimentScorer:
         return probs
 
     def describe(self) -> dict[str, Any]:
-        return {"model": self.head, "kind": "embedding-head", "path": str(self._path)}
+        info: dict[str, Any] = {
+            "model": self.head,
+            "kind": "embedding-head",
+            "path": str(self._path),
+        }
+        entry = (getattr(self._head, "config_", None) or {}).get("branch")
+        if entry:
+            info["kind"] = "fine-tuned-branch"
+            info["branch"] = {k: entry.get(k) for k in ("from_layer", "layers", "dtype")}
+        return info
 
 
 def make_sentiment_scorer(model: str, device: str = "auto", batch_size: int = 32) -> Any:

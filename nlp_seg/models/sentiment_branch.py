@@ -130,14 +130,18 @@ class SentimentBranch:
 
         path = Path(folder) / str(entry.get("file", BRANCH_FILE))
         if path.name != BRANCH_FILE or not path.is_file():
-            raise ModelUnavailableError(f"sentiment head in {folder} names a branch but has no {BRANCH_FILE}")
+            raise ModelUnavailableError(
+                f"sentiment head in {folder} names a branch but has no {BRANCH_FILE}"
+            )
         try:
             k = int(entry["layers"])
             from_layer = int(entry["from_layer"])
             config = _bert_config(entry)
             tensors = load_file(str(path))
         except Exception as exc:  # noqa: BLE001 - a corrupt file or config -> one line
-            raise ModelUnavailableError(f"cannot read the sentiment branch in {folder}: {exc}") from exc
+            raise ModelUnavailableError(
+                f"cannot read the sentiment branch in {folder}: {exc}"
+            ) from exc
         layers = torch.nn.ModuleList([BertLayer(config) for _ in range(k)])
         expected = {
             f"layer.{i}.{name}": tuple(t.shape)

@@ -78,6 +78,11 @@ def train_from_table(
     if embedding_model and Path(embedding_model).expanduser().is_dir():
         # record a folder absolutely, so the pipeline can match it from any working directory
         embedding_model = str(Path(embedding_model).expanduser().resolve())
+    if kind == "branch" and (embedding_model or BUNDLED_ENCODER) != BUNDLED_ENCODER:
+        raise InputError(
+            "--kind branch fine-tunes the bundled encoder's sentiment branch: leave out "
+            "--embedding-model, or use --kind logreg/mlp for another encoder"
+        )
     cfg = SegmenterConfig(
         embedding_model=embedding_model or BUNDLED_ENCODER,
         device=device,
@@ -90,6 +95,22 @@ def train_from_table(
     # On the bundled encoder, read the same hidden states as the shipped head (better than the
     # sentence embedding alone); on any other encoder, its sentence embedding.
     layers = BUNDLED_INPUT_LAYERS if cfg.embedding_model == BUNDLED_ENCODER else ()
+    if kind == "branch":
+        return _train_branch_from(
+            texts,
+            labels,
+            out,
+            embedder,
+            seed,
+            reporter,
+            summary_base={
+                "input": str(input),
+                "text_column": text,
+                "label_column": label,
+                "label_scheme": scheme,
+                "rows_skipped_empty_text": int((~keep).sum()),
+            },
+        )
 
     def features(progress: Any = None) -> np.ndarray:
         if layers:
@@ -151,3 +172,143 @@ def train_from_table(
 
 def _sub(texts: list[str], mask: np.ndarray) -> list[str]:
     return [t for t, m in zip(texts, mask, strict=True) if m]
+
+
+def fine_tune_branch(
+    texts: list[str],
+    labels: np.ndarray,
+    out: str | Path,
+    *,
+    embedder: Any,
+    start_from: str | Path,
+    epochs: float = 3.0,
+    seed: int = 0,
+    hold: np.ndarray | None = None,
+    progress: Any = None,
+) -> tuple[float | None, dict[str, Any]]:
+    """Fine-tune the shipped branch (and its linear head) on a user's labelled texts.
+
+    The encoder's lower layers run once (their states are cached in memory); only the branch
+    trains. When ``hold`` marks held-out rows, a first run on the rest reports their macro-F1,
+    then the branch is trained afresh on every row. Returns (held-out macro-F1, record).
+    """
+    import torch
+    from sklearn.metrics import f1_score
+
+    from nlp_seg.models.branch_fit import (
+        BranchClassifier,
+        fit_branch,
+        lower_states,
+        predict_logits,
+        save_branch_head,
+    )
+    from nlp_seg.models.sentiment_branch import SentimentBranch
+    from nlp_seg.models.sentiment_head import SentimentHead, emoji_features
+
+    start = Path(start_from)
+    base = SentimentHead.load(start)
+    entry = base.config_["branch"]
+    st = embedder.load()
+    model_texts = [t.lower() for t in texts]
+    states = lower_states(st, model_texts, int(entry["from_layer"]), progress=progress)
+    lexicon = base.lexicon or {}
+    extra = emoji_features(model_texts, lexicon).astype(np.float32)
+    weights = balanced_weights(labels, power=1.0)
+    dim = int(entry["hidden_size"])
+
+    def fresh() -> BranchClassifier:
+        branch = SentimentBranch.load(start, entry)
+        model = BranchClassifier(
+            branch,
+            extra.shape[1],
+            base.mean_[dim:].astype(np.float32),
+            base.scale_[dim:].astype(np.float32),
+        )
+        w, b = base.layers_[0]
+        with torch.no_grad():
+            model.linear.weight.copy_(torch.from_numpy(w.T.astype(np.float32)))
+            model.linear.bias.copy_(torch.from_numpy(b.astype(np.float32)))
+        return model
+
+    def train(rows: np.ndarray) -> tuple[BranchClassifier, dict[str, Any]]:
+        model = fresh()
+        rec = fit_branch(
+            model,
+            states,
+            rows,
+            labels[rows],
+            weights[rows],
+            extra[rows],
+            epochs=epochs,
+            batch_size=16,
+            lr=3e-5,
+            head_lr=1e-3,
+            seed=seed,
+            log=lambda _m: None,
+        )
+        return model, rec
+
+    heldout = None
+    all_rows = np.arange(len(labels))
+    if hold is not None and hold.any():
+        model, _ = train(all_rows[~hold])
+        probs = predict_logits(model, states, all_rows[hold], extra)
+        present = np.unique(labels)
+        heldout = float(
+            f1_score(labels[hold], probs.argmax(axis=1), labels=present, average="macro")
+        )
+    model, record = train(all_rows)
+    save_branch_head(
+        model,
+        out,
+        temperature=float(base.temperature_),
+        lexicon=lexicon or None,
+        extra_config={"fine_tuned_from": str(start), "prefix": "query: "},
+    )
+    return heldout, record
+
+
+def _train_branch_from(
+    texts: list[str],
+    labels: np.ndarray,
+    out: str | Path,
+    embedder: Any,
+    seed: int,
+    reporter: Any,
+    summary_base: dict[str, Any],
+) -> dict[str, Any]:
+    """``--kind branch``: fine-tune the shipped branch; same hold-out and summary as a head."""
+    from nlp_seg.models.registry import bundled_head_path
+
+    start = bundled_head_path()
+    rng = np.random.default_rng(seed)
+    hold = np.zeros(len(labels), dtype=bool)
+    hold[rng.permutation(len(labels))[: len(labels) // 5]] = True
+    if len(np.unique(labels[~hold])) != len(np.unique(labels)) or hold.sum() < 10:
+        hold[:] = False
+    if reporter is not None:
+        with reporter.stage(f"Fine-tuning on {len(texts):,} texts", total=len(texts)) as advance:
+            heldout, record = fine_tune_branch(
+                texts,
+                labels,
+                out,
+                embedder=embedder,
+                start_from=start,
+                seed=seed,
+                hold=hold,
+                progress=advance,
+            )
+    else:
+        heldout, record = fine_tune_branch(
+            texts, labels, out, embedder=embedder, start_from=start, seed=seed, hold=hold
+        )
+    classes, counts = np.unique(labels, return_counts=True)
+    return {
+        **summary_base,
+        "rows_used": int(len(labels)),
+        "class_counts": {LABELS[int(c)]: int(k) for c, k in zip(classes, counts, strict=True)},
+        "heldout_macro_f1": heldout,
+        "kind": "branch",
+        "steps": record.get("steps"),
+        "out": str(out),
+    }

@@ -122,7 +122,13 @@ class TextEncoder:
             return bool(self.config.lowercase)
         from nlp_seg.models.registry import BUNDLED_ENCODER, BUNDLED_SENTIMENT
 
-        return self.config.resolved_models() == (BUNDLED_ENCODER, BUNDLED_SENTIMENT)
+        models = self.config.resolved_models()
+        if models == (BUNDLED_ENCODER, BUNDLED_SENTIMENT):
+            return True
+        # a head trained on lower-cased text (a fine-tuned branch) says so in its config
+        return models[0] == BUNDLED_ENCODER and bool(
+            getattr(self.get_sentiment(), "reads_lowercase", False)
+        )
 
     def model_texts(self, texts: Sequence[str]) -> list[str]:
         """What the models read: the clean texts, lower-cased when :attr:`lowercase`."""
@@ -151,14 +157,15 @@ class TextEncoder:
         if scorer.needs_embeddings:
             _check_head_encoder(scorer, self.get_embedder())
         layers = tuple(getattr(scorer, "input_layers", ())) if scorer.needs_embeddings else ()
+        branch = getattr(scorer, "branch", None) if scorer.needs_embeddings else None
         with (
             timer("embedding"),
             self.reporter.stage(
                 f"Embedding {len(uniq_list):,} distinct texts", total=len(uniq_list)
             ) as advance,
         ):
-            if layers:  # the head's probabilities come out of the same pass
-                emb, probs = self._encode_for_layer_head(scorer, uniq_list, layers, advance)
+            if layers or branch is not None:  # the head's probabilities: the same pass
+                emb, probs = self._encode_for_layer_head(scorer, uniq_list, layers, advance, branch)
                 return _stored_precision(emb)[inverse], probs[inverse]
             emb = self.get_embedder().embed(uniq_list, progress=advance)
         with (
@@ -172,7 +179,12 @@ class TextEncoder:
         return _stored_precision(emb)[inverse], np.asarray(probs, dtype=np.float64)[inverse]
 
     def _encode_for_layer_head(
-        self, scorer: Any, texts: list[str], layers: tuple[int, ...], advance: Any
+        self,
+        scorer: Any,
+        texts: list[str],
+        layers: tuple[int, ...],
+        advance: Any,
+        branch: Any = None,
     ) -> tuple[np.ndarray, np.ndarray]:
         """Embeddings and probabilities for a head that reads hidden states (the bundled one).
 
@@ -210,13 +222,20 @@ class TextEncoder:
             out = []
             for start in range(0, len(batch), LAYER_SLICE):
                 part = batch[start : start + LAYER_SLICE]
-                vecs, feats = embedder.embed_with_layers(part, layers, progress=advance)
+                if branch is None:
+                    vecs, feats = embedder.embed_with_layers(part, layers, progress=advance)
+                else:
+                    vecs, feats = embedder.embed_with_layers(
+                        part, layers, progress=advance, branch=branch
+                    )
                 put([position[t] for t in part], vecs)
                 out.append(scorer.predict_proba(part, embeddings=feats))
             return np.concatenate(out)
 
         folder = Path(self.config.cache_dir) / "sentiment" if self.config.cache_dir else None
         namespace = f"head|{scorer.cache_key}|{embedder.cache_namespace}|layers={layers}"
+        if branch is not None:
+            namespace += f"|branch={branch.from_layer}+{branch.n_layers}"
         probs, hits, computed = cached_rows(folder, namespace, texts, compute)
         stats = getattr(self, "sentiment_cache_", {"hits": 0, "computed": 0})
         self.sentiment_cache_ = {
