@@ -10,9 +10,9 @@ cost a few kB (about 0.5 kB each).
 The face comes *first* in the page's font stacks, limited by ``unicode-range`` to those emoji,
 so every other character falls through to the text fonts and the emoji look the same on every
 machine. Listed after the text fonts (as a fallback behind system emoji fonts) it is not
-reliable: Chromium then draws the first emoji that needs the late-listed web font as a box and
-never redraws it. System colour emoji fonts stay at the end of the stacks, for emoji newer
-than Noto Emoji.
+reliable: in probe pages Chromium 150 left the first emoji that needed the late-listed web font
+as a box, not redrawn once the face had loaded. System colour emoji fonts stay at the end of
+the stacks, for emoji newer than Noto Emoji.
 """
 
 from __future__ import annotations
