@@ -107,6 +107,8 @@ def test_report_opens_offline_and_shows_every_segment(reports: dict, lang: str) 
     out = reports[lang]
     html = (out / "report.html").read_text(encoding="utf-8")
     assert "<script src=" not in html and "<link " not in html  # everything inline
+    assert 'id="aspects"' not in html  # no --aspects: no heat map, not even an empty section
+    assert html.count("@font-face") == 1  # the example's emoji, embedded (tests/test_report_real)
     segments = json.loads((out / "segments.json").read_text())["segments"]
     page = open_in_chromium(out / "report.html")
     assert page["errors"] == []
@@ -123,6 +125,7 @@ def test_report_opens_offline_and_shows_every_segment(reports: dict, lang: str) 
     assert page["map_points"] > 50
     assert _inked_share(page["map_png"]) > 0.01
     assert _inked_columns(page["map_png"]) > 0.5
+    assert "praise and complain" not in page["text"] and "khen và chê" not in page["text"]
     words = {"en": ["Map of the segments", "Suggested action"], "vi": ["Bản đồ phân khúc"]}
     for w in words[lang]:
         assert w in page["text"]

@@ -1,6 +1,6 @@
 """``DIR/report.html``: one self-contained page a CX lead can read without nlpseg.
 
-Everything is inline (plotly.js included once, no CDN, no web fonts), so the file opens
+Everything is inline (plotly.js included once, no CDN, no font to fetch), so the file opens
 offline, can be mailed, and shows the same thing in a year. The page has:
 
 * a summary line and a table of segments (size, share, mean sentiment, suggested action);
@@ -9,8 +9,13 @@ offline, can be mailed, and shows the same thing in a year. The page has:
   its text;
 * segment **sizes**, **sentiment by segment** (negative / neutral / positive shares) and, when
   the input has a date column, **sentiment over time** (monthly mean score per segment);
+* with ``--aspects``, an **aspect x segment heat map**: per segment, the share of its members
+  praising and complaining about each aspect (an HTML table with shaded cells, no script);
 * one **card per segment**: sentiment mix, behaviour means, what they talk about (benefits when
   the behaviour data has them), keywords, representative quotes and the suggested action.
+
+Emoji come from an embedded subset of Noto Emoji holding only the emoji on the page
+(:mod:`nlp_seg.io.emoji_font`), so they are not boxes where the system has no emoji font.
 
 The page's own words come in English or Vietnamese (``lang``); quotes and keywords stay as the
 customers wrote them. All customer text is HTML-escaped.
@@ -19,6 +24,8 @@ customers wrote them. All customer text is HTML-escaped.
 from __future__ import annotations
 
 import html
+import json
+import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -27,12 +34,17 @@ import numpy as np
 import pandas as pd
 
 from nlp_seg.errors import NlpsegError
+from nlp_seg.io.emoji_font import EMOJI_FIRST, EMOJI_LAST, FONT_LICENSE, font_face_css
 from nlp_seg.io.read import parse_dates
 from nlp_seg.io.timeline import period_code
 from nlp_seg.normalize import mask_contacts
 
 MAX_MAP_POINTS = 5000
 QUOTE_CHARS = 240
+#: Most aspects (columns) in the heat map: the most talked-about ones; the page says how many
+#: it left out.
+MAX_HEATMAP_ASPECTS = 15
+PLOT_FONT = EMOJI_FIRST + "system-ui,Arial,sans-serif" + EMOJI_LAST
 
 STRINGS: dict[str, dict[str, str]] = {
     "en": {
@@ -87,7 +99,17 @@ STRINGS: dict[str, dict[str, str]] = {
         "tiers": "Tiers",
         "footer": "Made by nlpseg {version}. Segment names follow documented rules on the "
         "sentiment mix (README, Naming). Suggested actions come from the playbook.",
+        "emoji_credit": "Emoji: {font}.",
         "none": "none",
+        "aspects": "What they praise and complain about",
+        "aspects_note": "Per segment (row) and aspect (column): the share of the segment's "
+        "members with text who praise (+, green) or complain about (−, red) the aspect. Darker "
+        "is a larger share; the darkest cell is {max}. A framed cell is the segment's top "
+        "complaint.",
+        "aspects_left_out": "{n} less talked-about aspects are left out: {names}.",
+        "aspects_none": "No aspect was found in any text of this run.",
+        "praising": "praising",
+        "complaining": "complaining",
     },
     "vi": {
         "title": "Phân khúc khách hàng",
@@ -141,7 +163,16 @@ STRINGS: dict[str, dict[str, str]] = {
         "tiers": "Hạng",
         "footer": "Tạo bởi nlpseg {version}. Tên phân khúc theo quy tắc công khai dựa trên "
         "tỷ lệ cảm xúc (README, Naming). Hành động đề xuất lấy từ playbook.",
+        "emoji_credit": "Biểu tượng cảm xúc: {font}.",
         "none": "không có",
+        "aspects": "Khách khen và chê điều gì",
+        "aspects_note": "Theo phân khúc (hàng) và khía cạnh (cột): tỷ lệ thành viên có viết "
+        "đánh giá khen (+, xanh) hoặc chê (−, đỏ) khía cạnh đó. Màu càng đậm, tỷ lệ càng lớn; "
+        "ô đậm nhất là {max}. Ô có viền là điều phân khúc chê nhiều nhất.",
+        "aspects_left_out": "Bỏ qua {n} khía cạnh ít được nhắc tới: {names}.",
+        "aspects_none": "Không tìm thấy khía cạnh nào trong các đánh giá của lần chạy này.",
+        "praising": "khen",
+        "complaining": "chê",
     },
 }
 
@@ -185,9 +216,13 @@ def palette_colour(i: int) -> str:
     return f"hsl({hue:.0f}, 65%, {light}%)"
 
 
-CSS = """
-body{font-family:system-ui,-apple-system,"Segoe UI",Roboto,"Noto Sans",Arial,sans-serif,
-"Apple Color Emoji","Segoe UI Emoji","Noto Color Emoji";
+CSS = (
+    """
+body{font-family:"""
+    + EMOJI_FIRST
+    + """system-ui,-apple-system,"Segoe UI",Roboto,"Noto Sans",Arial,sans-serif"""
+    + EMOJI_LAST
+    + """;
 margin:0;background:#f6f7f9;color:#1d2433;line-height:1.45}
 header{background:#1d2433;color:#fff;padding:20px 32px}
 header h1{margin:0 0 4px;font-size:26px} header p{margin:0;opacity:.85}
@@ -218,7 +253,14 @@ letter-spacing:.04em;color:#8a6d1a}
 @media (max-width:900px){.cols{grid-template-columns:1fr}}
 h4{margin:8px 0 4px;font-size:14px;color:#3b4456}
 footer{color:#5b6475;font-size:12px;text-align:center;margin-top:24px}
+.heat{overflow-x:auto} .heat table{width:auto;font-size:13px}
+.heat th.aspect{text-align:center;white-space:nowrap;border-left:2px solid #fff}
+.heat th.pol{text-align:center;font-weight:normal;color:#5b6475;padding:2px 4px}
+.heat td.cell{text-align:center;min-width:38px;padding:4px 4px;white-space:nowrap}
+.heat td.pos{border-left:2px solid #fff} .heat td.top{outline:2px solid #1d2433;
+outline-offset:-2px} .heat td.seg{white-space:nowrap}
 """
+)
 
 
 def _t(lang: str) -> dict[str, str]:
@@ -256,12 +298,39 @@ def map_coordinates(seg: Any) -> tuple[np.ndarray, np.ndarray] | None:
     return np.asarray(rows), xy
 
 
-def _figure_html(fig: Any, first: bool) -> str:
+def _figure_html(fig: Any) -> str:
+    """A figure's ``div`` and script, without plotly.js (the page carries it once, in its
+    head)."""
     return fig.to_html(
         full_html=False,
-        include_plotlyjs=bool(first),
+        include_plotlyjs=False,
         config={"displaylogo": False, "responsive": True},
     )
+
+
+def _plotlyjs() -> str:
+    """plotly.js inline, as plotly's own ``include_plotlyjs=True`` writes it."""
+    from plotly.offline import get_plotlyjs
+
+    return (
+        "<script>window.PlotlyConfig = {MathJaxConfig: 'local'};</script>\n"
+        f"<script>{get_plotlyjs()}</script>"
+    )
+
+
+_JSON_ESCAPES = re.compile(r"(?:\\u[0-9a-fA-F]{4})+")
+
+
+def _shown_text(page: str) -> str:
+    """The page's text with the ``\\uXXXX`` escapes of the charts' JSON (hover texts, legend
+    names) decoded, so their emoji are seen too."""
+    decoded = []
+    for run in _JSON_ESCAPES.findall(page):
+        try:
+            decoded.append(json.loads(f'"{run}"'))
+        except ValueError:  # pragma: no cover - the regex only takes whole escapes
+            continue
+    return page + "\n" + "\n".join(decoded)
 
 
 def build_report(
@@ -299,9 +368,9 @@ def build_report(
             margin={"l": 10, "r": 10, "t": 30, "b": 10},
             paper_bgcolor="white",
             plot_bgcolor="white",
-            font={"family": "system-ui, Arial, sans-serif", "size": 13},
+            font={"family": PLOT_FONT, "size": 13},
         )
-        out = _figure_html(fig, first=not figs)
+        out = _figure_html(fig)
         figs.append(out)
         return out
 
@@ -462,16 +531,19 @@ def build_report(
         f"<tbody>{''.join(rows_html)}</tbody></table>"
     )
     cards = [_card(s, t, colours[int(s["id"])], base_label) for s in segs]
+    aspects_html = _aspect_heatmap(segs, t, colours)
 
     n_rows = len(frame)
     summary = t["summary"].format(
         rows=f"{n_rows:,}", segments=sum(1 for s in segments if s["id"] >= 0), input=input_name
     )
-    parts = [
+    head = [
         "<!DOCTYPE html>",
         f'<html lang="{lang}"><head><meta charset="utf-8">',
         '<meta name="viewport" content="width=device-width, initial-scale=1">',
-        f"<title>{_e(t['title'])} · {_e(input_name)}</title><style>{CSS}</style></head><body>",
+        f"<title>{_e(t['title'])} · {_e(input_name)}</title>",
+    ]
+    parts = [
         f"<header><h1>{_e(t['title'])}</h1><p>{_e(summary)}</p></header><main>",
         f'<section id="overview"><h2>{t["overview"]}</h2>{table}</section>',
     ]
@@ -489,6 +561,8 @@ def build_report(
         f'<section id="sentiment"><h2>{t["sentiment_by_segment"]}</h2>{sentiment_html}'
         "</section></div>"
     )
+    if aspects_html:
+        parts.append(aspects_html)
     if time_html:
         parts.append(
             f'<section id="over-time"><h2>{t["over_time"]}</h2>'
@@ -498,10 +572,88 @@ def build_report(
         parts.append(_drift_section(drift, t))
     parts.append(f'<h2 style="margin-top:24px">{t["details"]}</h2>')
     parts.extend(cards)
-    parts.append(
-        f"<footer>{_e(t['footer'].format(version=__version__))}</footer></main></body></html>"
+    body = "\n".join(parts)
+    # The emoji the page shows (its text and the charts' data), and only those, in the font
+    # (the <title> is drawn by the browser's own UI, not with the page's fonts).
+    face = font_face_css([_shown_text(body)])
+    footer = t["footer"].format(version=__version__)
+    if face:
+        footer += " " + t["emoji_credit"].format(font=FONT_LICENSE)
+    head.append(f"<style>{face}\n{CSS}</style>")
+    if figs:
+        head.append(_plotlyjs())
+    head.append("</head><body>")
+    return "\n".join([*head, body, f"<footer>{_e(footer)}</footer></main></body></html>"])
+
+
+def _aspect_heatmap(
+    segs: Sequence[Mapping[str, Any]], t: dict[str, str], colours: Mapping[int, str]
+) -> str:
+    """The aspect x segment heat map (segments.json's per-segment aspect mix): one row per
+    segment, two shaded cells per aspect (share praising, share complaining). ``""`` when
+    the run has no aspects (no segment carries an ``aspects`` mix)."""
+    if not any(isinstance(s.get("aspects"), Mapping) for s in segs):
+        return ""
+    mixes = {int(s["id"]): dict(s.get("aspects") or {}) for s in segs}
+    talk: dict[str, float] = {}
+    for s in segs:
+        for aspect, shares in mixes[int(s["id"])].items():
+            talk[aspect] = talk.get(aspect, 0.0) + float(s["size"]) * (
+                float(shares.get("praising", 0)) + float(shares.get("complaining", 0))
+            )
+    title = f'<section id="aspects"><h2>{_e(t["aspects"])}</h2>'
+    if not talk:
+        return f'{title}<p class="note">{_e(t["aspects_none"])}</p></section>'
+    order = sorted(talk, key=lambda a: (-talk[a], a))
+    shown, left_out = order[:MAX_HEATMAP_ASPECTS], order[MAX_HEATMAP_ASPECTS:]
+    top = max(
+        float(mixes[int(s["id"])].get(a, {}).get(k, 0))
+        for s in segs
+        for a in shown
+        for k in ("praising", "complaining")
     )
-    return "\n".join(parts)
+    scale = top or 1.0
+    rgb = {"praising": (27, 158, 119), "complaining": (215, 48, 31)}
+    head1 = f'<th rowspan="2">{_e(t["segment"])}</th>' + "".join(
+        f'<th class="aspect" colspan="2">{_e(a.replace("_", " "))}</th>' for a in shown
+    )
+    head2 = "".join(
+        f'<th class="pol" title="{_e(t["praising"])}">+</th>'
+        f'<th class="pol" title="{_e(t["complaining"])}">−</th>'
+        for _ in shown
+    )
+    rows = []
+    for s in segs:
+        sid = int(s["id"])
+        mix = mixes[sid]
+        cells = []
+        for a in shown:
+            for kind, css in (("praising", "pos"), ("complaining", "neg")):
+                share = float(mix.get(a, {}).get(kind, 0.0))
+                alpha = 0.0 if share <= 0 else 0.12 + 0.88 * min(share / scale, 1.0)
+                r, g, b = rgb[kind]
+                ink = "#fff" if alpha > 0.55 else "#1d2433"
+                extra = " top" if kind == "complaining" and s.get("top_complaint") == a else ""
+                tip = f"{s['id']}: {s['name']} · {a}: {share:.0%} {t[kind]}"
+                cells.append(
+                    f'<td class="cell {css}{extra}" data-aspect="{_e(a)}" data-kind="{kind}"'
+                    f' data-share="{share:.4f}" title="{_e(tip)}"'
+                    f' style="background:rgba({r},{g},{b},{alpha:.3f});color:{ink}">'
+                    f"{f'{share:.0%}' if share > 0 else ''}</td>"
+                )
+        rows.append(
+            f'<tr data-segment-id="{sid}"><td class="seg"><span class="swatch" '
+            f'style="background:{colours[sid]}"></span>{_e(s["id"])}: {_e(s["name"])}</td>'
+            f"{''.join(cells)}</tr>"
+        )
+    note = t["aspects_note"].format(max=f"{top:.0%}")
+    if left_out:
+        note += " " + t["aspects_left_out"].format(n=len(left_out), names=", ".join(left_out))
+    return (
+        f'{title}<p class="note">{_e(note)}</p><div class="heat"><table>'
+        f"<thead><tr>{head1}</tr><tr>{head2}</tr></thead>"
+        f"<tbody>{''.join(rows)}</tbody></table></div></section>"
+    )
 
 
 def _pct(x: object, signed: bool = False) -> str:
