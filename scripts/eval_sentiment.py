@@ -55,11 +55,45 @@ def dev_sets(
 
 def evaluate(head, devs) -> dict:
     """Per-part and per-dataset scores of ``head`` on ``devs`` (from :func:`dev_sets`)."""
+    return evaluate_probs([(part, head.predict_proba(x, t), y) for part, x, y, t in devs])
+
+
+def pipeline_dev(head_dir: str, max_per_part: int | None, caps: dict | None = None) -> list:
+    """``(part, probabilities, labels)`` per dev part through the pipeline's own encoder stage
+    (lower-casing, length cap, one pass with the branch): what ``nlpseg analyze`` computes.
+    Probabilities are cached in the nlpseg cache folder, so a rerun is quick."""
+    from sentiment_data import prepared_texts, seeded_order
+
+    from nlp_seg.paths import nlpseg_home
+    from nlp_seg.segmenter import Segmenter, SegmenterConfig
+
+    seg = Segmenter(
+        SegmenterConfig(sentiment_model=head_dir, cache_dir=str(nlpseg_home() / "cache"))
+    )
+    caps = dict(DEV_CAPS if caps is None else caps)
+    out = []
+    for part in load_all():
+        if part.split != "dev":
+            continue
+        cap = caps.get(part.dataset)
+        if max_per_part is not None:
+            cap = max_per_part if cap is None else min(cap, max_per_part)
+        texts, keep = prepared_texts(part)
+        order = seeded_order(part)[: cap or None]
+        order = order[keep[order]]
+        if not len(order):
+            continue
+        probs = seg.encoder.encode([texts[i] for i in order])[1]
+        out.append((part, probs, part.labels[order]))
+    return out
+
+
+def evaluate_probs(devs) -> dict:
+    """Per-part and per-dataset scores from ``(part, probabilities, labels)`` triples."""
     from sklearn.metrics import f1_score
 
     rows = []
-    for part, x, y, t in devs:
-        p = head.predict_proba(x, t)
+    for part, p, y in devs:
         if part.dataset == "aivivn":
             pred = np.where(p[:, 0] > p[:, 2], 0, 2)
             f1 = f1_score(y, pred, labels=[0, 2], average="macro")
@@ -144,7 +178,16 @@ def throughput(head_dir: str, n: int) -> dict:
     def encoder_only() -> None:
         emb.embed(texts)
 
+    branch = None
+    if head.config_.get("branch"):
+        from nlp_seg.models.sentiment_branch import SentimentBranch
+
+        branch = SentimentBranch.load(head_dir, head.config_["branch"])
+        texts = [t.lower() for t in texts]
+
     def features() -> np.ndarray:
+        if branch is not None:
+            return emb.embed_with_layers(texts, head.input_layers, branch=branch)[1]
         if head.input_layers:
             return emb.embed_with_layers(texts, head.input_layers)[1]
         return emb.embed(texts)
@@ -182,6 +225,11 @@ def main(argv: list[str] | None = None) -> int:
         help="evaluate at most this many texts per dataset-language (seeded)",
     )
     ap.add_argument("--cached-only", action="store_true", help="use only cached embeddings")
+    ap.add_argument(
+        "--pipeline",
+        action="store_true",
+        help="score through the pipeline's encoder stage (always for a head with a branch)",
+    )
     ap.add_argument("--markdown", action="store_true")
     ap.add_argument("--json", default=None, help="also write the scores to this file")
     ap.add_argument(
@@ -196,8 +244,12 @@ def main(argv: list[str] | None = None) -> int:
     from nlp_seg.models.sentiment_head import SentimentHead
 
     head = SentimentHead.load(args.head)
-    devs = dev_sets(args.max_per_part, encode=not args.cached_only)
-    result = evaluate(head, devs)
+    if args.pipeline or head.config_.get("branch"):
+        result = evaluate_probs(pipeline_dev(args.head, args.max_per_part))
+        result["through"] = "pipeline (nlp_seg.stages.encoder.TextEncoder.encode)"
+    else:
+        devs = dev_sets(args.max_per_part, encode=not args.cached_only)
+        result = evaluate(head, devs)
     print(table(result, markdown=args.markdown))
     if args.throughput:
         result["throughput"] = throughput(args.head, args.throughput)

@@ -171,6 +171,25 @@ def load_cache(work: Path, from_layer: int):
     return rows, TokenStates(flat=flat, offsets=offsets)
 
 
+def pooled_states(work: Path, layer: int, offsets: np.ndarray) -> np.ndarray:
+    """Mean-pooled, L2-normalised cached states of ``layer`` per text (cached to disk)."""
+    path = work / f"pooled{layer}.npy"
+    if path.exists():
+        return np.load(path)
+    flat = np.memmap(work / f"hidden{layer}.f16", dtype=np.float16, mode="r")
+    flat = flat.reshape(-1, 384)
+    out = np.zeros((len(offsets) - 1, 384), dtype=np.float32)
+    step = 4096
+    for s in range(0, len(out), step):
+        a, b = offsets[s], offsets[min(s + step, len(out))]
+        block = np.asarray(flat[a:b], dtype=np.float32)
+        sums = np.add.reduceat(block, offsets[s : min(s + step, len(out))] - a, axis=0)
+        out[s : s + len(sums)] = sums / np.diff(offsets[s : s + len(sums) + 1])[:, None]
+    out /= np.linalg.norm(out, axis=1, keepdims=True).clip(1e-9)
+    np.save(path, out)
+    return out
+
+
 def macro_f1_table(rows: list[dict], dev: np.ndarray, probs: np.ndarray) -> dict:
     """Per part and per dataset dev macro-F1 (AIVIVN binary), as scripts/eval_sentiment.py."""
     from sklearn.metrics import f1_score
@@ -199,7 +218,7 @@ def macro_f1_table(rows: list[dict], dev: np.ndarray, probs: np.ndarray) -> dict
 
 
 def setup(args):
-    from nlp_seg.models.branch_fit import BranchClassifier, standardiser
+    from nlp_seg.models.branch_fit import BranchClassifier, feature_statistics
     from nlp_seg.models.embedding import SentenceTransformerEmbedder
     from nlp_seg.models.sentiment_branch import SentimentBranch
     from nlp_seg.models.sentiment_head import balanced_weights, bundled_lexicon, emoji_features
@@ -208,6 +227,12 @@ def setup(args):
     rows, states = load_cache(work, 12 - args.k)
     lexicon = bundled_lexicon()
     extra = emoji_features([r["text"] for r in rows], lexicon).astype(np.float32)
+    # Frozen layers' pooled states beside the branch (what the frozen head read): free at
+    # inference, since the encoder computes them in the same pass.
+    frozen = tuple(args.frozen)
+    if frozen:
+        pools = [pooled_states(work, 13 + i, states.offsets) for i in frozen]
+        extra = np.hstack([*pools, extra]).astype(np.float32)
     split = np.array([r["split"] for r in rows])
     train_all = np.flatnonzero(split == "train")
     rng = np.random.default_rng(args.seed)
@@ -224,8 +249,8 @@ def setup(args):
     w[calib] = balanced_weights(labels[calib], [rows[i]["group"] for i in np.flatnonzero(calib)])
     bert = SentenceTransformerEmbedder(device="cpu").load()[0].auto_model
     branch = SentimentBranch.from_encoder(bert, args.k)
-    mean, scale = standardiser(extra[train])
-    model = BranchClassifier(branch, extra.shape[1], mean, scale)
+    mean, scale = feature_statistics(branch, states, train, extra, 384 * len(frozen))
+    model = BranchClassifier(branch, mean, scale, frozen_layers=frozen)
     return work, rows, states, extra, labels, w, train, np.flatnonzero(calib), dev, model, lexicon
 
 
@@ -237,7 +262,7 @@ def cmd_train(args) -> None:
 
     torch.set_num_threads(args.threads)
     work, rows, states, extra, labels, w, train, calib, dev, model, _ = setup(args)
-    tag = f"k{args.k}"
+    tag = f"k{args.k}{args.tag}"
     print(f"train {len(train):,} rows, dev {len(dev):,}, calibration {len(calib):,}", flush=True)
     history = []
 
@@ -286,7 +311,7 @@ def cmd_write(args) -> None:
     from nlp_seg.models.sentiment_head import _fit_temperature, _softmax  # noqa: PLC2701
 
     work, rows, states, extra, labels, w, train, calib, dev, model, lexicon = setup(args)
-    tag = f"k{args.k}"
+    tag = f"k{args.k}{args.tag}"
     model.load_state(load_file(str(work / f"best-{tag}.safetensors")))
     logits = predict_logits(model, states, calib, extra)
     temperature = _fit_temperature(
@@ -345,6 +370,8 @@ def main(argv: list[str] | None = None) -> int:
         p.add_argument("--max-train", type=int, default=0)
         p.add_argument("--eval-every", type=int, default=0)
         p.add_argument("--bf16", action="store_true")
+        p.add_argument("--frozen", type=int, nargs="*", default=[], help="e.g. -3 -5")
+        p.add_argument("--tag", default="")
         p.add_argument("--threads", type=int, default=os.cpu_count() or 2)
     w.add_argument(
         "--out", default=str(Path(__file__).resolve().parent.parent / "models" / "sentiment_branch")

@@ -68,24 +68,35 @@ def length_batches(
 
 
 class BranchClassifier:
-    """Branch layers + linear classifier over ``[mean-pooled branch output, extra features]``.
+    """Branch layers + linear classifier over ``[frozen layers' pooled states, mean-pooled
+    branch output, emoji features]``, standardised by ``feature_mean`` / ``feature_scale``
+    (what the saved head's scaler holds; see :func:`feature_statistics`).
 
-    ``extra_mean`` / ``extra_scale`` standardise the extra (emoji) features as the saved head's
-    scaler will.
+    Why standardise: pooled transformer states have a few dimensions hundreds of times larger
+    than the rest, and a linear layer on them trains slowly and badly (as the frozen head
+    found, which z-scores its inputs too).
     """
 
     def __init__(
-        self, branch: SentimentBranch, n_extra: int, extra_mean: np.ndarray, extra_scale: np.ndarray
+        self,
+        branch: SentimentBranch,
+        feature_mean: np.ndarray,
+        feature_scale: np.ndarray,
+        frozen_layers: Sequence[int] = (),
     ) -> None:
         import torch
 
         self.branch = branch
-        dim = int(branch.spec["hidden_size"])
-        self.linear = torch.nn.Linear(dim + n_extra, 3)
+        self.frozen_layers = tuple(int(i) for i in frozen_layers)
+        self.linear = torch.nn.Linear(len(feature_mean), 3)
         torch.nn.init.zeros_(self.linear.bias)
-        torch.nn.init.normal_(self.linear.weight, std=0.02)
-        self.extra_mean = torch.tensor(extra_mean, dtype=torch.float32)
-        self.extra_scale = torch.tensor(extra_scale, dtype=torch.float32)
+        torch.nn.init.normal_(self.linear.weight, std=0.01)
+        self.feature_mean = torch.tensor(feature_mean, dtype=torch.float32)
+        self.feature_scale = torch.tensor(feature_scale, dtype=torch.float32)
+
+    @property
+    def n_frozen(self) -> int:
+        return int(self.branch.spec["hidden_size"]) * len(self.frozen_layers)
 
     def parameters(self) -> list[Any]:
         return list(self.branch.layers.parameters()) + list(self.linear.parameters())
@@ -95,11 +106,14 @@ class BranchClassifier:
         self.linear.train(mode)
 
     def logits(self, hidden: Any, mask: Any, extra: Any) -> Any:
+        """``extra`` holds the frozen layers' pooled, L2-normalised states (if any) and then
+        the emoji features, in the order the saved head reads them."""
         import torch
 
         pooled = self.branch.pool(hidden, mask).float()
-        z = (extra - self.extra_mean) / self.extra_scale
-        return self.linear(torch.cat([pooled, z], dim=1))
+        k = self.n_frozen
+        x = torch.cat([extra[:, :k], pooled, extra[:, k:]], dim=1)
+        return self.linear((x - self.feature_mean) / self.feature_scale)
 
     def state(self) -> dict[str, Any]:
         named = {f"branch.{k}": v for k, v in self.branch.layers.state_dict().items()}
@@ -271,12 +285,42 @@ def fit_branch(
     return record
 
 
-def standardiser(extra: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Mean and scale of extra features (scale 1 where a feature is constant)."""
-    mean = extra.mean(axis=0)
-    scale = extra.std(axis=0)
-    scale[scale < 1e-8] = 1.0
-    return mean.astype(np.float32), scale.astype(np.float32)
+def feature_statistics(
+    branch: SentimentBranch,
+    states: TokenStates,
+    rows: np.ndarray,
+    extra: np.ndarray,
+    n_frozen: int,
+    sample: int = 2000,
+    seed: int = 0,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Mean and scale of the classifier's input, the branch's part measured on a seeded sample
+    of ``rows`` before training (scale 1 where a feature is constant)."""
+    import torch
+
+    pick = np.random.default_rng(seed).permutation(rows)[:sample]
+    pick = pick[np.argsort(states.length(pick), kind="stable")]
+    pooled = []
+    with torch.inference_mode():
+        branch.layers.eval()
+        for s in range(0, len(pick), 128):
+            h, m = states.batch(pick[s : s + 128])
+            pooled.append(branch.pool(h, m).float().numpy())
+    p = np.concatenate(pooled)
+
+    def stats(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        sd = x.std(axis=0)
+        sd[sd < 1e-8] = 1.0
+        return x.mean(axis=0), sd
+
+    (fm, fs), (pm, ps), (em, es) = (
+        stats(extra[rows][:, :n_frozen]) if n_frozen else (np.zeros(0), np.zeros(0)),
+        stats(p),
+        stats(extra[rows][:, n_frozen:]),
+    )
+    mean = np.concatenate([fm, pm, em]).astype(np.float32)
+    scale = np.concatenate([fs, ps, es]).astype(np.float32)
+    return mean, scale
 
 
 def save_branch_head(
@@ -292,12 +336,17 @@ def save_branch_head(
 
     out = Path(folder)
     out.mkdir(parents=True, exist_ok=True)
-    dim = int(model.branch.spec["hidden_size"])
+    dim = int(model.branch.spec["hidden_size"]) * (1 + len(model.frozen_layers))
     n_extra = model.linear.weight.shape[1] - dim
-    head = SentimentHead(kind="logreg", use_emoji=n_extra > 0, lexicon=lexicon, calibrate=False)
-    mean = np.concatenate([np.zeros(dim), model.extra_mean.numpy()]).astype(np.float64)
-    scale = np.concatenate([np.ones(dim), model.extra_scale.numpy()]).astype(np.float64)
-    head.mean_, head.scale_ = mean, scale
+    head = SentimentHead(
+        kind="logreg",
+        use_emoji=n_extra > 0,
+        lexicon=lexicon,
+        calibrate=False,
+        input_layers=model.frozen_layers,
+    )
+    head.mean_ = model.feature_mean.numpy().astype(np.float64)
+    head.scale_ = model.feature_scale.numpy().astype(np.float64)
     w = model.linear.weight.detach().float().numpy().T.astype(np.float64)
     b = model.linear.bias.detach().float().numpy().astype(np.float64)
     head.layers_ = [(w, b)]
@@ -318,8 +367,11 @@ def lower_states(
     max_tokens: int = 128,
     batch_size: int = 64,
     progress: Callable[[int], None] | None = None,
-) -> TokenStates:
-    """Hidden state ``from_layer`` of every text (float16), the input the branch trains on.
+    pooled_layers: Sequence[int] = (),
+) -> tuple[TokenStates, np.ndarray]:
+    """Hidden state ``from_layer`` of every text (float16), the input the branch trains on,
+    and the mean-pooled, L2-normalised states of ``pooled_layers`` (the frozen features the
+    head reads beside the branch), from one pass.
 
     ``st`` is the sentence-transformers model whose transformer the branch was cut from;
     texts get the prompt the pipeline adds and are cut at ``max_tokens`` tokens.
@@ -332,7 +384,9 @@ def lower_states(
     ids = tok(full, truncation=True, max_length=max_tokens)["input_ids"]
     lengths = np.array([len(x) for x in ids], dtype=np.int64)
     offsets = np.concatenate([[0], np.cumsum(lengths)])
-    flat = np.zeros((int(offsets[-1]), bert.config.hidden_size), dtype=np.float16)
+    d = bert.config.hidden_size
+    flat = np.zeros((int(offsets[-1]), d), dtype=np.float16)
+    pooled = np.zeros((len(texts), d * len(pooled_layers)), dtype=np.float32)
     order = np.argsort(lengths, kind="stable")
     with torch.inference_mode():
         for s in range(0, len(order), batch_size):
@@ -344,10 +398,19 @@ def lower_states(
                 max_length=max_tokens,
                 return_tensors="pt",
             ).to(bert.device)
-            h = bert(**enc, output_hidden_states=True).hidden_states[from_layer]
-            h = h.to(torch.float16).cpu().numpy()
+            hidden = bert(**enc, output_hidden_states=True).hidden_states
+            mask = enc["attention_mask"].unsqueeze(-1).float()
+            vecs = [
+                torch.nn.functional.normalize(
+                    (hidden[i].float() * mask).sum(1) / mask.sum(1).clamp(min=1e-9), dim=1
+                )
+                for i in pooled_layers
+            ]
+            if vecs:
+                pooled[idx] = torch.cat(vecs, dim=1).cpu().numpy()
+            h = hidden[from_layer].to(torch.float16).cpu().numpy()
             for j, i in enumerate(idx):
                 flat[offsets[i] : offsets[i + 1]] = h[j, : lengths[i]]
             if progress:
                 progress(len(idx))
-    return TokenStates(flat=flat, offsets=offsets)
+    return TokenStates(flat=flat, offsets=offsets), pooled

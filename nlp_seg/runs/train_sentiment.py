@@ -210,19 +210,24 @@ def fine_tune_branch(
     entry = base.config_["branch"]
     st = embedder.load()
     model_texts = [t.lower() for t in texts]
-    states = lower_states(st, model_texts, int(entry["from_layer"]), progress=progress)
+    states, pooled = lower_states(
+        st,
+        model_texts,
+        int(entry["from_layer"]),
+        progress=progress,
+        pooled_layers=base.input_layers,
+    )
     lexicon = base.lexicon or {}
-    extra = emoji_features(model_texts, lexicon).astype(np.float32)
+    extra = np.hstack([pooled, emoji_features(model_texts, lexicon)]).astype(np.float32)
     weights = balanced_weights(labels, power=1.0)
-    dim = int(entry["hidden_size"])
 
     def fresh() -> BranchClassifier:
         branch = SentimentBranch.load(start, entry)
         model = BranchClassifier(
             branch,
-            extra.shape[1],
-            base.mean_[dim:].astype(np.float32),
-            base.scale_[dim:].astype(np.float32),
+            base.mean_.astype(np.float32),
+            base.scale_.astype(np.float32),
+            frozen_layers=base.input_layers,
         )
         w, b = base.layers_[0]
         with torch.no_grad():

@@ -1,0 +1,179 @@
+"""The fine-tuned sentiment branch: the shipped one loads offline and reproduces its recorded
+outputs on real texts, training code and inference code compute the same thing, a tampered
+branch is refused in one line, and ``train-sentiment --kind branch`` fine-tunes it."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from nlp_seg.errors import ModelUnavailableError
+from nlp_seg.models.registry import bundled_head_path
+from nlp_seg.models.sentiment import HeadSentimentScorer
+from nlp_seg.models.sentiment_branch import BRANCH_FILE, SentimentBranch
+from nlp_seg.models.sentiment_head import SentimentHead
+from nlp_seg.normalize import strip_diacritics
+
+REPO = Path(__file__).resolve().parent.parent
+REFERENCE = Path(__file__).resolve().parent / "data" / "branch_reference.json"
+
+
+def _segmenter(**kw: object):
+    from nlp_seg.segmenter import Segmenter, SegmenterConfig
+
+    return Segmenter(SegmenterConfig(**kw))
+
+
+@pytest.fixture(scope="module")
+def shipped() -> SentimentHead:
+    return SentimentHead.load(bundled_head_path())
+
+
+def test_shipped_branch_is_small_float16_and_attaches_below_the_top(
+    shipped: SentimentHead,
+) -> None:
+    entry = shipped.config_["branch"]
+    assert entry["dtype"] == "float16" and entry["pooling"] == "mean"
+    assert 1 <= entry["layers"] <= 6 and entry["from_layer"] == 12 - entry["layers"]
+    size = (bundled_head_path() / BRANCH_FILE).stat().st_size
+    # two BertLayers of e5-small in float16 are ~7 MB; the repo stays lean
+    assert size < 2 * 1024 * 1024 * entry["layers"] * 2
+    assert shipped.config_["lowercase"] is True
+    branch = SentimentBranch.load(bundled_head_path(), entry)
+    assert branch.n_layers == entry["layers"]
+
+
+def test_shipped_branch_reproduces_its_recorded_outputs_offline(monkeypatch) -> None:
+    """Probabilities of real texts through the pipeline equal the ones recorded when the branch
+    was written (scripts/train_sentiment_branch.py reference)."""
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    ref = json.loads(REFERENCE.read_text(encoding="utf-8"))
+    seg = _segmenter()
+    probs = seg.encoder.encode(ref["texts"])[1]
+    np.testing.assert_allclose(probs, np.array(ref["probabilities"]), atol=2e-3)
+    labels = probs.argmax(axis=1)
+    assert labels.tolist() == np.array(ref["probabilities"]).argmax(axis=1).tolist()
+    assert seg.encoder.describe()["sentiment"]["kind"] == "fine-tuned-branch"
+
+
+def test_training_and_inference_code_agree(shipped: SentimentHead) -> None:
+    """The states the trainer reads (``lower_states``) through ``BranchClassifier`` give the
+    pipeline's probabilities: a model trained one way is applied the same way."""
+    import torch
+
+    from nlp_seg.models.branch_fit import BranchClassifier, lower_states, predict_logits
+    from nlp_seg.models.sentiment_head import emoji_features
+
+    texts = [
+        "sản phẩm rất tốt, giao hàng nhanh 😊",
+        "hàng lỗi, shop không trả lời tin nhắn",
+        "the battery died after two days, very disappointed",
+        "ok",
+    ]
+    seg = _segmenter()
+    want = seg.encoder.encode(texts)[1]
+    scorer = seg.encoder.get_sentiment()
+    entry = shipped.config_["branch"]
+    st = seg.encoder.get_embedder().load()
+    states, pooled = lower_states(
+        st, [t.lower() for t in texts], entry["from_layer"], pooled_layers=shipped.input_layers
+    )
+    extra = np.hstack([pooled, emoji_features([t.lower() for t in texts], shipped.lexicon)])
+    model = BranchClassifier(
+        scorer.branch,
+        shipped.mean_.astype(np.float32),
+        shipped.scale_.astype(np.float32),
+        frozen_layers=shipped.input_layers,
+    )
+    w, b = shipped.layers_[0]
+    with torch.no_grad():
+        model.linear.weight.copy_(torch.from_numpy(w.T.astype(np.float32)))
+        model.linear.bias.copy_(torch.from_numpy(b.astype(np.float32)))
+    logits = predict_logits(model, states, np.arange(len(texts)), extra.astype(np.float32))
+    z = logits / shipped.temperature_
+    got = np.exp(z - z.max(1, keepdims=True))
+    got /= got.sum(1, keepdims=True)
+    np.testing.assert_allclose(got, want, atol=5e-3)
+
+
+def _copy_head(dst: Path) -> Path:
+    import shutil
+
+    shutil.copytree(bundled_head_path(), dst)
+    return dst
+
+
+def test_tampered_branch_is_refused_in_one_line(tmp_path: Path) -> None:
+    folder = _copy_head(tmp_path / "head")
+    (folder / BRANCH_FILE).write_bytes(b"\x00" * 100)
+    with pytest.raises(ModelUnavailableError) as err:
+        HeadSentimentScorer(str(folder)).branch  # noqa: B018
+    assert "branch" in str(err.value) and "\n" not in str(err.value)
+
+    folder2 = _copy_head(tmp_path / "head2")
+    cfg = json.loads((folder2 / "config.json").read_text())
+    cfg["branch"]["layers"] = cfg["branch"]["layers"] + 1  # config and file disagree
+    (folder2 / "config.json").write_text(json.dumps(cfg))
+    with pytest.raises(ModelUnavailableError, match="does not match"):
+        HeadSentimentScorer(str(folder2)).branch  # noqa: B018
+
+    folder3 = _copy_head(tmp_path / "head3")
+    cfg = json.loads((folder3 / "config.json").read_text())
+    cfg["branch"]["file"] = "../../etc/passwd"  # a path out of the folder is not followed
+    (folder3 / "config.json").write_text(json.dumps(cfg))
+    with pytest.raises(ModelUnavailableError):
+        HeadSentimentScorer(str(folder3)).branch  # noqa: B018
+
+
+def test_labels_survive_missing_diacritics_on_real_reviews(visfd_reviews: pd.DataFrame) -> None:
+    """Vietnamese typed without diacritics gets the same label (the branch trained on both)."""
+    texts = (
+        visfd_reviews["comment"].astype(str).loc[lambda s: s.str.len().between(10, 300)].head(120)
+    )
+    texts = [t for t in texts if strip_diacritics(t) != t]
+    seg = _segmenter()
+    a = seg.encoder.encode(texts)[1].argmax(axis=1)
+    b = seg.encoder.encode([strip_diacritics(t) for t in texts])[1].argmax(axis=1)
+    agree = float((a == b).mean())
+    # measured 0.9+ on this sample with the shipped branch (docs/benchmarks.md has the
+    # figures on 4 sources); the frozen head before it agreed on 57-63%
+    assert agree >= 0.85, agree
+
+
+def test_train_sentiment_kind_branch_fine_tunes_and_scores(tmp_path: Path, shared_data: Path):
+    """Real labelled Vietnamese student feedback (UIT-VSFC train): fine-tune, then score."""
+    base = shared_data / "sentiment" / "uit-vsfc" / "train"
+    texts = (base / "sents.txt").read_text(encoding="utf-8").splitlines()[:160]
+    labels = (base / "sentiments.txt").read_text(encoding="utf-8").splitlines()[:160]
+    src = tmp_path / "labelled.csv"
+    pd.DataFrame({"text": texts, "label": [int(x) for x in labels]}).to_csv(src, index=False)
+    out = tmp_path / "my_branch"
+    env = dict(os.environ, HF_HUB_OFFLINE="1")
+    run = subprocess.run(
+        [sys.executable, "-m", "nlp_seg", "-q", "train-sentiment", str(src), "--out", str(out),
+         "--kind", "branch"],
+        capture_output=True, text=True, env=env, timeout=900,
+    )
+    assert run.returncode == 0, run.stderr
+    assert "held-out macro-F1" in run.stdout
+    head = SentimentHead.load(out)
+    assert head.config_["branch"]["layers"] >= 1 and (out / BRANCH_FILE).exists()
+    shipped_w = SentimentBranch.load(bundled_head_path(), head.config_["branch"]).state_arrays()
+    tuned_w = SentimentBranch.load(out, head.config_["branch"]).state_arrays()
+    assert any(not np.array_equal(shipped_w[k], tuned_w[k]) for k in shipped_w)  # it trained
+    scored = tmp_path / "scored.csv"
+    run = subprocess.run(
+        [sys.executable, "-m", "nlp_seg", "-q", "score", str(src), "--sentiment-model", str(out),
+         "--out", str(scored)],
+        capture_output=True, text=True, env=env, timeout=900,
+    )
+    assert run.returncode == 0, run.stderr
+    df = pd.read_csv(scored)
+    assert len(df) == len(texts) and df["sentiment_label"].notna().all()
