@@ -175,11 +175,19 @@ def visfd_reviews(shared_data: Path) -> pd.DataFrame:
 
 @pytest.fixture(scope="session", autouse=True)
 def _isolated_home(tmp_path_factory: pytest.TempPathFactory):
-    """Keep caches out of the user's home; the bundled encoder is shared per test session.
-    Session-wide, so module-scoped fixtures (fits shared by several tests) use it too."""
+    """Keep caches out of the user's home; the numba cache, the converted bundled encoder and
+    the default embedding cache are shared per test run. Session-wide, so module-scoped
+    fixtures (fits shared by several tests) use it too. Under pytest-xdist the workers share
+    one folder (the run's temporary folder, above each worker's): umap's numba code compiles
+    and the encoder converts once per run, not once per worker (both are safe with several
+    processes: numba writes its cache files atomically, the conversion runs under a file lock,
+    the embedding cache is SQLite in WAL mode)."""
     home = os.environ.get("NLPSEG_TEST_HOME")
     if not home:
-        home = str(tmp_path_factory.getbasetemp() / "nlpseg_home")
+        base = tmp_path_factory.getbasetemp()
+        if os.environ.get("PYTEST_XDIST_WORKER"):
+            base = base.parent  # the controller's folder, above popen-gw0, popen-gw1, ...
+        home = str(base / "nlpseg_home")
         os.environ["NLPSEG_TEST_HOME"] = home
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("NLPSEG_HOME", home)
