@@ -14,20 +14,15 @@ from __future__ import annotations
 
 import argparse
 import json
-import unicodedata
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from nlp_seg.normalize import strip_diacritics
+
 REPO = Path(__file__).resolve().parents[1]
 DATA = REPO.parent / "shared" / "data"
-
-
-def strip_diacritics(text: str) -> str:
-    decomposed = unicodedata.normalize("NFD", text)
-    out = "".join(ch for ch in decomposed if unicodedata.category(ch) != "Mn")
-    return unicodedata.normalize("NFC", out.replace("đ", "d").replace("Đ", "D"))
 
 
 def sources(n: int) -> dict[str, list[str]]:
@@ -49,22 +44,31 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--per-source", type=int, default=150)
     ap.add_argument("--json", type=Path)
+    ap.add_argument(
+        "--sentiment-model",
+        default="bundled:sentiment-head",
+        help="head to test (bundled:sentiment-branch for the fine-tuned branch)",
+    )
     args = ap.parse_args()
 
     from nlp_seg.models.sentiment import LABELS
     from nlp_seg.paths import nlpseg_home
     from nlp_seg.segmenter import Segmenter, SegmenterConfig
 
-    seg = Segmenter(SegmenterConfig(cache_dir=str(nlpseg_home() / "cache")))
+    seg = Segmenter(
+        SegmenterConfig(
+            cache_dir=str(nlpseg_home() / "cache"), sentiment_model=args.sentiment_model
+        )
+    )
     variants = {"lower": str.lower, "upper": str.upper, "no diacritics": strip_diacritics}
     rows = []
     for name, texts in sources(args.per_source).items():
-        base = seg.score(texts)["sentiment_label"].to_numpy()
+        base = seg.score(texts)["sentiment_label"].astype(str).to_numpy()
         row = {"source": name, "texts": len(texts)}
         for vname, fn in variants.items():
             changed = [fn(t) for t in texts]
             differs = np.array([c != t for c, t in zip(changed, texts, strict=True)])
-            lab = seg.score(changed)["sentiment_label"].to_numpy()
+            lab = seg.score(changed)["sentiment_label"].astype(str).to_numpy()
             agree = lab == base
             row[vname] = round(float(agree.mean()), 4)
             row[f"{vname} (changed texts)"] = (

@@ -349,6 +349,136 @@ def cmd_write(args) -> None:
     print(f"wrote {out}: T={temperature:.3f}", json.dumps(dev_res["datasets"]), dev_res["score"])
 
 
+def branch_and_top_features(model, states, rows, bert, batch: int = 128) -> np.ndarray:
+    """Per row: the original top layers' pooled, L2-normalised output (hidden state 12, what the
+    sentence embedding pools) and the fine-tuned branch's pooled output, from the cached
+    states at the branch's attachment point."""
+    import torch
+
+    from nlp_seg.models.sentiment_branch import SentimentBranch
+
+    top = SentimentBranch(
+        model.branch.from_layer, bert.encoder.layer[model.branch.from_layer :], model.branch.spec
+    )
+    out = np.zeros((len(rows), 2 * 384), dtype=np.float32)
+    order = np.argsort(states.length(rows), kind="stable")
+    model.train(False)
+    with torch.inference_mode():
+        for s in range(0, len(order), batch):
+            j = order[s : s + batch]
+            h, m = states.batch(rows[j])
+            a = torch.nn.functional.normalize(top.pool(h, m).float(), dim=1)
+            out[j] = torch.cat([a, model.branch.pool(h, m).float()], dim=1).numpy()
+            if s % (batch * 50) == 0:
+                print(f"features {s}/{len(rows)}", flush=True)
+    return out
+
+
+def cmd_mlp(args) -> None:
+    """A head in the frozen head's style (MLP ensemble) on the frozen layers *and* the trained
+    branch: the fine-tuned branch gives new evidence, the MLP combines it non-linearly."""
+    import torch
+    from safetensors.torch import load_file
+
+    from nlp_seg.models.embedding import SentenceTransformerEmbedder
+    from nlp_seg.models.sentiment_head import SentimentHead
+
+    torch.set_num_threads(args.threads)
+    work, rows, states, extra, labels, w, train, calib, dev, model, lexicon = setup(args)
+    tag = f"k{args.k}{args.tag}"
+    model.load_state(load_file(str(work / f"best-{tag}.safetensors")))
+    bert = SentenceTransformerEmbedder(device="cpu").load()[0].auto_model
+    every = np.concatenate([train, calib, dev])
+    feats = np.zeros((len(rows), 768), dtype=np.float32)
+    feats[every] = branch_and_top_features(model, states, every, bert)
+    p10 = pooled_states(work, 10, states.offsets)
+    p8 = pooled_states(work, 8, states.offsets)
+    # the pipeline's order: input layers (-1, -3, -5) pooled, then the branch; emoji appended
+    x = np.hstack([feats[:, :384], p10, p8, feats[:, 384:]])
+    texts = [r["text"] for r in rows]
+    fit_rows = np.concatenate([train, calib])
+    groups = [rows[i]["group"] for i in fit_rows]
+    from nlp_seg.models.sentiment_head import balanced_weights
+
+    head = SentimentHead(
+        kind="mlp",
+        C=args.C,
+        hidden=256,
+        ensemble=3,
+        use_emoji=True,
+        lexicon=lexicon,
+        input_layers=(-1, -3, -5),
+        seed=args.seed,
+    )
+    t0 = time.time()
+    head.fit(
+        x[fit_rows],
+        [texts[i] for i in fit_rows],
+        labels[fit_rows],
+        balanced_weights(labels[fit_rows], groups, power=args.power),
+    )
+    print(f"MLP fitted in {time.time() - t0:.0f} s", flush=True)
+    probs = head.predict_proba(x[dev], [texts[i] for i in dev])
+    dev_res = macro_f1_table(rows, dev, probs)
+    print(json.dumps(dev_res["datasets"]), dev_res["score"], flush=True)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    entry = model.branch.save(out)
+    result = json.loads((work / f"result-{tag}.json").read_text())
+    head.save(
+        out,
+        extra_config={
+            "version": 4,
+            "branch": entry,
+            "lowercase": True,
+            "training": {
+                "script": "scripts/train_sentiment_branch.py (train, then mlp)",
+                "train_rows": int(len(fit_rows)),
+                "stripped_vi_rows": int(sum(rows[i]["variant"] == "stripped" for i in fit_rows)),
+                "max_tokens": json.loads((work / "cache.json").read_text())["max_tokens"],
+                "branch_epochs": result["args"]["epochs"],
+                "branch_lr": result["args"]["lr"],
+                "branch_seconds": round(result["record"]["seconds"]),
+                "branch_evaluations": result["record"]["evaluations"],
+                "mlp_seconds": round(time.time() - t0),
+                "balancing_power": args.power,
+            },
+            "dev_cached_states": dev_res,
+        },
+    )
+    for f in out.iterdir():
+        f.chmod(0o644)
+    print(f"wrote {out}")
+
+
+def cmd_reference(args) -> None:
+    """Record the shipped head's probabilities on bundled example texts through the pipeline
+    (tests/test_sentiment_branch.py checks the shipped files still give them)."""
+    import pandas as pd
+
+    from nlp_seg.normalize import normalize_texts
+    from nlp_seg.segmenter import Segmenter, SegmenterConfig
+
+    repo = Path(__file__).resolve().parent.parent
+    df = pd.read_csv(repo / "examples" / "reviews.csv")
+    texts = [n.text for n in normalize_texts(df["review"].dropna().astype(str).tolist()[:16])]
+    texts += ["tốt cái gì mà tốt", "Đã nhận hàng.", "great phone", "GREAT PHONE"]
+    seg = Segmenter(SegmenterConfig(sentiment_model="bundled:sentiment-branch"))
+    probs = seg.encoder.encode(texts)[1]
+    out = repo / "tests" / "data" / "branch_reference.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(
+        json.dumps(
+            {"texts": texts, "probabilities": np.round(probs, 5).tolist()},
+            ensure_ascii=False,
+            indent=1,
+        )
+        + "\n",
+        encoding="utf-8",
+    )
+    print(f"wrote {out}")
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -360,7 +490,10 @@ def main(argv: list[str] | None = None) -> int:
     c.add_argument("--threads", type=int, default=os.cpu_count() or 2)
     t = sub.add_parser("train")
     w = sub.add_parser("write")
-    for p in (t, w):
+    mlp = sub.add_parser("mlp")
+    sub.add_parser("reference")
+    mlp.add_argument("--C", type=float, default=3.0)
+    for p in (t, w, mlp):
         p.add_argument("--k", type=int, default=2)
         p.add_argument("--epochs", type=float, default=2.0)
         p.add_argument("--batch", type=int, default=32)
@@ -373,13 +506,21 @@ def main(argv: list[str] | None = None) -> int:
         p.add_argument("--frozen", type=int, nargs="*", default=[], help="e.g. -3 -5")
         p.add_argument("--tag", default="")
         p.add_argument("--threads", type=int, default=os.cpu_count() or 2)
-    w.add_argument(
-        "--out", default=str(Path(__file__).resolve().parent.parent / "models" / "sentiment_branch")
-    )
-    for p in (c, t, w):
+    for p in (w, mlp):
+        p.add_argument(
+            "--out",
+            default=str(Path(__file__).resolve().parent.parent / "models" / "sentiment_branch"),
+        )
+    for p in (c, t, w, mlp):
         p.add_argument("--work", default="/tmp/nlpseg-branch")
     args = ap.parse_args(argv)
-    {"cache": cmd_cache, "train": cmd_train, "write": cmd_write}[args.cmd](args)
+    {
+        "cache": cmd_cache,
+        "train": cmd_train,
+        "write": cmd_write,
+        "mlp": cmd_mlp,
+        "reference": cmd_reference,
+    }[args.cmd](args)
     return 0
 
 

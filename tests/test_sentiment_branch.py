@@ -15,7 +15,7 @@ import pandas as pd
 import pytest
 
 from nlp_seg.errors import ModelUnavailableError
-from nlp_seg.models.registry import bundled_head_path
+from nlp_seg.models.registry import BUNDLED_SENTIMENT_BRANCH, branch_head_path
 from nlp_seg.models.sentiment import HeadSentimentScorer
 from nlp_seg.models.sentiment_branch import BRANCH_FILE, SentimentBranch
 from nlp_seg.models.sentiment_head import SentimentHead
@@ -28,12 +28,13 @@ REFERENCE = Path(__file__).resolve().parent / "data" / "branch_reference.json"
 def _segmenter(**kw: object):
     from nlp_seg.segmenter import Segmenter, SegmenterConfig
 
+    kw.setdefault("sentiment_model", BUNDLED_SENTIMENT_BRANCH)
     return Segmenter(SegmenterConfig(**kw))
 
 
 @pytest.fixture(scope="module")
 def shipped() -> SentimentHead:
-    return SentimentHead.load(bundled_head_path())
+    return SentimentHead.load(branch_head_path())
 
 
 def test_shipped_branch_is_small_float16_and_attaches_below_the_top(
@@ -42,11 +43,11 @@ def test_shipped_branch_is_small_float16_and_attaches_below_the_top(
     entry = shipped.config_["branch"]
     assert entry["dtype"] == "float16" and entry["pooling"] == "mean"
     assert 1 <= entry["layers"] <= 6 and entry["from_layer"] == 12 - entry["layers"]
-    size = (bundled_head_path() / BRANCH_FILE).stat().st_size
+    size = (branch_head_path() / BRANCH_FILE).stat().st_size
     # two BertLayers of e5-small in float16 are ~7 MB; the repo stays lean
     assert size < 2 * 1024 * 1024 * entry["layers"] * 2
     assert shipped.config_["lowercase"] is True
-    branch = SentimentBranch.load(bundled_head_path(), entry)
+    branch = SentimentBranch.load(branch_head_path(), entry)
     assert branch.n_layers == entry["layers"]
 
 
@@ -64,12 +65,12 @@ def test_shipped_branch_reproduces_its_recorded_outputs_offline(monkeypatch) -> 
 
 
 def test_training_and_inference_code_agree(shipped: SentimentHead) -> None:
-    """The states the trainer reads (``lower_states``) through ``BranchClassifier`` give the
-    pipeline's probabilities: a model trained one way is applied the same way."""
+    """The states the trainer reads (``lower_states``, then the branch on them) are the
+    features the pipeline computes inside its encoder pass: a head trained one way is applied
+    the same way."""
     import torch
 
-    from nlp_seg.models.branch_fit import BranchClassifier, lower_states, predict_logits
-    from nlp_seg.models.sentiment_head import emoji_features
+    from nlp_seg.models.branch_fit import lower_states
 
     texts = [
         "sản phẩm rất tốt, giao hàng nhanh 😊",
@@ -78,35 +79,29 @@ def test_training_and_inference_code_agree(shipped: SentimentHead) -> None:
         "ok",
     ]
     seg = _segmenter()
-    want = seg.encoder.encode(texts)[1]
-    scorer = seg.encoder.get_sentiment()
-    entry = shipped.config_["branch"]
-    st = seg.encoder.get_embedder().load()
+    embedder = seg.encoder.get_embedder()
+    branch = seg.encoder.get_sentiment().branch
+    layers = shipped.input_layers
+    _, feats = embedder.embed_with_layers(texts, layers, branch=branch)
     states, pooled = lower_states(
-        st, [t.lower() for t in texts], entry["from_layer"], pooled_layers=shipped.input_layers
+        embedder.load(), texts, shipped.config_["branch"]["from_layer"], pooled_layers=layers
     )
-    extra = np.hstack([pooled, emoji_features([t.lower() for t in texts], shipped.lexicon)])
-    model = BranchClassifier(
-        scorer.branch,
-        shipped.mean_.astype(np.float32),
-        shipped.scale_.astype(np.float32),
-        frozen_layers=shipped.input_layers,
+    n = 384 * len(layers)
+    np.testing.assert_allclose(pooled, feats[:, :n], atol=1e-4)
+    with torch.inference_mode():
+        h, m = states.batch(np.arange(len(texts)))
+        tuned = branch.pool(h, m).float().numpy()
+    cos = (tuned * feats[:, n:]).sum(1) / (
+        np.linalg.norm(tuned, axis=1) * np.linalg.norm(feats[:, n:], axis=1)
     )
-    w, b = shipped.layers_[0]
-    with torch.no_grad():
-        model.linear.weight.copy_(torch.from_numpy(w.T.astype(np.float32)))
-        model.linear.bias.copy_(torch.from_numpy(b.astype(np.float32)))
-    logits = predict_logits(model, states, np.arange(len(texts)), extra.astype(np.float32))
-    z = logits / shipped.temperature_
-    got = np.exp(z - z.max(1, keepdims=True))
-    got /= got.sum(1, keepdims=True)
-    np.testing.assert_allclose(got, want, atol=5e-3)
+    assert cos.min() > 0.999, cos  # float16 cached states: tiny rounding only
+    assert feats.shape[1] == shipped.mean_.shape[0] - 6  # the width the head reads
 
 
 def _copy_head(dst: Path) -> Path:
     import shutil
 
-    shutil.copytree(bundled_head_path(), dst)
+    shutil.copytree(branch_head_path(), dst)
     return dst
 
 
@@ -157,22 +152,48 @@ def test_train_sentiment_kind_branch_fine_tunes_and_scores(tmp_path: Path, share
     out = tmp_path / "my_branch"
     env = dict(os.environ, HF_HUB_OFFLINE="1")
     run = subprocess.run(
-        [sys.executable, "-m", "nlp_seg", "-q", "train-sentiment", str(src), "--out", str(out),
-         "--kind", "branch"],
-        capture_output=True, text=True, env=env, timeout=900,
+        [
+            sys.executable,
+            "-m",
+            "nlp_seg",
+            "-q",
+            "train-sentiment",
+            str(src),
+            "--out",
+            str(out),
+            "--kind",
+            "branch",
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=900,
     )
     assert run.returncode == 0, run.stderr
     assert "held-out macro-F1" in run.stdout
     head = SentimentHead.load(out)
     assert head.config_["branch"]["layers"] >= 1 and (out / BRANCH_FILE).exists()
-    shipped_w = SentimentBranch.load(bundled_head_path(), head.config_["branch"]).state_arrays()
+    shipped_w = SentimentBranch.load(branch_head_path(), head.config_["branch"]).state_arrays()
     tuned_w = SentimentBranch.load(out, head.config_["branch"]).state_arrays()
     assert any(not np.array_equal(shipped_w[k], tuned_w[k]) for k in shipped_w)  # it trained
     scored = tmp_path / "scored.csv"
     run = subprocess.run(
-        [sys.executable, "-m", "nlp_seg", "-q", "score", str(src), "--sentiment-model", str(out),
-         "--out", str(scored)],
-        capture_output=True, text=True, env=env, timeout=900,
+        [
+            sys.executable,
+            "-m",
+            "nlp_seg",
+            "-q",
+            "score",
+            str(src),
+            "--sentiment-model",
+            str(out),
+            "--out",
+            str(scored),
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=900,
     )
     assert run.returncode == 0, run.stderr
     df = pd.read_csv(scored)

@@ -23,6 +23,8 @@ import numpy as np
 from nlp_seg.errors import ModelUnavailableError
 from nlp_seg.models.registry import (
     BUNDLED_SENTIMENT,
+    BUNDLED_SENTIMENT_BRANCH,
+    branch_head_path,
     bundled_head_path,
     load_with_fallback,
     pick_device,
@@ -224,7 +226,12 @@ class HeadSentimentScorer:
         if self._head is None:
             from nlp_seg.models.sentiment_head import SentimentHead
 
-            path = bundled_head_path() if self.head == BUNDLED_SENTIMENT else Path(self.head)
+            if self.head == BUNDLED_SENTIMENT:
+                path = bundled_head_path()
+            elif self.head == BUNDLED_SENTIMENT_BRANCH:
+                path = branch_head_path()
+            else:
+                path = Path(self.head)
             if not path.is_dir():
                 raise ModelUnavailableError(f"sentiment head folder not found: {path}")
             self._head = SentimentHead.load(path)
@@ -306,7 +313,7 @@ class HeadSentimentScorer:
 
 def make_sentiment_scorer(model: str, device: str = "auto", batch_size: int = 32) -> Any:
     """The right scorer for a model name: a head folder, ``bundled:...``, or a transformer."""
-    if model == BUNDLED_SENTIMENT:
+    if model in (BUNDLED_SENTIMENT, BUNDLED_SENTIMENT_BRANCH):
         return HeadSentimentScorer(model)
     local = resolve_local(model) if not model.startswith("bundled:") else None
     if model.startswith("bundled:"):

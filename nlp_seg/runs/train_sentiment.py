@@ -192,11 +192,11 @@ def fine_tune_branch(
     trains. When ``hold`` marks held-out rows, a first run on the rest reports their macro-F1,
     then the branch is trained afresh on every row. Returns (held-out macro-F1, record).
     """
-    import torch
     from sklearn.metrics import f1_score
 
     from nlp_seg.models.branch_fit import (
         BranchClassifier,
+        feature_statistics,
         fit_branch,
         lower_states,
         predict_logits,
@@ -221,22 +221,17 @@ def fine_tune_branch(
     extra = np.hstack([pooled, emoji_features(model_texts, lexicon)]).astype(np.float32)
     weights = balanced_weights(labels, power=1.0)
 
-    def fresh() -> BranchClassifier:
+    def fresh(rows: np.ndarray) -> BranchClassifier:
+        # the shipped branch's weights, a new linear layer over [frozen layers, branch, emoji]
         branch = SentimentBranch.load(start, entry)
-        model = BranchClassifier(
-            branch,
-            base.mean_.astype(np.float32),
-            base.scale_.astype(np.float32),
-            frozen_layers=base.input_layers,
-        )
-        w, b = base.layers_[0]
-        with torch.no_grad():
-            model.linear.weight.copy_(torch.from_numpy(w.T.astype(np.float32)))
-            model.linear.bias.copy_(torch.from_numpy(b.astype(np.float32)))
-        return model
+        n_frozen = pooled.shape[1]
+        mean, scale = feature_statistics(branch, states, rows, extra, n_frozen, seed=seed)
+        return BranchClassifier(branch, mean, scale, frozen_layers=base.input_layers)
 
     def train(rows: np.ndarray) -> tuple[BranchClassifier, dict[str, Any]]:
-        model = fresh()
+        model = fresh(rows)
+        # a new linear layer needs a few hundred steps; small files get more epochs (<= 10)
+        n_epochs = max(epochs, min(10.0, 200 * 16 / max(len(rows), 1)))
         rec = fit_branch(
             model,
             states,
@@ -244,10 +239,10 @@ def fine_tune_branch(
             labels[rows],
             weights[rows],
             extra[rows],
-            epochs=epochs,
+            epochs=n_epochs,
             batch_size=16,
             lr=3e-5,
-            head_lr=1e-3,
+            head_lr=3e-3,
             seed=seed,
             log=lambda _m: None,
         )
@@ -266,7 +261,7 @@ def fine_tune_branch(
     save_branch_head(
         model,
         out,
-        temperature=float(base.temperature_),
+        temperature=1.0,
         lexicon=lexicon or None,
         extra_config={"fine_tuned_from": str(start), "prefix": "query: "},
     )
@@ -283,9 +278,9 @@ def _train_branch_from(
     summary_base: dict[str, Any],
 ) -> dict[str, Any]:
     """``--kind branch``: fine-tune the shipped branch; same hold-out and summary as a head."""
-    from nlp_seg.models.registry import bundled_head_path
+    from nlp_seg.models.registry import branch_head_path
 
-    start = bundled_head_path()
+    start = branch_head_path()
     rng = np.random.default_rng(seed)
     hold = np.zeros(len(labels), dtype=bool)
     hold[rng.permutation(len(labels))[: len(labels) // 5]] = True

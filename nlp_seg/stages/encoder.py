@@ -120,10 +120,17 @@ class TextEncoder:
         dev macro-F1 does not drop; docs/benchmarks.md)."""
         if self.config.lowercase is not None:
             return bool(self.config.lowercase)
-        from nlp_seg.models.registry import BUNDLED_ENCODER, BUNDLED_SENTIMENT
+        from nlp_seg.models.registry import (
+            BUNDLED_ENCODER,
+            BUNDLED_SENTIMENT,
+            BUNDLED_SENTIMENT_BRANCH,
+        )
 
         models = self.config.resolved_models()
-        if models == (BUNDLED_ENCODER, BUNDLED_SENTIMENT):
+        if models[0] == BUNDLED_ENCODER and models[1] in (
+            BUNDLED_SENTIMENT,
+            BUNDLED_SENTIMENT_BRANCH,
+        ):
             return True
         # a head trained on lower-cased text (a fine-tuned branch) says so in its config
         return models[0] == BUNDLED_ENCODER and bool(
