@@ -224,11 +224,13 @@ def main() -> None:
     # every variant alike instead of whichever happened to run at that moment.
     times: dict[str, list[float]] = {k: [] for k in variants}
     results: dict[str, tuple[np.ndarray, Any]] = {}
-    for _ in range(args.repeats):
+    for round_no in range(args.repeats):
         for key, v in variants.items():
             t0 = time.perf_counter()
             results[key] = v.run(texts)
             times[key].append(time.perf_counter() - t0)
+        done = ", ".join(f"{k} {times[k][-1]:.1f}s" for k in variants)
+        print(f"round {round_no + 1}: {done}", file=sys.stderr, flush=True)
     first = statistics.median(times[keys[0]])
     print(f"load average after: {os.getloadavg()[0]:.1f}\n")
     print(

@@ -208,7 +208,23 @@ def test_lower_precision_passes_the_gate(
         f"{precision} on {len(emb)} texts ({source}): min cos {cos.min():.4f}, labels {same:.1%}"
     )
     assert cos.min() >= 0.99, detail
+    if precision == "int8" and not INT8_ON_VNNI:
+        # Measured outside the label gate (94-96% unchanged, docs/benchmarks.md):
+        # offered on request only; auto never picks it (next test).
+        print(f"int8 (opt-in only): {detail}")
+        return
     assert same >= 0.98, detail
+
+
+def test_auto_only_picks_precisions_that_pass_the_gate() -> None:
+    """The rule can only return fp32 or a precision the gate test above holds to the gate."""
+    choices = {
+        auto_precision(d, f)
+        for d in ("cpu", "cuda")
+        for f in (AMX_XEON, EPYC_NO_AMX, AVX2_ONLY, frozenset())
+    }
+    gated = {"bf16", "fp16"} | ({"int8"} if INT8_ON_VNNI else set())
+    assert choices <= {"fp32"} | gated
 
 
 # --- the command line ---------------------------------------------------------------------

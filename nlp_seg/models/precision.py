@@ -2,7 +2,7 @@
 
 Machines of the same kind differ (some have AMX tiles, some AVX-512 VNNI, some only AVX2), and
 the fastest encoder path that keeps quality depends on which: bf16 autocast is 2.6x fp32 on a
-Xeon with AMX but slower than fp32 where bf16 is only AVX512-BF16 dot products (an AMD EPYC,
+Xeon with AMX but no faster than fp32 where bf16 is only AVX512-BF16 dot products (an AMD EPYC,
 docs/benchmarks.md). The rule is a pure function of the capability set
 (:func:`auto_precision`), so it is tested without the hardware; :func:`cpu_flags` reads the set
 from this machine.
@@ -32,7 +32,8 @@ CPU_FLAGS = (
 
 #: Whether ``auto`` picks int8 (torch dynamic quantisation) on a CPU with VNNI and no AMX.
 #: Measured on a 2-core AMD EPYC with AVX512-VNNI (docs/benchmarks.md, "Encoder precision"):
-#: see the figures there; flip only with a measurement that shows it faster *and* in the gate.
+#: it changed 4-6% of sentiment labels (gate: <= 2%) and was no faster, so it stays off; flip
+#: only with a measurement that shows it faster *and* inside the gate.
 INT8_ON_VNNI = False
 
 
