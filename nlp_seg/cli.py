@@ -257,6 +257,20 @@ EmbeddingModel = Annotated[
     str | None, typer.Option("--embedding-model", help="sentence-transformers model id or folder.")
 ]
 Device = Annotated[str, typer.Option("--device", help="auto, cpu or cuda.")]
+Precision = Annotated[
+    str,
+    typer.Option(
+        "--precision",
+        help="Encoder precision: auto (fp16 on CUDA, bf16 on CPUs with AMX, else fp32), fp32, "
+        "bf16, int8 (CPU) or fp16 (CUDA).",
+    ),
+]
+SavedPrecision = Annotated[
+    str | None,
+    typer.Option(
+        "--precision", help="Encoder precision: auto, fp32, bf16, int8, fp16 (default: as saved)."
+    ),
+]
 BatchSize = Annotated[int, typer.Option("--batch-size", min=1, help="Encoder batch size.")]
 MaxSeq = Annotated[
     int, typer.Option("--max-seq-length", min=8, help="Token cap per text for the encoder.")
@@ -426,6 +440,7 @@ def analyze(
     keep_noise: KeepNoise = False,
     fit_sample_size: FitSampleSize = 50_000,
     device: Device = "auto",
+    precision: Precision = "auto",
     batch_size: BatchSize = 32,
     max_seq_length: MaxSeq = 256,
     cache_dir: CacheDir = None,
@@ -588,6 +603,7 @@ def build_run_config(opts: dict[str, Any]) -> tuple[Any, Any, Any]:
         embedding_model=opts["embedding_model"],
         sentiment_model=opts["sentiment_model"],
         device=opts["device"],
+        precision=opts["precision"],
         batch_size=opts["batch_size"],
         max_seq_length=opts["max_seq_length"],
         weights=parse_weights(opts["weights"]),
@@ -654,6 +670,7 @@ def score(
     sentiment_model: SentimentModel = None,
     embedding_model: EmbeddingModel = None,
     device: Device = "auto",
+    precision: Precision = "auto",
     batch_size: BatchSize = 32,
     max_seq_length: MaxSeq = 256,
     cache_dir: CacheDir = None,
@@ -671,6 +688,7 @@ def score(
             embedding_model=embedding_model,
             sentiment_model=sentiment_model,
             device=device,
+            precision=precision,
             batch_size=batch_size,
             max_seq_length=max_seq_length,
             cache_dir=_cache_dir(cache_dir, no_cache),
@@ -719,6 +737,7 @@ def train_sentiment(
     ] = "logreg",
     no_emoji: Annotated[bool, typer.Option("--no-emoji", help="No emoji features.")] = False,
     device: Device = "auto",
+    precision: Precision = "auto",
     batch_size: BatchSize = 32,
     max_seq_length: MaxSeq = 256,
     cache_dir: CacheDir = None,
@@ -742,6 +761,7 @@ def train_sentiment(
             kind=kind,
             use_emoji=not no_emoji,
             device=device,
+            precision=precision,
             batch_size=batch_size,
             max_seq_length=max_seq_length,
             cache_dir=_cache_dir(cache_dir, no_cache),
@@ -783,6 +803,7 @@ def assign(
     device: Annotated[
         str | None, typer.Option("--device", help="auto, cpu or cuda (default: as saved).")
     ] = None,
+    precision: SavedPrecision = None,
     batch_size: Annotated[int | None, typer.Option("--batch-size", min=1)] = None,
     cache_dir: CacheDir = None,
     no_cache: NoCache = False,
@@ -829,6 +850,7 @@ def assign(
                 id_col=id_col,
                 encoding=encoding,
                 device=device,
+                precision=precision,
                 batch_size=batch_size,
                 cache_dir=_cache_dir(cache_dir, no_cache),
                 reporter=_reporter(),
@@ -871,6 +893,7 @@ def refresh(
     encoding: Encoding = None,
     sheet: Sheet = None,
     device: Device = "auto",
+    precision: SavedPrecision = None,
     batch_size: BatchSize = 32,
     cache_dir: CacheDir = None,
     no_cache: NoCache = False,
@@ -929,6 +952,7 @@ def refresh(
                 id_col=id_col,
                 encoding=encoding,
                 device=device,
+                precision=precision,
                 batch_size=batch_size,
                 cache_dir=_cache_dir(cache_dir, no_cache),
                 lang=lang,
@@ -1045,6 +1069,7 @@ def batch(
     keep_noise: KeepNoise = False,
     fit_sample_size: FitSampleSize = 50_000,
     device: Device = "auto",
+    precision: Precision = "auto",
     batch_size: BatchSize = 32,
     max_seq_length: MaxSeq = 256,
     cache_dir: CacheDir = None,
@@ -1227,6 +1252,7 @@ def serve(
     device: Annotated[
         str | None, typer.Option("--device", help="auto, cpu or cuda (default: as saved).")
     ] = None,
+    precision: SavedPrecision = None,
     threads: Annotated[
         int | None,
         typer.Option(
@@ -1299,6 +1325,7 @@ def serve(
             port=port,
             workers=workers,
             device=device,
+            precision=precision,
             log_level="warning" if _STATE["quiet"] else "info",
             allowed_hosts=allowed_host or (),
             allow_unauthenticated=allow_unauthenticated,

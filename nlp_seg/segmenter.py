@@ -66,6 +66,8 @@ class SegmenterConfig:
     embedding_model: str | None = None
     sentiment_model: str | None = None
     device: str = "auto"
+    #: encoder precision: auto, fp32, bf16, int8 or fp16 (auto: models.precision.auto_precision)
+    precision: str = "auto"
     batch_size: int = 32
     max_seq_length: int | None = 256
     weights: dict[str, float] = field(default_factory=lambda: parse_weights(None))
@@ -91,6 +93,9 @@ class SegmenterConfig:
     aspects: str | dict[str, Any] | None = None
 
     def __post_init__(self) -> None:
+        from nlp_seg.models.precision import check_precision
+
+        check_precision(self.precision)
         if self.aspects is not None:
             from nlp_seg.stages.aspects import taxonomy_state
 
@@ -807,6 +812,7 @@ def load_segmenter(
     batch_size: int | None = None,
     cache_dir: str | None = None,
     verify_models: bool = True,
+    precision: str | None = None,
     reporter: Reporter | None = None,
 ) -> Segmenter:
     """A fitted :class:`Segmenter` from a folder written by :meth:`Segmenter.save`.
@@ -814,8 +820,8 @@ def load_segmenter(
     The folder's files are checked against ``manifest.json`` and only JSON and safetensors
     are read (nothing in it can run code). With ``verify_models`` the embedding and sentiment
     models are loaded now and compared with the checksums recorded at save time.
-    ``device`` / ``batch_size`` / ``cache_dir`` override the saved run settings, which describe
-    the machine it was fitted on, not this one.
+    ``device`` / ``precision`` / ``batch_size`` / ``cache_dir`` override the saved run settings,
+    which describe the machine it was fitted on, not this one.
     """
     from nlp_seg.io.read import ColumnSpec
     from nlp_seg.models.store import ModelFolderError, read_folder
@@ -828,6 +834,10 @@ def load_segmenter(
         cfg.noise_filter = bool(state["config"].get("noise_filter", False))
         if device is not None:
             cfg.device = device
+        if precision is not None:
+            from nlp_seg.models.precision import check_precision
+
+            cfg.precision = check_precision(precision)
         if batch_size is not None:
             cfg.batch_size = batch_size
         cfg.cache_dir = cache_dir

@@ -17,6 +17,13 @@ from typing import Any, Protocol
 import numpy as np
 
 from nlp_seg.errors import ModelUnavailableError
+from nlp_seg.models.precision import (
+    PRECISIONS,  # noqa: F401 - re-exported: the names callers know
+    auto_precision,
+    check_precision,
+    cpu_capability,
+    cpu_flags,
+)
 from nlp_seg.models.registry import (
     BUNDLED_ENCODER,
     load_with_fallback,
@@ -116,8 +123,13 @@ class SentenceTransformerEmbedder:
                 )
         if self.max_seq_length:
             st.max_seq_length = min(self.max_seq_length, st.max_seq_length or 10**9)
-        if resolve_precision(device, self.precision) == "fp16":
+        precision = resolve_precision(device, self.precision)
+        if precision == "fp16":
             st = st.half()
+        elif precision == "int8":  # the Linear layers, after loading (CPU only)
+            from nlp_seg.models.precision import quantize_int8
+
+            st = quantize_int8(st)
         self._st = st
         return st
 
@@ -290,8 +302,9 @@ class SentenceTransformerEmbedder:
 
     @property
     def cache_namespace(self) -> str:
-        """What the cached vectors depend on: model, length cap, prompt and precision (bf16 and
-        fp16 vectors differ slightly from fp32 ones)."""
+        """What the cached vectors depend on: model, length cap, prompt and the *resolved*
+        precision (bf16, int8 and fp16 vectors differ slightly from fp32 ones, so ``auto`` on
+        an AMX machine and on another one never share entries)."""
         precision = resolve_precision(pick_device(self.device), self.precision)
         base = f"st|{self.model}|{self.max_seq_length}|{self.prompt_name}|{precision}"
         return f"{base}|{self.weights_fingerprint}"
@@ -316,6 +329,8 @@ class SentenceTransformerEmbedder:
             "batch_size": self.batch_size,
             "prompt_name": self.prompt_name,
             "precision": resolve_precision(pick_device(self.device), self.precision),
+            "precision_requested": self.precision,
+            "cpu_capability": cpu_capability(),
             "loaded": self._st is not None,
             "cache": {
                 "dir": str(self.cache_dir) if self.cache_dir else None,
@@ -337,31 +352,26 @@ class SentenceTransformerEmbedder:
         return info
 
 
-PRECISIONS = ("auto", "fp32", "bf16", "fp16")
-
-
 def resolve_precision(device: str, precision: str = "auto") -> str:
-    """The precision the encoder runs in: ``auto`` is fp16 on CUDA and fp32 on CPU.
+    """The precision the encoder runs in: what was asked for, or for ``auto`` the rule of
+    :func:`nlp_seg.models.precision.auto_precision` on this CPU's flags (fp16 on CUDA, bf16
+    autocast with AMX, fp32 otherwise; figures in docs/benchmarks.md, "Encoder precision")."""
+    from nlp_seg.errors import NlpsegError
 
-    bf16 autocast on CPU is available on request but not chosen by ``auto``: measured on a
-    Xeon with AMX and AVX512-BF16 it was no faster than fp32 (0.92x, scripts/bench_encoder.py).
-    """
-    if precision not in PRECISIONS:
-        from nlp_seg.errors import NlpsegError
-
-        raise NlpsegError(f"unknown encoder precision {precision!r}; use {', '.join(PRECISIONS)}")
+    check_precision(precision)
     on_cuda = device.startswith("cuda")
     if precision == "auto":
-        return "fp16" if on_cuda else "fp32"
+        return auto_precision(device, () if on_cuda else cpu_flags())
     if precision == "fp16" and not on_cuda:
-        from nlp_seg.errors import NlpsegError
-
-        raise NlpsegError("fp16 precision needs a CUDA device; use bf16 or fp32 on CPU")
+        raise NlpsegError("fp16 precision needs a CUDA device; use bf16, int8 or fp32 on CPU")
+    if precision == "int8" and on_cuda:
+        raise NlpsegError("int8 precision runs on CPU only; use fp16 or bf16 on CUDA")
     return precision
 
 
 def _autocast(precision: str, device: str) -> Any:
-    """bf16 autocast (weights stay fp32; LayerNorm, softmax and pooling run in fp32)."""
+    """bf16 autocast (weights stay fp32; LayerNorm, softmax and pooling run in fp32). fp16 and
+    int8 change the weights at load time instead, so they need no context here."""
     if precision != "bf16":
         return contextlib.nullcontext()
     import torch

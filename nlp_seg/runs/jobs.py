@@ -698,6 +698,7 @@ def assign_file(
     cache_dir: str | None = None,
     reporter: Reporter | None = None,
     behavior_options: Any = None,
+    precision: str | None = None,
 ) -> RunResult:
     """``nlpseg assign``: label a new file with a saved segmenter (``analyze --save-model``).
 
@@ -719,7 +720,12 @@ def assign_file(
     timer = StageTimer()
     with timer("load_model"):
         seg = load_segmenter(
-            model_dir, device=device, batch_size=batch_size, cache_dir=cache_dir, reporter=reporter
+            model_dir,
+            device=device,
+            precision=precision,
+            batch_size=batch_size,
+            cache_dir=cache_dir,
+            reporter=reporter,
         )
     saved = seg.columns_
     with timer("read"):

@@ -30,6 +30,7 @@ def refresh_file(
     id_col: str | None = None,
     encoding: str | None = None,
     device: str | None = None,
+    precision: str | None = None,
     batch_size: int | None = None,
     cache_dir: str | None = None,
     lang: str | None = None,
@@ -48,7 +49,12 @@ def refresh_file(
     reporter = reporter or SilentReporter()
     before = load_run(previous_run) if previous_run is not None else None
     previous = load_segmenter(
-        model_dir, device=device, batch_size=batch_size, cache_dir=cache_dir, reporter=reporter
+        model_dir,
+        device=device,
+        precision=precision,
+        batch_size=batch_size,
+        cache_dir=cache_dir,
+        reporter=reporter,
     )
     config = dataclasses.replace(previous.config, cache_dir=cache_dir)
     if lang:

@@ -38,6 +38,7 @@ def train_from_table(
     C: float | None = None,
     use_emoji: bool = True,
     device: str = "auto",
+    precision: str = "auto",
     batch_size: int = 32,
     max_seq_length: int | None = 256,
     cache_dir: str | None = None,
@@ -86,6 +87,7 @@ def train_from_table(
     cfg = SegmenterConfig(
         embedding_model=embedding_model or BUNDLED_ENCODER,
         device=device,
+        precision=precision,
         batch_size=batch_size,
         max_seq_length=max_seq_length,
         cache_dir=cache_dir,

@@ -109,6 +109,7 @@ class ServiceSettings:
     api_key: str | None = None
     warmup: bool = True
     device: str | None = None
+    precision: str | None = None
     threads: int | None = None
 
     def __post_init__(self) -> None:
@@ -858,7 +859,9 @@ def create_app_from_env() -> "FastAPI":
     settings = ServiceSettings.from_env()
     if not settings.model_dir:
         raise RuntimeError(f"{SETTINGS_ENV} names no model_dir")
-    segmenter = load_segmenter(settings.model_dir, device=settings.device, cache_dir=None)
+    segmenter = load_segmenter(
+        settings.model_dir, device=settings.device, precision=settings.precision, cache_dir=None
+    )
     return create_app(segmenter, settings)
 
 
@@ -919,6 +922,7 @@ def serve(
     port: int = 8000,
     workers: int = 1,
     device: str | None = None,
+    precision: str | None = None,
     log_level: str = "info",
     allowed_hosts: Sequence[str] = (),
     allow_unauthenticated: bool = False,
@@ -944,8 +948,9 @@ def serve(
         raise ValueError(problem)
     settings.model_dir = str(model_dir)
     settings.device = device
+    settings.precision = precision
     settings.allowed_hosts = host_allow_list(host, allowed_hosts)
-    segmenter = load_segmenter(str(model_dir), device=device, cache_dir=None)
+    segmenter = load_segmenter(str(model_dir), device=device, precision=precision, cache_dir=None)
     options = server_options(settings)
     if workers <= 1:
         uvicorn.run(

@@ -101,6 +101,7 @@ class TextEncoder:
                 batch_size=self.config.batch_size,
                 max_seq_length=self.config.max_seq_length,
                 cache_dir=self.config.cache_dir,
+                precision=self.config.precision,
             )
         return self.embedder
 
