@@ -16,6 +16,7 @@ import pandas as pd
 import pytest
 import stopwordsiso
 
+from nlp_seg.io.audiences import slugify
 from nlp_seg.stages.keywords import (
     STOPWORDS,
     analyze_tokens,
@@ -159,7 +160,7 @@ def test_audience_by_aspect_writes_hashed_aspect_audiences(aspect_run: Path) -> 
     index = pd.read_csv(out / "audiences" / "aspect" / "index.csv", encoding="utf-8-sig")
     assert len(index) >= 3 and "battery-negative.csv" in set(index["file"])
     for _, row in index.iterrows():
-        assert row["file"] == f"{row['aspect']}-{row['polarity']}.csv"
+        assert row["file"] == f"{slugify(row['aspect'])}-{row['polarity']}.csv"
         aud = pd.read_csv(out / "audiences" / "aspect" / row["file"], encoding="utf-8-sig")
         assert list(aud.columns[:5]) == ["customer_id", "audience", "aspect", "polarity", "rows"]
         assert "email_sha256" in aud.columns and "email" not in aud.columns
