@@ -334,6 +334,13 @@ DefaultCountry = Annotated[
 AudiencePlain = Annotated[
     bool, typer.Option("--audience-plain", help="Also write plain e-mail/phone (not only hashes).")
 ]
+AudienceBy = Annotated[
+    str,
+    typer.Option(
+        "--audience-by",
+        help="segment, or aspect: also audiences/aspect/<aspect>-<polarity>.csv (needs --aspects).",
+    ),
+]
 GmailStripDots = Annotated[
     bool, typer.Option("--gmail-strip-dots", help="Drop dots in Gmail local parts before hashing.")
 ]
@@ -455,6 +462,7 @@ def analyze(
     phone_col: PhoneCol = None,
     default_country: DefaultCountry = None,
     audience_plain: AudiencePlain = False,
+    audience_by: AudienceBy = "segment",
     gmail_strip_dots: GmailStripDots = False,
     orders: Orders = None,
     events: Events = None,
@@ -559,6 +567,7 @@ def _side_options(opts: dict[str, Any]) -> tuple[Any, Any]:
         default_country=check_country(opts["default_country"]),
         include_plain=opts["audience_plain"],
         gmail_strip_dots=opts["gmail_strip_dots"],
+        by_aspect=_audience_by(opts),
     )
     for name in ("orders", "events"):
         if opts.get(f"{name}_query") is not None and opts[name] is None:
@@ -584,6 +593,22 @@ def _side_options(opts: dict[str, Any]) -> tuple[Any, Any]:
         clv_horizon_days=opts["clv_horizon_days"],
     )
     return behavior_options, audience_options
+
+
+def _audience_by(opts: dict[str, Any]) -> bool:
+    """``--audience-by``: whether aspect audiences are written too; they need ``--aspects``
+    (checked here, before any model runs)."""
+    from nlp_seg.errors import InputError
+
+    by = opts.get("audience_by") or "segment"
+    if by not in ("segment", "aspect"):
+        raise InputError(f"unknown --audience-by {by!r}; choose segment or aspect")
+    if by == "aspect" and not opts.get("aspects"):
+        raise InputError(
+            "--audience-by aspect needs aspect-level sentiment: add --aspects general, "
+            "--aspects phones or --aspects FILE.json"
+        )
+    return by == "aspect"
 
 
 def build_run_config(opts: dict[str, Any]) -> tuple[Any, Any, Any]:
@@ -1084,6 +1109,7 @@ def batch(
     phone_col: PhoneCol = None,
     default_country: DefaultCountry = None,
     audience_plain: AudiencePlain = False,
+    audience_by: AudienceBy = "segment",
     gmail_strip_dots: GmailStripDots = False,
     orders: Orders = None,
     events: Events = None,

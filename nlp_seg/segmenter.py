@@ -34,6 +34,7 @@ from nlp_seg.stages.base import clone_stage
 from nlp_seg.stages.clustering import HdbscanClusterer
 from nlp_seg.stages.encoder import TextEncoder
 from nlp_seg.stages.fusion import BlockFuser, parse_weights
+from nlp_seg.stages.keywords import keyword_embedder
 from nlp_seg.stages.matching import match_segments
 from nlp_seg.stages.merging import SegmentMerger
 from nlp_seg.stages.naming import SegmentNamer, recount_profiles
@@ -401,6 +402,7 @@ class Segmenter:
                 if self.row_info_ is not None
                 else None,
                 aspects=aspects[rows] if aspects is not None else None,
+                embed=keyword_embedder(self.encoder),
             )
             self.segments_ = self.namer_.segments_
             if len(rows) < n:
@@ -734,7 +736,31 @@ class Segmenter:
                 "method": "fused-space nearest fitted rows",
                 "k": self.neighbours_.k,
             }
+        keywords = getattr(getattr(self, "namer_", None), "keywords_info_", None)
+        if keywords is not None:
+            info["keywords"] = keywords
+        note = self._segments_note()
+        if note is not None:
+            info["segments_note"] = note
         return info
+
+    def _segments_note(self) -> dict[str, Any] | None:
+        """Why this fit has few segments (:mod:`nlp_seg.stages.segments_note`), if it has."""
+        from nlp_seg.stages.segments_note import segments_note
+
+        clusterer = getattr(self, "clusterer_", None)
+        raw = getattr(clusterer, "raw_labels_", None)
+        if raw is None or not hasattr(self, "segments_"):
+            return None
+        return segments_note(
+            n_texts=int(getattr(self, "n_scored_", len(raw))),
+            n_segments=sum(int(s["id"]) >= 0 for s in self.segments_),
+            min_cluster_size=int(getattr(clusterer, "min_cluster_size_", 0)),
+            default_min_cluster_size=self.config.min_cluster_size is None,
+            raw_labels=raw,
+            merges=len(getattr(getattr(self, "merger_", None), "merges_", [])),
+            clusterer_note=getattr(clusterer, "note_", None),
+        )
 
     @property
     def note_(self) -> str | None:

@@ -1,4 +1,4 @@
-"""Remarketing audiences: one CSV per segment, ready for ad-platform and CRM import.
+"""Remarketing audiences: one CSV per segment (or aspect), ready for ad-platform and CRM import.
 
 ``DIR/audiences/segment_<id>_<slug>.csv`` holds one row per customer of the segment (the
 customer id column, or the input row number when there is none) and, when the input has e-mail
@@ -12,6 +12,10 @@ expect (Google Ads Customer Match, Meta custom audiences):
   ``VN``), kept only when valid, then written as E.164 (``+84901234567``, hashed into
   ``phone_e164_sha256``: Google's format) and as country code + number digits
   (``84901234567``, hashed into ``phone_digits_sha256``: Meta's format).
+
+With ``--audience-by aspect`` (and ``--aspects``), ``DIR/audiences/aspect/<aspect>-<polarity>.csv``
+holds everyone whose text praises or complains about one aspect (``delivery-negative.csv``:
+everyone unhappy about delivery), whatever their segment, hashed the same way.
 
 Plain (unhashed) contacts are written only with ``include_plain`` (``--audience-plain``), as
 ``email`` and ``phone_digits`` (digits, because a cell starting with ``+`` is neutralised in
@@ -62,6 +66,8 @@ class AudienceOptions:
     default_country: str | None = None
     include_plain: bool = False
     gmail_strip_dots: bool = False
+    #: also write ``audiences/aspect/<aspect>-<polarity>.csv`` (``--audience-by aspect``)
+    by_aspect: bool = False
 
 
 def norm_column_name(name: str) -> str:
@@ -166,17 +172,12 @@ def audience_filename(segment_id: int, name: str) -> str:
     )
 
 
-def build_audiences(
-    frame: pd.DataFrame,
-    assignments: pd.DataFrame,
-    id_col: str | None,
-    options: AudienceOptions | None = None,
-) -> tuple[dict[int, pd.DataFrame], dict[str, Any]]:
-    """Per segment id, the audience table; plus what was detected (for run.json).
-
-    Rows not in any segment (``segment_id`` -1 because their text was empty) are left out.
-    A customer with several rows in one segment appears once, with their first valid contacts.
-    """
+def customer_contacts(
+    frame: pd.DataFrame, id_col: str | None, options: AudienceOptions | None = None
+) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """One row per input row: ``customer_id`` (the id, or ``row N`` when there is none) and
+    the normalised, hashed contacts; plus what was detected (for run.json). Shared by the
+    segment and the aspect audiences, so both hash alike and parse each phone once."""
     opts = options or AudienceOptions()
     email_col, phone_col = detect_contact_columns(frame, opts.email_col, opts.phone_col)
     n = len(frame)
@@ -186,14 +187,7 @@ def build_audiences(
         # A row without an id is its own customer ("row 17"), never merged with others.
         given = frame[id_col].astype("string").str.strip().reset_index(drop=True)
         ids = given.mask(given.isna() | (given == ""), rows)
-    table = pd.DataFrame(
-        {
-            "customer_id": ids,
-            "segment_id": assignments["segment_id"].to_numpy(),
-            "segment_name": assignments["segment_name"].to_numpy(),
-            "segment_probability": assignments["segment_probability"].to_numpy(),
-        }
-    )
+    table = pd.DataFrame({"customer_id": ids})
     info: dict[str, Any] = {
         "id_column": id_col,
         "email_column": email_col,
@@ -216,23 +210,134 @@ def build_audiences(
         if opts.include_plain:
             table["phone_digits"] = digits
         info["valid_phones"] = sum(p is not None for p in phones)
+    return table, info
+
+
+def _per_customer(group: pd.DataFrame, first: Sequence[str], best: Sequence[str]) -> pd.DataFrame:
+    """One row per customer of ``group``: the first non-null of ``first``, the max of
+    ``best``, customers in order of first appearance."""
+    agg: dict[str, Any] = {c: "first" for c in first}
+    agg.update({c: "max" for c in best})
+    return group.groupby("customer_id", sort=False, dropna=False).agg(agg).reset_index()
+
+
+def build_audiences(
+    frame: pd.DataFrame,
+    assignments: pd.DataFrame,
+    id_col: str | None,
+    options: AudienceOptions | None = None,
+    contacts: tuple[pd.DataFrame, dict[str, Any]] | None = None,
+) -> tuple[dict[int, pd.DataFrame], dict[str, Any]]:
+    """Per segment id, the audience table; plus what was detected (for run.json).
+
+    Rows not in any segment (``segment_id`` -1 because their text was empty) are left out.
+    A customer with several rows in one segment appears once, with their first valid contacts.
+    ``contacts`` is :func:`customer_contacts`'s result when the caller already has it.
+    """
+    people, info = contacts or customer_contacts(frame, id_col, options)
+    contact_cols = [c for c in people.columns if c != "customer_id"]
+    table = pd.DataFrame(
+        {
+            "customer_id": people["customer_id"].to_numpy(),
+            "segment_id": assignments["segment_id"].to_numpy(),
+            "segment_name": assignments["segment_name"].to_numpy(),
+            "segment_probability": assignments["segment_probability"].to_numpy(),
+        }
+    )
+    table["customer_id"] = table["customer_id"].astype("string")
+    for c in contact_cols:
+        table[c] = people[c].to_numpy()
     table = table[table["segment_id"] >= 0]
-    contact_cols = [
-        c
-        for c in table.columns
-        if c not in ("customer_id", "segment_id", "segment_name", "segment_probability")
-    ]
     out: dict[int, pd.DataFrame] = {}
     for sid, group in table.groupby("segment_id", sort=True):
-        agg: dict[str, Any] = {
-            "segment_id": "first",
-            "segment_name": "first",
-            "segment_probability": "max",
-        }
-        agg.update({c: "first" for c in contact_cols})  # first non-null per customer
-        merged = group.groupby("customer_id", sort=False, dropna=False).agg(agg).reset_index()
-        out[int(sid)] = merged
+        first = ["segment_id", "segment_name", *contact_cols]  # first non-null per customer
+        merged = _per_customer(group, first, ["segment_probability"])
+        out[int(sid)] = merged[
+            ["customer_id", "segment_id", "segment_name", "segment_probability", *contact_cols]
+        ]
     return out, info
+
+
+#: Polarities an aspect audience is written for, in file-name order.
+ASPECT_POLARITIES = ("negative", "positive", "neutral")
+
+
+def aspect_groups(cells: Sequence[object]) -> dict[tuple[str, str], list[int]]:
+    """Row positions per ``(aspect, polarity)`` named in ``aspects`` cells
+    (``battery:negative;design:positive``), most rows first."""
+    from nlp_seg.stages.aspects import parse_aspects
+
+    groups: dict[tuple[str, str], list[int]] = {}
+    for i, cell in enumerate(cells):
+        for aspect, pol in parse_aspects(cell).items():
+            groups.setdefault((aspect, pol), []).append(i)
+    order = sorted(
+        groups,
+        key=lambda k: (
+            -len(groups[k]),
+            k[0],
+            ASPECT_POLARITIES.index(k[1]) if k[1] in ASPECT_POLARITIES else 9,
+        ),
+    )
+    return {k: groups[k] for k in order}
+
+
+def write_aspect_audiences(
+    assignments: pd.DataFrame,
+    folder: str | Path,
+    contacts: tuple[pd.DataFrame, dict[str, Any]],
+) -> list[Path]:
+    """``folder/<aspect>-<polarity>.csv`` (``delivery-negative.csv``: everyone whose text
+    complains about delivery), one row per customer, columns ``customer_id``, ``audience``
+    (``delivery:negative``), ``aspect``, ``polarity``, ``rows`` (their texts that say so) and
+    the contact hashes of the segment audiences; plus ``index.csv``. Needs the ``aspects``
+    column (``--aspects``). Stale CSVs in ``folder`` are removed first."""
+    from nlp_seg.io.write import write_csv
+
+    if "aspects" not in assignments.columns:
+        raise InputError("--audience-by aspect needs aspect-level sentiment: add --aspects")
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    for old in folder.glob("*.csv"):
+        old.unlink()
+    people, _ = contacts
+    contact_cols = [c for c in people.columns if c != "customer_id"]
+    groups = aspect_groups(assignments["aspects"].tolist())
+    files: list[Path] = []
+    index_rows = []
+    used: set[str] = set()
+    for (aspect, pol), rows in groups.items():
+        sub = people.iloc[rows].copy()
+        sub["customer_id"] = sub["customer_id"].astype("string")
+        sub["rows"] = 1
+        table = _per_customer(sub, contact_cols, [])
+        counts = sub.groupby("customer_id", sort=False, dropna=False)["rows"].sum()
+        table.insert(1, "audience", f"{aspect}:{pol}")
+        table.insert(2, "aspect", aspect)
+        table.insert(3, "polarity", pol)
+        table.insert(4, "rows", counts.reindex(table["customer_id"]).to_numpy())
+        name = f"{slugify(aspect, 50)}-{pol}"
+        while name in used:  # two aspects with one slug ("Pin" and "pin")
+            name += "-x"
+        used.add(name)
+        path = folder / f"{name}.csv"
+        write_csv(table, path)
+        files.append(path)
+        row: dict[str, Any] = {
+            "aspect": aspect,
+            "polarity": pol,
+            "file": path.name,
+            "customers": len(table),
+        }
+        for col in ("email_sha256", "phone_e164_sha256"):
+            if col in table:
+                row[f"with_{col.split('_')[0]}"] = int(table[col].notna().sum())
+        index_rows.append(row)
+    index = folder / "index.csv"
+    cols = ["aspect", "polarity", "file", "customers"]
+    write_csv(pd.DataFrame(index_rows, columns=cols if not index_rows else None), index)
+    files.append(index)
+    return files
 
 
 def write_audiences(
@@ -251,7 +356,8 @@ def write_audiences(
     folder.mkdir(parents=True, exist_ok=True)
     for old in folder.glob("segment_*.csv"):
         old.unlink()
-    tables, info = build_audiences(frame, assignments, id_col, options)
+    contacts = customer_contacts(frame, id_col, options)
+    tables, info = build_audiences(frame, assignments, id_col, options, contacts=contacts)
     names = {int(s["id"]): str(s["name"]) for s in segments}
     files: list[Path] = []
     index_rows = []
@@ -268,6 +374,13 @@ def write_audiences(
     index = folder / "index.csv"
     write_csv(pd.DataFrame(index_rows), index)
     files.append(index)
+    if options is not None and options.by_aspect:
+        aspect_files = write_aspect_audiences(assignments, folder / "aspect", contacts)
+        files.extend(aspect_files)
+        info["by_aspect"] = {"folder": "audiences/aspect", "files": len(aspect_files) - 1}
+    else:  # an earlier run's aspect audiences would read as this run's
+        for old in (folder / "aspect").glob("*.csv"):
+            old.unlink()
     return files, info
 
 

@@ -759,6 +759,8 @@ def _extras_table(
         wanted += [
             c for c in names if c in named or norm_column_name(c) in EMAIL_NAMES + PHONE_NAMES
         ]
+        if getattr(opts, "by_aspect", False):
+            wanted.append("aspects")  # --audience-by aspect
     if report and spec.date:
         wanted.append(spec.date)
     table = pq.read_table(path, columns=[c for c in dict.fromkeys(wanted) if c in names])

@@ -502,6 +502,9 @@ def write_run_json(
     written last, so a run without it did not finish."""
     if rating is not None:
         info["rating_check"] = rating
+    note = (info.get("pipeline") or {}).get("segments_note")
+    if note is not None:  # why so few segments, where a reader of run.json looks first
+        info["segments_note"] = note
     if beh_run is not None:
         info["behavior"] = beh_run.info
     if audience_info is not None:
@@ -680,6 +683,9 @@ def score_file(
     rating = rating_check(frame, spec, merged["sentiment_score"])
     if rating is not None:
         info["rating_check"] = rating
+    note = (info.get("pipeline") or {}).get("segments_note")
+    if note is not None:  # why so few segments, where a reader of run.json looks first
+        info["segments_note"] = note
     run_json = out.with_name(out.stem + ".run.json")
     write_json(info, run_json)
     return RunResult(None, [out, run_json], n, len(merged), st, [], warnings, seconds["total"])

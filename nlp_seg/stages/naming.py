@@ -13,15 +13,15 @@ lead can predict and trust them:
 ``satisfied`` / ``disappointed`` / ``neutral``
     otherwise by the sign of the mean score (beyond +/-0.1).
 
-Segments sharing a name are told apart by their top class-based TF-IDF keywords.
+Segments sharing a name are told apart by their top keywords (:mod:`nlp_seg.stages.keywords`:
+class-based TF-IDF, diversified by MMR on the encoder's embeddings).
 """
 
 from __future__ import annotations
 
-import functools
 import json
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +31,12 @@ import pandas as pd
 from nlp_seg.models.sentiment import LABELS, summarize
 from nlp_seg.normalize import strip_accents
 from nlp_seg.stages import aspects as _aspects
+from nlp_seg.stages.keywords import (  # noqa: F401 - re-exported: naming's keyword API
+    STOPWORDS,
+    analyze_tokens,
+    class_tfidf_keywords,
+    vietnamese_words,
+)
 
 REQUEST_PATTERNS = [
     # Vietnamese (matched accent-free, so "mong shop cai thien" counts too)
@@ -97,49 +103,6 @@ REQUEST_PATTERNS = [
 ]
 _REQUEST_RE = re.compile("|".join(REQUEST_PATTERNS))
 
-#: Languages whose stopword lists (from the ``stopwordsiso`` package, the Stopwords ISO
-#: collection) are removed from keywords; reviews mix languages, so all are applied at once.
-STOPWORD_LANGS = ("vi", "en", "pt", "es", "fr", "de", "id", "zh", "ja", "ko")
-#: What the lists miss in reviews: Vietnamese written without diacritics or in teencode
-#: ("ko", "dc", "mik"), and web noise. Kept short on purpose: c-TF-IDF's IDF already mutes a
-#: word every segment uses.
-EXTRA_STOPWORDS = frozenset(
-    str.split(
-        "ko k kg khong dc đc duoc vs mik mk mjk t m thi ma nay cho voi rat cung nhung da mot cac "
-        "khi lai nen minh toi ban no de tu nhu con hon qua lam thay nua vi bi se dang roi va la co "
-        "cua thi nha nhe a ah ạ ak ok oke user http https www com email"
-    )
-)
-#: Negations are stopwords alone but start a phrase worth keeping: "không tốt", "not working",
-#: "não recomendo".
-NEGATIONS = frozenset(
-    str.split(
-        "không khong ko chưa chua chẳng chả đừng not no never don't doesn't didn't isn't wasn't "
-        "won't can't cannot não nao nem nunca sem jamais pas nicht kein keine tidak"
-    )
-)
-
-
-def _load_stopwords() -> frozenset[str]:
-    import stopwordsiso
-
-    words = {w.lower() for w in stopwordsiso.stopwords(list(STOPWORD_LANGS))}
-    return frozenset(words | EXTRA_STOPWORDS)
-
-
-STOPWORDS = _load_stopwords()
-#: Single Chinese/Japanese characters that are stopwords (的, 了, 是, 很, ...): CJK runs are
-#: cut at them (Hangul syllables are not: Korean particles are part of the word).
-_CJK_STOP_CHARS = frozenset(w for w in STOPWORDS if len(w) == 1 and 0x3040 <= ord(w) <= 0x9FFF)
-_CJK_STOP_RE = re.compile("[" + "".join(sorted(_CJK_STOP_CHARS)) + "]")
-#: Clause boundaries: a bigram never spans one ("tốt, giao" is not a phrase).
-_CLAUSE_RE = re.compile(r"[.,;:!?()\[\]{}\n\r\t\"“”…/|+=*&#@~<>。，、；：！？]+")
-CJK_RE = re.compile(r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af]+")
-#: A CJK run split by script: hiragana, katakana (with the long-vowel mark), Han, Hangul.
-_SCRIPT_RUN_RE = re.compile(
-    r"[\u3040-\u309f]+|[\u30a0-\u30ff]+|[\u3400-\u4dbf\u4e00-\u9fff]+|[\uac00-\ud7af]+"
-)
-WORD_RE = re.compile(r"[^\W\d_]+(?:['’][^\W\d_]+)?", re.UNICODE)
 
 BASE_NAMES = ("satisfied", "disappointed", "awaiting-improvement", "neutral", "silent")
 #: Segments where fewer than this share of members wrote any text are named ``silent``: they
@@ -168,191 +131,30 @@ def base_name(mean_score: float, shares: Mapping[str, float], request_share: flo
     return "neutral"
 
 
-#: Letters only Vietnamese uses (with its tone marks): a clause holding one is segmented into
-#: words, so keywords are whole words ("cập nhật", "mô tả"), not syllable pairs across two
-#: words ("shop cập", "giống mô").
-VI_RE = re.compile("[ăâđêôơưạảấầẩẫậắằẳẵặẹẻẽếềểễệỉịọỏốồổỗộớờởỡợụủứừửữựỳỵỷỹ]")
-
-
-#: underthesea modules its package __init__ imports eagerly but word segmentation does not
-#: need: its translation model pulls in torch and transformers (about 10 s cold).
-_UNDERTHESEA_UNUSED = (
-    "underthesea.pipeline.classification",
-    "underthesea.pipeline.sentiment",
-    "underthesea.pipeline.lang_detect",
-    "underthesea.pipeline.dependency_parse",
-    "underthesea.pipeline.translate",
-    "underthesea.agent",
-    "underthesea.address",
-)
-
-
-@functools.cache
-def _word_tokenizer() -> Any:
-    """underthesea's ``word_tokenize``, imported without its optional pipelines (the package
-    skips a pipeline whose import fails; a ``None`` in ``sys.modules`` makes it fail), or
-    ``None`` when the package is missing."""
-    import sys
-
-    blocked = [m for m in _UNDERTHESEA_UNUSED if m not in sys.modules]
-    for m in blocked:
-        sys.modules[m] = None  # type: ignore[assignment]
-    try:
-        from underthesea import word_tokenize
-    except ImportError:  # pragma: no cover
-        return None
-    finally:
-        for m in blocked:
-            if sys.modules.get(m) is None:
-                del sys.modules[m]
-    return word_tokenize
-
-
-@functools.lru_cache(maxsize=65536)
-def vietnamese_words(clause: str) -> tuple[str, ...]:
-    """Vietnamese words of a clause (multi-syllable words joined by a space), by
-    underthesea's CRF word segmenter (bundled with the package, offline); syllables when the
-    package is missing."""
-    word_tokenize = _word_tokenizer()
-    if word_tokenize is None:  # pragma: no cover - a dependency; kept working without it
-        return tuple(WORD_RE.findall(clause))
-    out = []
-    for token in word_tokenize(clause):
-        syllables = token.lower().split()
-        if syllables and all(WORD_RE.fullmatch(x) for x in syllables):
-            out.append(" ".join(syllables))
-    return tuple(out)
-
-
-def analyze_tokens(text: str) -> list[str]:
-    """Keyword candidates of one text: word unigrams and bigrams (Vietnamese syllables pair
-    into phrases such as "giao hàng"), CJK runs as character bigrams (cut at stopword
-    characters such as 的), without stopwords, stopword phrases ("bao giờ") or 1-letter words.
-    A negation starts a kept bigram ("không tốt", "not working", "não recomendo")."""
-    text = text.lower()
-    tokens: list[str] = []
-    for run in CJK_RE.findall(text):
-        for piece in _CJK_STOP_RE.split(run) if _CJK_STOP_CHARS else [run]:
-            for script_run in _SCRIPT_RUN_RE.findall(piece):
-                first = script_run[0]
-                if "\u3040" <= first <= "\u309f":
-                    continue  # hiragana: Japanese grammar (ます, ました), not a topic
-                if "\u30a0" <= first <= "\u30ff":
-                    if len(script_run) >= 2:  # katakana: loanwords, kept whole (バッテリー)
-                        tokens.append(script_run)
-                    continue
-                tokens.extend(
-                    bg
-                    for bg in (script_run[i : i + 2] for i in range(len(script_run) - 1))
-                    if bg not in STOPWORDS
-                )
-    for clause in _CLAUSE_RE.split(CJK_RE.sub(" ", text)):
-        words = vietnamese_words(clause) if VI_RE.search(clause) else WORD_RE.findall(clause)
-        tokens.extend(w for w in words if len(w) > 1 and w not in STOPWORDS)
-        for a, b in zip(words, words[1:], strict=False):
-            if len(a) < 2 or len(b) < 2 or b in STOPWORDS or f"{a} {b}" in STOPWORDS:
-                continue
-            if a not in STOPWORDS or a in NEGATIONS:
-                tokens.append(f"{a} {b}")
-    return tokens
-
-
-#: Texts per segment the keywords are counted on (evenly spaced when a segment has more).
-KEYWORD_TEXTS_PER_SEGMENT = 2000
-
-#: A keyword syllable is replaced by its strongest phrase when the phrase scores at least
-#: this share of the syllable's score in the segment.
-PHRASE_RATIO = 0.5
-
-
-def class_tfidf_keywords(
-    texts: Sequence[str], labels: np.ndarray, top_n: int = 10
-) -> dict[int, list[str]]:
-    """Top keywords per label by class-based TF-IDF (BERTopic's c-TF-IDF).
-
-    A term scores high in a class when it is frequent there and rare across classes:
-    ``tf(t, c) * log(1 + A / f(t)) * log(1 + lift(t, c))`` with ``A`` the mean word count per
-    class and ``lift`` the term's share in the class over its share overall.
-    """
-    from sklearn.feature_extraction.text import CountVectorizer
-
-    classes = sorted(set(int(v) for v in labels))
-    joined: dict[int, list[str]] = {c: [] for c in classes}
-    for t, lab in zip(texts, labels, strict=True):
-        joined[int(lab)].append(t)
-    for c, members in joined.items():
-        if len(members) > KEYWORD_TEXTS_PER_SEGMENT:
-            # Evenly spaced members (deterministic): word counts of a few thousand texts
-            # already rank the top keywords; tokenising every text of a large segment (word
-            # segmentation costs ~0.7 ms a Vietnamese text) would not change them.
-            step = len(members) / KEYWORD_TEXTS_PER_SEGMENT
-            joined[c] = [members[int(i * step)] for i in range(KEYWORD_TEXTS_PER_SEGMENT)]
-    docs = ["\n".join(joined[c]) for c in classes]
-    vec = CountVectorizer(analyzer=analyze_tokens, min_df=1)
-    try:
-        counts = vec.fit_transform(docs).astype(np.float64).toarray()
-    except ValueError:  # empty vocabulary
-        return {c: [] for c in classes}
-    terms = np.asarray(vec.get_feature_names_out())
-    # Document frequency inside each class: a term used by one verbose reviewer is noise.
-    tf = counts / np.maximum(counts.sum(axis=1, keepdims=True), 1)
-    avg = counts.sum() / max(len(classes), 1)
-    idf = np.log(1 + avg / np.maximum(counts.sum(axis=0), 1))
-    # With a handful of segments the IDF barely separates words every segment uses ("máy",
-    # "mua"); weighting by log(1 + lift), lift = P(term | segment) / P(term), favours what
-    # this segment says more than the others.
-    p_term = counts.sum(axis=0) / max(counts.sum(), 1.0)
-    lift = tf / np.maximum(p_term, 1e-12)
-    scores = tf * idf * np.log1p(lift)
-    out: dict[int, list[str]] = {}
-    n_words = np.array([t.count(" ") + 1 for t in terms])
-    phrases_with: dict[str, list[int]] = {}
-    for j in np.flatnonzero(n_words == 2):
-        for w in set(str(terms[j]).split()):
-            phrases_with.setdefault(w, []).append(int(j))
-    for i, c in enumerate(classes):
-        # Highest score first; on a tie the phrase ("pin trâu") before its words ("pin").
-        order = np.lexsort((-n_words, -np.round(scores[i], 12)))
-        picked: list[str] = []
-        min_count = 2 if len(joined[c]) > 5 else 1
-        for j in order:
-            if counts[i, j] < min_count:
-                continue
-            term = str(terms[j])
-            if n_words[j] == 1 and term in phrases_with:
-                # A syllable that mostly occurs inside one phrase is shown as that phrase
-                # ("màn" -> "màn hình"): Vietnamese words are often two syllables.
-                cand = phrases_with[term]
-                best = cand[int(np.argmax(scores[i, cand]))]
-                if counts[i, best] >= min_count and scores[i, best] >= PHRASE_RATIO * scores[i, j]:
-                    term = str(terms[best])
-            # Prefer a phrase over its own words already listed, and vice versa; skip a phrase
-            # overlapping a listed one ("gói cẩn" after "cẩn thận": a pair across two words).
-            words = set(term.split())
-            if any(term in p or p in term or words & set(p.split()) for p in picked):
-                continue
-            if CJK_RE.fullmatch(term) and any(
-                CJK_RE.fullmatch(p) and (p[-1] == term[0] or p[0] == term[-1]) for p in picked
-            ):
-                continue  # "马逊" after "亚马": two bigrams of one word (亚马逊)
-            picked.append(term)
-            if len(picked) >= top_n:
-                break
-        out[c] = picked
-    return out
-
-
 def representative_examples(
-    texts: Sequence[str], embeddings: np.ndarray, k: int = 5, max_similarity: float = 0.95
+    texts: Sequence[str],
+    embeddings: np.ndarray,
+    k: int = 5,
+    max_similarity: float = 0.95,
+    prefer: np.ndarray | None = None,
 ) -> list[str]:
     """Up to ``k`` texts closest to the segment's centre that are not near-copies of each other
-    (same words once emoji and punctuation are ignored, or cosine > ``max_similarity``)."""
+    (same words once emoji and punctuation are ignored, or cosine > ``max_similarity``).
+
+    ``prefer`` (a mask, e.g. the texts that complain about the segment's top complaint) puts
+    those of the more central half first, so quotes show what the name says the segment is
+    about; the others follow, most central first."""
     if len(texts) == 0:
         return []
     emb = np.asarray(embeddings, dtype=np.float64)
     centre = emb.mean(axis=0)
     centre /= np.linalg.norm(centre) + 1e-12
-    order = np.argsort(-(emb @ centre))
+    closeness = emb @ centre
+    order = np.argsort(-closeness, kind="stable")
+    if prefer is not None and np.any(prefer):
+        central = closeness >= np.median(closeness)
+        first = np.asarray(prefer, dtype=bool)[order] & central[order]
+        order = np.concatenate([order[first], order[~first]])
     chosen: list[int] = []
     seen: set[str] = set()
     for i in order:
@@ -673,6 +475,23 @@ def aspect_base_name(
     return base, NAME_SEPARATOR.join([base, ", ".join(about)]) if about else base
 
 
+def quote_aspect(base: str, mix: Mapping[str, Mapping[str, float]]) -> tuple[str, str] | None:
+    """The ``(aspect, polarity)`` a segment's quotes should show: its top complaint when the
+    segment is disappointed or awaiting improvement, its most praised aspect when satisfied,
+    else its most talked-about aspect on its more frequent side; ``None`` without aspects."""
+    if not mix:
+        return None
+    complaint = _aspects.top_complaint(mix)
+    if base in ("disappointed", "awaiting-improvement") and complaint is not None:
+        return complaint, "negative"
+    praised = _aspects.top_praise(mix, k=1)
+    if base == "satisfied" and praised:
+        return praised[0], "positive"
+    top = next(iter(mix))
+    side = mix[top]
+    return top, "negative" if side["complaining"] > side["praising"] else "positive"
+
+
 def segment_qualifiers(
     row_info: Any, labels: np.ndarray, seg_mask: np.ndarray, seg_ids: Sequence[int]
 ) -> dict[int, dict[str, Any]]:
@@ -724,13 +543,16 @@ def profile_segments(
     playbook: str | None = None,
     lang: str = "en",
     aspects: Sequence[object] | None = None,
+    embed: Callable[[list[str]], np.ndarray] | None = None,
 ) -> list[dict[str, Any]]:
     """Size, sentiment mix, behaviour, keywords, quotes and a name for every segment.
 
     Text statistics use the rows that have text (``scored``); sizes and behaviour use
     every segmented row. With ``aspects`` (one ``aspect:polarity;...`` cell per row) each
     profile gets its aspect mix and top complaint, and the name comes from the members'
-    review classes and what they praise or complain about (:func:`aspect_base_name`).
+    review classes and what they praise or complain about (:func:`aspect_base_name`), and
+    its quotes favour texts about that aspect (:func:`quote_aspect`). ``embed`` (the run's
+    encoder, words in, vectors out) diversifies keywords by MMR (:mod:`.keywords`).
     """
     seg_ids = sorted(set(labels[seg_mask].tolist()))
     if not seg_ids:
@@ -739,7 +561,9 @@ def profile_segments(
     texts_txt = [texts[i] for i in idx_txt]
     lab_txt = labels[idx_txt]
     requests = asks_improvement(texts_txt)
-    keywords = class_tfidf_keywords(texts_txt, lab_txt, top_n=10) if len(idx_txt) else {}
+    keywords = (
+        class_tfidf_keywords(texts_txt, lab_txt, top_n=10, embed=embed) if len(idx_txt) else {}
+    )
     playbook_rules = load_playbook(playbook)
     total = int(seg_mask.sum())
     profiles: list[dict[str, Any]] = []
@@ -759,6 +583,7 @@ def profile_segments(
         b = base_name(mean_score, shares, req) if sid >= 0 else "outliers"
         named = b
         aspect_fields: dict[str, Any] = {}
+        prefer: np.ndarray | None = None
         if aspects is not None:
             cells = [aspects[i] for i in idx_txt[m]]
             mix = _aspects.segment_aspect_mix(cells)
@@ -777,6 +602,10 @@ def profile_segments(
             }
             if sid >= 0 and len(cells):
                 b, named = aspect_base_name(classes, mix)
+                about = quote_aspect(b, mix)
+                if about is not None:
+                    pair = f"{about[0]}:{about[1]}"
+                    prefer = np.array([pair in str(c).split(";") for c in cells], dtype=bool)
         if sid >= 0 and m.sum() < SILENT_TEXT_SHARE * members.sum():
             b = named = "silent"  # grouped on behaviour alone: too few members wrote anything
         base[sid] = named
@@ -799,6 +628,7 @@ def profile_segments(
                 [t for t, k in zip(texts_txt, m, strict=True) if k],
                 embeddings[idx_txt[m]],
                 k=5,
+                prefer=prefer,
             ),
         }
         if behavior is not None and behavior.shape[1] > 0:
@@ -853,6 +683,7 @@ class SegmentNamer:
         behavior: Any = None,
         row_info: Any = None,
         aspects: Sequence[object] | None = None,
+        embed: Callable[[list[str]], np.ndarray] | None = None,
     ) -> SegmentNamer:
         self.segments_ = profile_segments(
             texts,
@@ -867,7 +698,10 @@ class SegmentNamer:
             playbook=self.playbook,
             lang=self.lang,
             aspects=aspects,
+            embed=embed,
         )
+        describe = getattr(embed, "describe", None)
+        self.keywords_info_ = describe() if callable(describe) else None
         return self
 
 
