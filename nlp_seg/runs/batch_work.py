@@ -82,6 +82,7 @@ ENCODE_KEYS = (
     "max_chars",
     "lowercase",
     "noise_filter",
+    "precision",
 )
 # Settings that change only the fit and the placement: a mismatch refits, reusing pass 1.
 FIT_KEYS = (
