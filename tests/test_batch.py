@@ -266,8 +266,9 @@ def test_new_clustering_settings_reuse_the_encoded_chunks(
     assert run["batch"]["chunks_encoded_before"] == run["batch"]["chunks"]
     assert run["batch"]["fit_reused"] is False
     assert run["parameters"]["min_cluster_size"] == 60
-    assert "pipeline.embedding" not in run["seconds"]  # nothing was encoded again
-    assert not cache.exists()  # ... not even from the cache
+    assert "pipeline.embedding" not in run["seconds"]  # no text was encoded again
+    # (the keyword step may still embed its candidate words, a few hundred short strings,
+    # through the cache: run.json counts them apart, under pipeline.keywords)
     assert "Traceback" not in proc.stderr
 
     # Other inputs or encoding settings must not silently mix with the stored chunks.

@@ -197,7 +197,7 @@ def test_keep_outliers_leaves_outliers_at_minus_one(
         out = tmp_path / name
         proc = nlpseg(
             "-q", "analyze", str(reviews_csv), "--out", str(out), "--no-cache",
-            "--min-cluster-size", "8", *extra, *tiny_args(tiny_models),
+            "--min-cluster-size", "8", "--min-samples", "12", *extra, *tiny_args(tiny_models),
         )  # fmt: skip
         assert proc.returncode == 0, proc.stderr
         runs[name] = pd.read_parquet(out / "assignments.parquet")

@@ -265,7 +265,7 @@ ASPECT_POLARITIES = ("negative", "positive", "neutral")
 def aspect_groups(cells: Sequence[object]) -> dict[tuple[str, str], list[int]]:
     """Row positions per ``(aspect, polarity)`` named in ``aspects`` cells
     (``battery:negative;design:positive``), most rows first."""
-    from nlp_seg.stages.aspects import parse_aspects
+    from nlp_seg.io.aspect_cells import parse_aspects
 
     groups: dict[tuple[str, str], list[int]] = {}
     for i, cell in enumerate(cells):

@@ -33,6 +33,7 @@ from typing import Any
 import numpy as np
 
 from nlp_seg.errors import InputError
+from nlp_seg.io.aspect_cells import parse_aspects  # noqa: F401 - re-exported
 
 POLARITIES = ("negative", "neutral", "positive")
 
@@ -327,18 +328,6 @@ class TextAspects:
 def format_aspects(pairs: Mapping[str, str]) -> str:
     """The ``aspects`` cell: ``battery:negative;design:positive`` (empty when none)."""
     return ";".join(f"{a}:{p}" for a, p in pairs.items())
-
-
-def parse_aspects(cell: object) -> dict[str, str]:
-    """The inverse of :func:`format_aspects` (empty or missing cell -> no aspects)."""
-    if not isinstance(cell, str) or not cell:
-        return {}
-    out = {}
-    for part in cell.split(";"):
-        name, _, pol = part.rpartition(":")
-        if name:
-            out[name] = pol
-    return out
 
 
 def is_mixed(pairs: Mapping[str, str]) -> bool:
