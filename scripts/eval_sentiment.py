@@ -35,18 +35,25 @@ from sentiment_data import Part, embed_prefix, load_all  # noqa: E402
 DEV_CAPS = {"umsab": None, "uit-vsfc": None, "vlsp2016": None, "aivivn": None, "marc": None}
 
 
-def dev_sets(
-    max_per_part: int | None = None, encode: bool = True, caps: dict | None = None
-) -> list[tuple[Part, np.ndarray, np.ndarray, list[str]]]:
-    """Every dev part with its embeddings, labels and normalised texts (seeded prefixes)."""
+def dev_parts(max_per_part: int | None = None, caps: dict | None = None):
+    """Every dev part with how many of its (seeded) rows to use: ``caps`` per dataset, at most
+    ``max_per_part``; ``None`` means all."""
     caps = dict(DEV_CAPS if caps is None else caps)
-    out = []
     for part in load_all():
         if part.split != "dev":
             continue
         cap = caps.get(part.dataset)
         if max_per_part is not None:
             cap = max_per_part if cap is None else min(cap, max_per_part)
+        yield part, cap
+
+
+def dev_sets(
+    max_per_part: int | None = None, encode: bool = True, caps: dict | None = None
+) -> list[tuple[Part, np.ndarray, np.ndarray, list[str]]]:
+    """Every dev part with its embeddings, labels and normalised texts (seeded prefixes)."""
+    out = []
+    for part, cap in dev_parts(max_per_part, caps):
         x, y, t = embed_prefix(part, cap, encode=encode)
         if len(y):
             out.append((part, x, y, t))
@@ -70,14 +77,8 @@ def pipeline_dev(head_dir: str, max_per_part: int | None, caps: dict | None = No
     seg = Segmenter(
         SegmenterConfig(sentiment_model=head_dir, cache_dir=str(nlpseg_home() / "cache"))
     )
-    caps = dict(DEV_CAPS if caps is None else caps)
     out = []
-    for part in load_all():
-        if part.split != "dev":
-            continue
-        cap = caps.get(part.dataset)
-        if max_per_part is not None:
-            cap = max_per_part if cap is None else min(cap, max_per_part)
+    for part, cap in dev_parts(max_per_part, caps):
         texts, keep = prepared_texts(part)
         order = seeded_order(part)[: cap or None]
         order = order[keep[order]]

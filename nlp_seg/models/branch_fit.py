@@ -154,12 +154,13 @@ def predict_logits(
 
 
 def _save_checkpoint(path: Path, model: BranchClassifier, opt: Any, meta: dict) -> None:
+    import torch
     from safetensors.torch import save_file
 
     tensors = {f"model.{k}": v.detach().contiguous() for k, v in model.state().items()}
     for idx, st in opt.state_dict()["state"].items():
         for name, v in st.items():
-            t = v if hasattr(v, "detach") else __import__("torch").tensor(float(v))
+            t = v if isinstance(v, torch.Tensor) else torch.tensor(float(v))
             tensors[f"opt.{idx}.{name}"] = t.detach().contiguous()
     tmp = path.with_suffix(".tmp")
     save_file(tensors, str(tmp))
@@ -266,7 +267,7 @@ def fit_branch(
         step += 1
         seen_loss.append(float(loss))
         if step % 50 == 0:
-            rate = 50 * batch_size / max(time.time() - t0, 1e-9) if step > 0 else 0.0
+            rate = 50 * batch_size / max(time.time() - t0, 1e-9)
             log(f"step {step}/{total} loss {np.mean(seen_loss[-50:]):.4f} ({rate:.0f} texts/s)")
             record["seconds"] = float(record["seconds"]) + (time.time() - t0)
             t0 = time.time()
