@@ -7,26 +7,15 @@ charts and show a card for every segment; customer text must be shown, never run
 from __future__ import annotations
 
 import json
-import os
-import shutil
 from pathlib import Path
 
 import pandas as pd
 import pytest
+from offline_browser import BROWSER_ARGS, CHROMIUM, open_offline, playwright_or_skip
 
 from nlp_seg.segmenter import SegmenterConfig
 
 REPO = Path(__file__).resolve().parent.parent
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-BROWSER_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-webgl",  # the report must not need WebGL (machines without a GPU, remote desktops)
-    "--disable-3d-apis",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 
 
 @pytest.fixture(scope="module")
@@ -50,32 +39,15 @@ def reports(tiny_models: dict[str, Path], tmp_path_factory: pytest.TempPathFacto
 
 
 def open_in_chromium(path: Path) -> dict:
-    sync_api = pytest.importorskip("playwright.sync_api", reason="pip install -e '.[dev]'")
-    if CHROMIUM is None:
-        if os.environ.get("CI"):
-            pytest.fail("chromium is missing in CI: .ci/run installs Debian's chromium")
-        pytest.skip("chromium not installed (apt-get install chromium; CI installs it)")
+    sync_api = playwright_or_skip()
     errors: list[str] = []
     external: list[str] = []
     with sync_api.sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=BROWSER_ARGS)
         try:
-            page = browser.new_page(viewport={"width": 1280, "height": 900})
-            page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
-            page.on("pageerror", lambda e: errors.append(str(e)))
-            page.on("dialog", lambda d: (errors.append(f"dialog: {d.message}"), d.dismiss()))
-
-            def block(route: object) -> None:  # offline: anything not from the file fails
-                url = route.request.url  # type: ignore[attr-defined]
-                if url.startswith(("file:", "data:", "blob:")):
-                    route.continue_()  # type: ignore[attr-defined]
-                else:
-                    external.append(url)
-                    route.abort()  # type: ignore[attr-defined]
-
-            page.route("**/*", block)
-            page.goto(path.as_uri())
-            page.wait_for_function("document.querySelectorAll('.js-plotly-plot .main-svg').length")
+            page = open_offline(
+                browser, path, errors, external, viewport={"width": 1280, "height": 900}
+            )
             result = {
                 "errors": errors,
                 "external": external,

@@ -20,13 +20,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from offline_browser import BROWSER_ARGS, CHROMIUM, open_offline, playwright_or_skip
 
 from nlp_seg.segmenter import SegmenterConfig
 
 REPO = Path(__file__).resolve().parent.parent
 EXAMPLE = REPO / "examples" / "reviews.csv"
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-BROWSER_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-webgl", "--disable-3d-apis"]
 #: One plain text font stands for "a system without an emoji font".
 TEXT_FONTS = [
     "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf",
@@ -122,31 +121,20 @@ PROBE = """(wanted) => {
 
 
 def open_page(path: Path, env: dict[str, str], wanted: list[str]) -> dict:
-    sync_api = pytest.importorskip("playwright.sync_api", reason="pip install -e '.[dev]'")
-    if CHROMIUM is None:
-        if os.environ.get("CI"):
-            pytest.fail("chromium is missing in CI: .ci/run installs Debian's chromium")
-        pytest.skip("chromium not installed (apt-get install chromium; CI installs it)")
+    sync_api = playwright_or_skip()
     errors: list[str] = []
     external: list[str] = []
     with sync_api.sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=BROWSER_ARGS, env=env)
         try:
-            page = browser.new_page(viewport={"width": 1280, "height": 900}, device_scale_factor=3)
-            page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
-            page.on("pageerror", lambda e: errors.append(str(e)))
-
-            def block(route: object) -> None:
-                url = route.request.url  # type: ignore[attr-defined]
-                if url.startswith(("file:", "data:", "blob:")):
-                    route.continue_()  # type: ignore[attr-defined]
-                else:
-                    external.append(url)
-                    route.abort()  # type: ignore[attr-defined]
-
-            page.route("**/*", block)
-            page.goto(path.as_uri())
-            page.wait_for_function("document.querySelectorAll('.js-plotly-plot .main-svg').length")
+            page = open_offline(
+                browser,
+                path,
+                errors,
+                external,
+                viewport={"width": 1280, "height": 900},
+                device_scale_factor=3,
+            )
             page.evaluate("document.fonts.ready.then(() => true)")
             rects = page.evaluate(PROBE, wanted)
             result = {
