@@ -303,6 +303,14 @@ KeepNoise = Annotated[
         help="Do not flag texts that are not reviews (mashing, links only) as low_information.",
     ),
 ]
+AsTyped = Annotated[
+    bool,
+    typer.Option(
+        "--no-restore-diacritics",
+        help="Let the models read Vietnamese typed without diacritics as typed "
+        "(default: its marks are restored first).",
+    ),
+]
 FitSampleSize = Annotated[
     int, typer.Option("--fit-sample-size", min=100, help="Rows UMAP/HDBSCAN are fitted on.")
 ]
@@ -445,6 +453,7 @@ def analyze(
     seed: Seed = 42,
     keep_outliers: KeepOutliers = False,
     keep_noise: KeepNoise = False,
+    no_restore_diacritics: AsTyped = False,
     fit_sample_size: FitSampleSize = 50_000,
     device: Device = "auto",
     precision: Precision = "auto",
@@ -639,6 +648,7 @@ def build_run_config(opts: dict[str, Any]) -> tuple[Any, Any, Any]:
         seed=opts["seed"],
         keep_outliers=opts["keep_outliers"],
         noise_filter=not opts.get("keep_noise", False),
+        restore_diacritics=not opts.get("no_restore_diacritics", False),
         fit_sample_size=opts["fit_sample_size"],
         cache_dir=_cache_dir(opts["cache_dir"], opts["no_cache"]),
         playbook=opts["playbook"],
@@ -1092,6 +1102,7 @@ def batch(
     seed: Seed = 42,
     keep_outliers: KeepOutliers = False,
     keep_noise: KeepNoise = False,
+    no_restore_diacritics: AsTyped = False,
     fit_sample_size: FitSampleSize = 50_000,
     device: Device = "auto",
     precision: Precision = "auto",

@@ -87,6 +87,8 @@ class SegmenterConfig:
     max_chars: int = 2000
     #: models read lower-cased text (None: when both models are the bundled ones)
     lowercase: bool | None = None
+    #: give Vietnamese typed without diacritics its marks back before the models read it
+    restore_diacritics: bool = True
     #: flag texts that are not reviews (mashing, links only, ads) as ``low_information``
     noise_filter: bool = True
     #: aspect taxonomy (stages.aspects): "general", "phones", or a user taxonomy's content

@@ -81,6 +81,7 @@ ENCODE_KEYS = (
     "max_seq_length",
     "max_chars",
     "lowercase",
+    "restore_diacritics",
     "noise_filter",
     "precision",
 )

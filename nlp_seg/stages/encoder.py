@@ -139,8 +139,27 @@ class TextEncoder:
         )
 
     def model_texts(self, texts: Sequence[str]) -> list[str]:
-        """What the models read: the clean texts, lower-cased when :attr:`lowercase`."""
-        return [t.lower() for t in texts] if self.lowercase else list(texts)
+        """What the models read: the clean texts, Vietnamese typed without diacritics given
+        them back (``config.restore_diacritics``, :mod:`nlp_seg.models.diacritics`), then
+        lower-cased when :attr:`lowercase`."""
+        return self._model_texts(texts)[0]
+
+    def _model_texts(self, texts: Sequence[str]) -> tuple[list[str], int]:
+        texts, restored = list(texts), 0
+        if getattr(self.config, "restore_diacritics", False):
+            from nlp_seg.models.diacritics import load_restorer
+
+            texts, restored = load_restorer().restore_many(texts)
+        return ([t.lower() for t in texts] if self.lowercase else texts), restored
+
+    def _distinct_model_texts(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+        """The distinct texts the models read and each input's index among them (equal
+        texts are restored and encoded once)."""
+        raw, raw_inverse = np.unique(np.asarray(list(texts), dtype=object), return_inverse=True)
+        model, restored = self._model_texts([str(t) for t in raw])
+        self.diacritics_restored_ = getattr(self, "diacritics_restored_", 0) + restored
+        uniq, inverse = np.unique(np.asarray(model, dtype=object), return_inverse=True)
+        return uniq, inverse[raw_inverse]
 
     def check_compatible(self) -> None:
         """Refuse a sentiment head trained on another encoder, before any text is embedded."""
@@ -158,8 +177,7 @@ class TextEncoder:
         """Embeddings and ``(n, 3)`` sentiment probabilities of clean texts, one encoder pass
         when the sentiment scorer reads embeddings (the bundled profile)."""
         timer = timer or StageTimer()
-        texts = self.model_texts(texts)
-        uniq, inverse = np.unique(np.asarray(texts, dtype=object), return_inverse=True)
+        uniq, inverse = self._distinct_model_texts(texts)
         uniq_list = [str(t) for t in uniq]
         scorer = self.get_sentiment()
         if scorer.needs_embeddings:
@@ -305,8 +323,7 @@ class TextEncoder:
         if scorer.needs_embeddings:
             return self.encode(texts, timer)[1]
         timer = timer or StageTimer()
-        texts = self.model_texts(texts)
-        uniq, inverse = np.unique(np.asarray(texts, dtype=object), return_inverse=True)
+        uniq, inverse = self._distinct_model_texts(texts)
         with (
             timer("sentiment"),
             self.reporter.stage("Scoring sentiment", total=len(uniq)) as advance,
@@ -322,4 +339,16 @@ class TextEncoder:
             info["sentiment"] = self.sentiment.describe()
             if hasattr(self, "sentiment_cache_"):
                 info["sentiment"]["cache"] = dict(self.sentiment_cache_)
+        if getattr(self.config, "restore_diacritics", False):
+            from nlp_seg.models.diacritics import load_restorer
+
+            info["diacritics"] = {
+                "restore": True,
+                "model": "models/diacritics_vi",
+                "vocabulary": len(load_restorer().vocab),
+                # distinct texts per encoder call (aspect clauses included), summed
+                "texts_restored": int(getattr(self, "diacritics_restored_", 0)),
+            }
+        else:
+            info["diacritics"] = {"restore": False}
         return info
