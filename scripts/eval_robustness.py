@@ -1,10 +1,11 @@
 """Do sentiment labels survive how people type? Case and missing diacritics.
 
 Takes real reviews from ``../shared/data`` (UIT-ViSFD and ViSpamReviews for Vietnamese with
-diacritics, MARC English and Portuguese UMSAB for the Latin scripts), makes three variants of
-each (lower-cased, upper-cased, diacritics stripped) and reports the share of variants whose
-sentiment label equals the original's, per variant, with the default bundled profile (the
-stripped variant twice: with the diacritics restorer, the default, and without)::
+diacritics, MARC English, Spanish and French and Portuguese UMSAB for the Latin scripts),
+makes three variants of each (lower-cased, upper-cased, diacritics stripped) and reports the
+share of variants whose sentiment label equals the original's, per variant, with the default
+bundled profile (the stripped variant twice: with the diacritics restorer, the default, and
+without)::
 
     python scripts/eval_robustness.py [--per-source 150] [--json out.json]
 
@@ -38,6 +39,8 @@ def sources(n: int) -> dict[str, list[str]]:
         "vi vispam": pick(pd.read_csv(DATA / "reviews/vispamreviews/dev.csv")["Comment"]),
         "en marc": pick(pd.read_csv(DATA / "sentiment/marc-amazon-multi/en.csv", header=None)[1]),
         "pt umsab": pick(pd.Series(umsab_pt)),
+        "es marc": pick(pd.read_csv(DATA / "sentiment/marc-amazon-multi/es.csv", header=None)[1]),
+        "fr marc": pick(pd.read_csv(DATA / "sentiment/marc-amazon-multi/fr.csv", header=None)[1]),
     }
 
 

@@ -181,3 +181,34 @@ def test_run_json_records_the_restorer_and_the_flag_turns_it_off(
     assert restored["pipeline"]["diacritics"]["texts_restored"] == 2  # distinct texts
     assert as_typed["parameters"]["restore_diacritics"] is False
     assert as_typed["pipeline"]["diacritics"] == {"restore": False}
+
+
+@pytest.mark.parametrize(
+    ("typed", "lang"),
+    [
+        ("Meu Deus, meu coração não aguenta, você viu?", "pt"),
+        ("El envío llegó rápido, la batería dura poco", "es"),
+        ("Le produit est très déçu, à éviter", "fr"),
+    ],
+)
+def test_romance_languages_typed_without_accents_get_them_back(typed: str, lang: str) -> None:
+    from nlp_seg.models.diacritics import restore_texts
+
+    stripped = strip_diacritics(typed)
+    (out,), changed = restore_texts([stripped])
+    assert changed == 1
+    words_back = sum(a == b for a, b in zip(out.split(), typed.split(), strict=True))
+    assert words_back >= len(typed.split()) - 1, out  # an accent as rare as "llegó" may stay
+
+
+def test_accent_restorer_leaves_english_accented_and_ambiguous_words() -> None:
+    from nlp_seg.models.diacritics import AccentRestorer, restore_texts
+
+    english = "I never got my order, it was a waste of money"
+    accented = "Não gostei do produto"
+    assert restore_texts([english, accented]) == ([english, accented], 0)
+    latin = AccentRestorer()
+    assert latin.language("esta caixa nao veio com o cabo") == "pt"
+    # "esta" (this) and "está" (is) are both common: left as typed; "nao" is not a word
+    assert latin.restore("esta caixa nao veio", "pt") == "esta caixa não veio"
+    assert latin.restore("NAO gostei", "pt") == "NÃO gostei"

@@ -355,6 +355,96 @@ def train_restorer(
     return DiacriticRestorer(vocab, unigram, bigram, trigram, {**info, **(record or {})})
 
 
+class AccentRestorer:
+    """Accents given back to Portuguese, Spanish, French, Italian or German typed without
+    them ("nao gostei, voce" -> "não gostei, você"), one word at a time.
+
+    In these languages most unaccented forms are not words at all, so a word-frequency list is
+    enough where Vietnamese needs a language model: a word is replaced by its accented form only
+    when that form is at least :data:`ACCENT_RATIO` times as frequent as the word typed ("esta"
+    and "está" are both common and stay as typed). The language is the one whose stop words
+    (accent-folded) the text uses most, if more than English's; the frequency lists are
+    pyspellchecker's (MIT, from OpenSubtitles), loaded only for a text in that language.
+    """
+
+    LANGUAGES = ("pt", "es", "fr", "it", "de")
+
+    def __init__(self) -> None:
+        self._forms: dict[str, dict[str, str]] = {}
+        self._stops = {
+            lang: frozenset(fold(w) for w in _stop_words((lang,)) if w.isalpha())
+            for lang in (*self.LANGUAGES, "en")
+        }
+
+    def language(self, text: str) -> str | None:
+        """The language of an unaccented text, or ``None`` (English, Vietnamese, accented text,
+        too few stop words to tell)."""
+        if any(ord(ch) > 127 and ch.isalpha() for ch in text):
+            return None
+        words = [w for p in phrases(text) for w in p]
+        hits = {lang: sum(w in stops for w in words) for lang, stops in self._stops.items()}
+        best = max(self.LANGUAGES, key=lambda lang: hits[lang])
+        return best if hits[best] >= 2 and hits[best] > hits["en"] else None
+
+    def _accented(self, lang: str) -> dict[str, str]:
+        """Unaccented word -> its dominant accented form, for one language (built once)."""
+        if lang not in self._forms:
+            import gzip
+            from importlib.resources import files
+
+            path = files("spellchecker") / "resources" / f"{lang}.json.gz"
+            counts: dict[str, int] = json.loads(gzip.decompress(path.read_bytes()))
+            best: dict[str, tuple[str, int]] = {}
+            for word, n in counts.items():
+                if word.isascii() or not word.isalpha():
+                    continue
+                key = fold(word)
+                if key.isascii() and n > best.get(key, ("", 0))[1]:
+                    best[key] = (word, n)
+            self._forms[lang] = {
+                key: word
+                for key, (word, n) in best.items()
+                if n >= ACCENT_RATIO * counts.get(key, 0) and len(word) == len(key)
+            }
+        return self._forms[lang]
+
+    def restore(self, text: str, lang: str) -> str:
+        """``text`` with each unaccented word of ``lang`` replaced by its dominant accented
+        form, letter case kept."""
+        forms = self._accented(lang)
+        out = []
+        for token in TOKEN_RE.findall(text):
+            form = forms.get(token.lower()) if token.isalpha() else None
+            out.append(_with_case(form, token) if form else token)
+        return "".join(out)
+
+
+ACCENT_RATIO = 10
+
+
+def restore_texts(texts: Sequence[str]) -> tuple[list[str], int]:
+    """Every text typed without its marks given them back: Vietnamese by the syllable model,
+    Portuguese, Spanish, French, Italian and German word by word; other texts as they were.
+    Returns the texts and how many changed."""
+    vietnamese = load_restorer()
+    latin = _accent_restorer()
+    out, changed = [], 0
+    for text in texts:
+        fixed = text
+        if vietnamese.needs_restoring(text):
+            fixed = vietnamese.restore(text)
+        elif (lang := latin.language(text)) is not None:
+            fixed = latin.restore(text, lang)
+        changed += fixed != text
+        out.append(fixed)
+    return out, changed
+
+
+@lru_cache(maxsize=1)
+def _accent_restorer() -> AccentRestorer:
+    return AccentRestorer()
+
+
 @lru_cache(maxsize=1)
 def _stop_words(languages: tuple[str, ...]) -> frozenset[str]:
     import stopwordsiso

@@ -435,7 +435,7 @@ class ModelRunner:
         )
 
     def warm_up(self) -> None:
-        """Load the models and compile UMAP's code before the service says it is ready."""
-        self.assign_batch(
-            [AssignPayload(["warm-up text: good product, fast delivery"], customer_ids=[None])]
-        )
+        """Load the models and compile UMAP's code before the service says it is ready (the
+        second text, Vietnamese typed without diacritics, builds the restorer's tables)."""
+        texts = ["warm-up text: good product, fast delivery", "hang tot, giao hang nhanh"]
+        self.assign_batch([AssignPayload(texts, customer_ids=[None, None])])

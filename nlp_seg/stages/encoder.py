@@ -147,9 +147,9 @@ class TextEncoder:
     def _model_texts(self, texts: Sequence[str]) -> tuple[list[str], int]:
         texts, restored = list(texts), 0
         if getattr(self.config, "restore_diacritics", False):
-            from nlp_seg.models.diacritics import load_restorer
+            from nlp_seg.models.diacritics import restore_texts
 
-            texts, restored = load_restorer().restore_many(texts)
+            texts, restored = restore_texts(texts)
         return ([t.lower() for t in texts] if self.lowercase else texts), restored
 
     def _distinct_model_texts(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
