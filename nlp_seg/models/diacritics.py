@@ -456,7 +456,7 @@ def _stop_words(languages: tuple[str, ...]) -> frozenset[str]:
 def load_restorer(folder: str | None = None) -> DiacriticRestorer:
     """The shipped Vietnamese restorer (``models/diacritics_vi``), or one in ``folder``."""
     if folder is None:
-        from nlp_seg.models.registry import _shipped_model
+        from nlp_seg.models.registry import diacritics_model_path
 
-        return DiacriticRestorer.load(_shipped_model("diacritics_vi"))
+        return DiacriticRestorer.load(diacritics_model_path())
     return DiacriticRestorer.load(folder)

@@ -272,6 +272,11 @@ def branch_head_path() -> Path:
     return _shipped_model("sentiment_branch")
 
 
+def diacritics_model_path() -> Path:
+    """The Vietnamese diacritics restorer's counts (``models/diacritics_vi``)."""
+    return _shipped_model("diacritics_vi")
+
+
 def quick_fingerprint(folder: str | Path) -> str:
     """A cheap fingerprint of a model folder's weights: every file's path, size and mtime, and
     a SHA-256 of its first and last MiB. Cache keys include it, so weights replaced under the
