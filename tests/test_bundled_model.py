@@ -241,8 +241,14 @@ def test_models_cli_prepare_and_list_show_the_folder(encoder_path: Path) -> None
 def test_precision_choice() -> None:
     from nlp_seg.errors import NlpsegError
     from nlp_seg.models.embedding import resolve_precision
+    from nlp_seg.models.precision import auto_precision, cpu_flags
 
-    assert resolve_precision("cpu") == "fp32"
+    # auto on CPU: bf16 where AMX tiles are, fp32 elsewhere
+    want = "bf16" if "amx_bf16" in cpu_flags() else "fp32"
+    assert resolve_precision("cpu") == want == auto_precision("cpu", cpu_flags())
+    assert auto_precision("cpu", {"avx2", "avx512_vnni", "avx512_bf16"}) == "fp32"
+    assert auto_precision("cpu", {"avx512_bf16", "amx_bf16"}) == "bf16"
+    assert resolve_precision("cpu", "fp32") == "fp32"
     assert resolve_precision("cuda") == "fp16"
     assert resolve_precision("cuda:1", "bf16") == "bf16"
     assert resolve_precision("cpu", "bf16") == "bf16"

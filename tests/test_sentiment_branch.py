@@ -84,7 +84,7 @@ def test_training_and_inference_code_agree(shipped: SentimentHead) -> None:
         "the battery died after two days, very disappointed",
         "ok",
     ]
-    seg = _segmenter()
+    seg = _segmenter(precision="fp32")  # the trainer reads fp32 states
     embedder = seg.encoder.get_embedder()
     branch = seg.encoder.get_sentiment().branch
     layers = shipped.input_layers
