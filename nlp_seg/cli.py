@@ -287,7 +287,10 @@ BehaviorCols = Annotated[
 ]
 Weights = Annotated[
     str | None,
-    typer.Option("--weights", help="Block weights, e.g. text=1,sentiment=1,behavior=1."),
+    typer.Option(
+        "--weights",
+        help="Block weights, e.g. text=1,sentiment=1,behavior=1,aspects=1 (needs --aspects).",
+    ),
 ]
 MinSamples = Annotated[int | None, typer.Option("--min-samples", min=1)]
 UmapComponents = Annotated[int, typer.Option("--umap-components", min=1)]
@@ -627,11 +630,13 @@ def build_run_config(opts: dict[str, Any]) -> tuple[Any, Any, Any]:
     from nlp_seg.errors import InputError
     from nlp_seg.io.report import STRINGS
     from nlp_seg.segmenter import SegmenterConfig
-    from nlp_seg.stages.fusion import parse_weights
+    from nlp_seg.stages.fusion import parse_weights, parse_weights_keys
 
     if opts["lang"] not in STRINGS:
         raise InputError(f"unknown --lang {opts['lang']!r}; choose one of {', '.join(STRINGS)}")
     behavior_options, audience_options = _side_options(opts)
+    if "aspects" in parse_weights_keys(opts["weights"]) and not opts.get("aspects"):
+        raise InputError("--weights aspects=... needs --aspects general|phones|FILE.json")
     cfg = SegmenterConfig(
         profile=opts["profile"],
         embedding_model=opts["embedding_model"],

@@ -267,13 +267,8 @@ class Segmenter:
     ) -> np.ndarray | None:
         """The ``aspects`` cell of every row (empty where no text), or ``None`` when no
         taxonomy is configured. Clauses go through this segmenter's encoder."""
-        if self.config.aspects is None:
+        if self._aspect_scorer() is None:
             return None
-        from nlp_seg.stages.aspects import AspectScorer, load_taxonomy
-
-        if getattr(self, "aspect_scorer_", None) is None:
-            self.aspect_scorer_ = AspectScorer(load_taxonomy(self.config.aspects))
-            self.aspect_scorer_.check_encoder(self.encoder)
         ok = np.flatnonzero(np.asarray(status, dtype=object) == STATUS_OK)
         cells = np.full(len(status), "", dtype=object)
         if len(ok):
@@ -288,14 +283,29 @@ class Segmenter:
             cells[ok] = [f.cell for f in found]
         return cells
 
+    def _aspect_scorer(self) -> Any:
+        """The taxonomy's scorer, loaded once (``None`` without ``aspects``)."""
+        if self.config.aspects is None:
+            return None
+        from nlp_seg.stages.aspects import AspectScorer, load_taxonomy
+
+        if getattr(self, "aspect_scorer_", None) is None:
+            self.aspect_scorer_ = AspectScorer(load_taxonomy(self.config.aspects))
+            self.aspect_scorer_.check_encoder(self.encoder)
+        return self.aspect_scorer_
+
     def _fuse_blocks(
         self, emb: np.ndarray, probs: np.ndarray, behavior: np.ndarray | None
     ) -> dict[str, np.ndarray | None]:
         score = (probs[:, 2] - probs[:, 0])[:, None]
+        aspects = None
+        if self.config.weights.get("aspects", 0.0) > 0 and self.config.aspects is not None:
+            aspects = self._aspect_scorer().aspect_block(self.encoder, emb, probs)
         return {
             "text": emb,
             "sentiment": np.hstack([probs, score]),
             "behavior": behavior if behavior is not None and behavior.shape[1] else None,
+            "aspects": aspects,
         }
 
     # ----------------------------------------------------------------- fit

@@ -101,6 +101,12 @@ def main() -> None:
     ap.add_argument("--cost", type=int, default=0, help="reviews for the encoder-cost ratio")
     ap.add_argument("--json", default=None, help="also write the figures to this file")
     ap.add_argument(
+        "--aspect-weight",
+        type=float,
+        default=1.0,
+        help="weight of the aspects block in the fused vector (--weights aspects=W; default 1)",
+    )
+    ap.add_argument(
         "--clause-confidence",
         type=float,
         default=None,
@@ -114,7 +120,12 @@ def main() -> None:
     gold = [gold_pairs(x) for x in dev["label"]]
     gold_class = [review_class(g) for g in gold]
 
-    seg = Segmenter(SegmenterConfig(aspects=args.aspects, cache_dir=args.cache_dir, seed=42))
+    from nlp_seg.stages.fusion import parse_weights
+
+    weights = parse_weights({"aspects": args.aspect_weight})
+    seg = Segmenter(
+        SegmenterConfig(aspects=args.aspects, cache_dir=args.cache_dir, seed=42, weights=weights)
+    )
     taxonomy = load_taxonomy(args.aspects)
     if args.clause_confidence is not None:
         taxonomy = replace(taxonomy, clause_confidence=args.clause_confidence)
@@ -141,6 +152,7 @@ def main() -> None:
         "reviews": len(dev),
         "aspects": args.aspects,
         "clause_confidence": taxonomy.clause_confidence,
+        "aspect_weight": args.aspect_weight,
         "pairs": pair_f1(pred, gold),
         "review_class_macro_f1": macro_f1(gold_class, pred_class),
         "segment_names_macro_f1": {

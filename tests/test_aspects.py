@@ -169,6 +169,40 @@ def test_builtin_taxonomies_load() -> None:
     phones = load_taxonomy("phones")
     assert phones.kind == "head" and len(phones.aspects) == 10
     assert phones.weights is not None and phones.weights.shape[0] == 10
+    # format 2: per-aspect polarity and review-class models on embedding + sentiment
+    assert phones.joint and phones.polarity_weights is not None
+    assert phones.class_weights is not None
+    d = phones.weights.shape[1]
+    assert phones.polarity_weights.shape == (10, 3, d + 3)
+    assert phones.class_weights.shape == (4, d + 3)
+
+
+def test_joint_decoding_follows_the_class_model() -> None:
+    from nlp_seg.stages.aspects import decode_aspects
+
+    found = np.array([0.9, 0.8, 0.01])  # two aspects present, a third unlikely
+    # both lean positive on their own; the second only slightly
+    pol = np.array([[0.05, 0.05, 0.9], [0.4, 0.1, 0.5], [0.1, 0.1, 0.8]])
+    mixed = np.array([0.1, 0.1, 0.7, 0.1])  # satisfied, disappointed, mixed, neutral
+    satisfied = np.array([0.8, 0.05, 0.1, 0.05])
+    assert decode_aspects(found, pol, mixed, 0.0, 0.5) == [(0, 2), (1, 2)]  # per-aspect rule
+    assert decode_aspects(found, pol, mixed, 2.0, 0.5) == [(0, 2), (1, 0)]  # less sure flips
+    assert decode_aspects(found, pol, satisfied, 2.0, 0.5) == [(0, 2), (1, 2)]
+    # a confident aspect is not flipped by a weak class signal
+    sure = np.array([[0.01, 0.01, 0.98], [0.02, 0.01, 0.97], [0.1, 0.1, 0.8]])
+    assert decode_aspects(found, sure, np.array([0.3, 0.2, 0.4, 0.1]), 1.0, 0.5) == [
+        (0, 2),
+        (1, 2),
+    ]
+    # an aspect under the threshold is added when the class model is sure the text is mixed
+    weak = np.array([0.9, 0.4, 0.0])
+    neg2 = np.array([[0.05, 0.05, 0.9], [0.8, 0.1, 0.1], [0.3, 0.3, 0.4]])
+    assert decode_aspects(weak, neg2, mixed, 0.0, 0.5) == [(0, 2)]
+    assert decode_aspects(weak, neg2, np.array([0.02, 0.02, 0.94, 0.02]), 2.0, 0.5) == [
+        (0, 2),
+        (1, 0),
+    ]
+    assert decode_aspects(np.zeros(3), pol, mixed, 2.0, 0.5) == []
 
 
 @pytest.mark.parametrize(
@@ -260,6 +294,25 @@ def test_new_columns_and_segment_aspects(fitted: dict) -> None:
             assert s["aspects"][s["top_complaint"]]["complaining"] >= 0.15
     assert seg.describe()["aspects"]["name"] == "shop"
     assert "aspects" in seg.timings_
+    # the aspect scores are a block of the fused vector (weight 1 with a taxonomy)
+    fusion = seg.describe()["fusion"]
+    assert "aspects" in fusion["blocks"] and fusion["dims"]["aspects"] == len(
+        USER_TAXONOMY["aspects"]
+    )
+
+
+def test_aspect_block_weight_zero_leaves_it_out(tiny_models: dict[str, Path]) -> None:
+    from nlp_seg.stages.fusion import parse_weights
+
+    cfg = SegmenterConfig(
+        embedding_model=str(tiny_models["embedding"]),
+        sentiment_model=str(tiny_models["sentiment"]),
+        aspects="general",
+        weights=parse_weights("aspects=0"),
+    )
+    seg = Segmenter(cfg).fit(pd.read_csv(EXAMPLE)["review"].tolist()[:80])
+    assert "aspects" not in seg.describe()["fusion"]["blocks"]
+    assert seg.assignments_["aspects"].fillna("").astype(bool).any()  # still scored
 
 
 def test_saved_segmenter_assigns_the_same_aspects(fitted: dict) -> None:

@@ -280,6 +280,11 @@ def test_score_writes_sentiment_only(reviews_csv: Path, tmp_path: Path, tiny_mod
             "unknown weight",
         ),
         (
+            lambda d: _write(d / "w2.csv", b"text\nhello there\n"),
+            ["--weights", "aspects=2"],
+            "needs --aspects",
+        ),
+        (
             lambda d: _write(d / "p.csv", b"text\nhello there\n"),
             ["--profile", "cloud"],
             "unknown --profile",

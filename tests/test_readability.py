@@ -20,7 +20,7 @@ def test_small_files_get_a_readable_minimum_segment_size() -> None:
 
     assert default_min_cluster_size(172) == 8
     assert default_min_cluster_size(50) == 5
-    assert default_min_cluster_size(10_000) == 200
+    assert default_min_cluster_size(10_000) == 100
     assert default_min_cluster_size(10**7) == 5000
     sizes = [default_min_cluster_size(n) for n in range(10, 20_000, 37)]
     assert sizes == sorted(sizes)  # never smaller for a larger file

@@ -30,4 +30,4 @@ def test_no_note_with_enough_segments_or_few_texts() -> None:
     raw = np.arange(3000) % 8
     args = {"min_cluster_size": 60, "default_min_cluster_size": True, "merges": 0}
     assert segments_note(n_texts=3000, n_segments=8, raw_labels=raw, **args) is None
-    assert segments_note(n_texts=1500, n_segments=2, raw_labels=raw[:1500], **args) is None
+    assert segments_note(n_texts=900, n_segments=2, raw_labels=raw[:900], **args) is None

@@ -163,6 +163,16 @@ class Taxonomy:
     #: aspects take the text's polarity): the encoder cost of clauses is paid where a text may
     #: be mixed. ``None``: every text of several clauses is split.
     clause_confidence: float | None = None
+    #: a head's per-aspect polarity models ``(n_aspects, 3, d + 3)`` and review-class model
+    #: ``(4, d + 3)`` (format 2), decoded jointly (:func:`decode_polarities`)
+    polarity_weights: np.ndarray | None = None
+    polarity_bias: np.ndarray | None = None
+    class_weights: np.ndarray | None = None
+    class_bias: np.ndarray | None = None
+
+    @property
+    def joint(self) -> bool:
+        return self.polarity_weights is not None and self.class_weights is not None
 
     def describe(self) -> dict[str, Any]:
         info: dict[str, Any] = {
@@ -255,6 +265,10 @@ def _load_head(folder: Path) -> Taxonomy:
         raise ModelUnavailableError(
             f"the aspect head in {folder} is missing or broken: {exc}"
         ) from exc
+
+    def optional(key: str) -> np.ndarray | None:
+        return np.asarray(tensors[key], dtype=np.float32) if key in tensors else None
+
     return Taxonomy(
         name=str(config.get("name", folder.name)),
         aspects=list(config["aspects"]),
@@ -264,6 +278,10 @@ def _load_head(folder: Path) -> Taxonomy:
         weights=np.asarray(tensors["weight"], dtype=np.float32),
         bias=np.asarray(tensors["bias"], dtype=np.float32),
         clause_confidence=config.get("clause_confidence"),
+        polarity_weights=optional("polarity_weight"),
+        polarity_bias=optional("polarity_bias"),
+        class_weights=optional("class_weight"),
+        class_bias=optional("class_bias"),
     )
 
 
@@ -361,6 +379,78 @@ def _polarity(p: np.ndarray) -> str:
     return POLARITIES[int(np.argmax(p))]
 
 
+def _softmax(z: np.ndarray) -> np.ndarray:
+    z = z - z.max(axis=-1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(axis=-1, keepdims=True)
+
+
+def aspect_features(embeddings: np.ndarray, probs: np.ndarray) -> np.ndarray:
+    """What a head's polarity and class models read: the sentence embedding followed by the
+    sentiment head's three probabilities (the same in training and at run time)."""
+    emb = np.asarray(embeddings, dtype=np.float32)
+    p = np.nan_to_num(np.asarray(probs, dtype=np.float32).reshape(len(emb), -1))
+    return np.hstack([emb, p])
+
+
+#: Joint decoding enumerates every state (absent / negative / neutral / positive) of the text's
+#: most likely aspects, up to this many (4**4 = 256 assignments); further aspects above the
+#: threshold keep their own most likely polarity.
+MAX_JOINT_ASPECTS = 4
+#: Aspects less likely than this are never candidates.
+MIN_CANDIDATE_SCORE = 0.05
+_ABSENT = 3
+
+
+@functools.cache
+def _assignments(k: int) -> tuple[np.ndarray, np.ndarray]:
+    """All states of ``k`` candidate aspects (0-2: POLARITIES, 3: absent) and the review class
+    (REVIEW_CLASSES index) each assignment implies."""
+    import itertools
+
+    grid = np.array(list(itertools.product(range(4), repeat=k)), dtype=int).reshape(-1, k)
+    pos = (grid == POLARITIES.index("positive")).any(axis=1)
+    neg = (grid == POLARITIES.index("negative")).any(axis=1)
+    cls = np.where(pos & neg, 2, np.where(pos, 0, np.where(neg, 1, 3)))
+    return grid, cls
+
+
+def decode_aspects(
+    found_scores: np.ndarray,
+    pol_probs: np.ndarray,
+    class_probs: np.ndarray,
+    weight: float,
+    threshold: float,
+) -> list[tuple[int, int]]:
+    """A text's ``(aspect, polarity)`` pairs, chosen jointly with its review class.
+
+    Each candidate aspect is absent (``log(1 - p)``) or present with a polarity
+    (``log p + log p(polarity) - logit(threshold)``, so with ``weight=0`` this is the threshold
+    rule plus each aspect's most likely polarity); the assignment maximising the sum plus
+    ``weight * log p(class it implies)`` wins. Per-aspect polarity rarely says "mixed" (each
+    aspect leans to the text's overall tone); the class model sees the contrast, and the joint
+    choice flips, or adds, the aspect it is least sure of. Ordered by aspect score."""
+    det = np.asarray(found_scores, dtype=float)
+    order = [int(j) for j in np.argsort(-det) if det[j] >= MIN_CANDIDATE_SCORE]
+    cand, rest = order[:MAX_JOINT_ASPECTS], order[MAX_JOINT_ASPECTS:]
+    pol = np.asarray(pol_probs, dtype=float)
+    out: list[tuple[int, int]] = []
+    if cand:
+        d = np.clip(det[cand], 1e-6, 1 - 1e-6)
+        t = float(np.clip(threshold, 1e-6, 1 - 1e-6))
+        present = np.log(d) - np.log(t / (1 - t))
+        table = np.hstack(
+            [np.log(np.clip(pol[cand], 1e-6, 1.0)) + present[:, None], np.log(1 - d)[:, None]]
+        )
+        grid, cls = _assignments(len(cand))
+        logc = np.log(np.clip(np.asarray(class_probs, dtype=float), 1e-6, 1.0))
+        score = table[np.arange(len(cand))[None, :], grid].sum(axis=1) + weight * logc[cls]
+        best = grid[int(np.argmax(score))]
+        out = [(j, int(b)) for j, b in zip(cand, best, strict=True) if b != _ABSENT]
+    out += [(j, int(np.argmax(pol[j]))) for j in rest if det[j] >= threshold]
+    return out
+
+
 class AspectScorer:
     """Aspects and polarities of clean texts, through a :class:`TextEncoder`.
 
@@ -423,6 +513,8 @@ class AspectScorer:
         self, encoder: Any, texts: Sequence[str], embeddings: np.ndarray, probs: np.ndarray
     ) -> list[TextAspects]:
         """Per clean text (with its embedding and sentiment), its aspects and polarities."""
+        if self.taxonomy.joint:
+            return self._analyze_joint(encoder, embeddings, probs)
         conf = self.taxonomy.clause_confidence
         sure = np.nan_to_num(np.asarray(probs, dtype=float)).max(axis=1) if len(texts) else []
         text_scores = self.clause_scores(encoder, embeddings) if len(texts) else np.zeros((0, 0))
@@ -468,6 +560,52 @@ class AspectScorer:
             pairs = {aspects[j]: _polarity(np.mean(found[j], axis=0)) for j in order}
             out.append(TextAspects(pairs))
         return out
+
+    def _analyze_joint(
+        self, encoder: Any, embeddings: np.ndarray, probs: np.ndarray
+    ) -> list[TextAspects]:
+        """A format-2 head: aspects found on the review's embedding, their polarities and the
+        review's class from the same vector (plus its sentiment), decoded jointly. No clause is
+        re-encoded: on UIT-ViSFD Dev this beats clause polarity from the sentiment head on
+        pairs and class F1 at no extra encoder time (docs/benchmarks.md)."""
+        tax = self.taxonomy
+        assert tax.polarity_weights is not None and tax.polarity_bias is not None
+        assert tax.class_weights is not None and tax.class_bias is not None
+        self.clause_texts_ = 0
+        self.encoded_clauses_ = 0
+        if not len(embeddings):
+            return []
+        found_scores = self.clause_scores(encoder, embeddings)
+        x = aspect_features(embeddings, probs)
+        pol = _softmax(np.einsum("nd,kcd->nkc", x, tax.polarity_weights) + tax.polarity_bias)
+        cls = _softmax(x @ tax.class_weights.T + tax.class_bias)
+        thr = float(tax.head.get("review_threshold", 0.5))
+        weight = float(tax.head.get("joint_class_weight", 1.0))
+        out = []
+        for i in range(len(x)):
+            found = decode_aspects(found_scores[i], pol[i], cls[i], weight, thr)
+            out.append(TextAspects({tax.aspects[j]: POLARITIES[p] for j, p in found}))
+        return out
+
+    def aspect_block(self, encoder: Any, embeddings: np.ndarray, probs: np.ndarray) -> np.ndarray:
+        """What a text is about, as numbers for the fused vector (``--weights aspects=W``):
+        for a format-2 head, its review-class probabilities and per aspect ``p(found) *
+        (p(positive) - p(negative))``; for phrase taxonomies, the text's aspect scores. A pure
+        function of the row's own vectors, so new rows are placed the same way."""
+        tax = self.taxonomy
+        if not len(embeddings):
+            width = len(tax.aspects) + (4 if tax.joint else 0)
+            return np.zeros((0, width), dtype=np.float32)
+        found = np.asarray(self.clause_scores(encoder, embeddings), dtype=np.float32)
+        if not tax.joint:
+            return found
+        assert tax.polarity_weights is not None and tax.polarity_bias is not None
+        assert tax.class_weights is not None and tax.class_bias is not None
+        x = aspect_features(embeddings, probs)
+        pol = _softmax(np.einsum("nd,kcd->nkc", x, tax.polarity_weights) + tax.polarity_bias)
+        cls = _softmax(x @ tax.class_weights.T + tax.class_bias)
+        signed = found * (pol[:, :, 2] - pol[:, :, 0])
+        return np.hstack([cls, signed]).astype(np.float32)
 
     def describe(self) -> dict[str, Any]:
         info = self.taxonomy.describe()

@@ -18,10 +18,34 @@ log = logging.getLogger(__name__)
 
 
 def default_min_cluster_size(n: int) -> int:
-    """About 2% of the rows (at most 5,000), and at least ``0.6 * sqrt(n)`` and 5, so a small
-    file gets a readable handful of segments (172 rows: 8, not 5) and a large one a few
-    dozen."""
-    return int(max(5, round(0.6 * n**0.5), min(5000, round(0.02 * n))))
+    """About 1% of the rows (at most 5,000), and at least ``0.6 * sqrt(n)`` and 5: a small file
+    gets a readable handful of segments (172 rows: 8) and 2k-10k reviews the 6-20 a CX team can
+    act on (at 2% most real corpora gave 2-4; docs/benchmarks.md, "Granularity")."""
+    return int(max(5, round(0.6 * n**0.5), min(5000, round(0.01 * n))))
+
+
+def default_min_samples(min_cluster_size: int) -> int:
+    """A quarter of ``min_cluster_size`` (at least 8, at most it): HDBSCAN's default (equal to
+    it) calls 41-59% of real reviews noise and merges neighbouring topics; a smaller
+    neighbourhood keeps them apart without the speckle of ``min_samples=1``."""
+    return int(min(min_cluster_size, max(8, min_cluster_size // 4)))
+
+
+#: From this many rows no segment may hold more than :data:`MAX_CLUSTER_SHARE` of them by
+#: default: one "everyone who liked it" segment of half the file tells a CX team nothing.
+MAX_CLUSTER_MIN_ROWS = 1000
+MAX_CLUSTER_SHARE = 0.25
+
+
+#: The cap is dropped when it leaves at least this share of rows as noise and this much more
+#: than the fit without it.
+CAP_MAX_NOISE = 0.65
+CAP_EXTRA_NOISE = 0.2
+
+
+def default_max_cluster_size(n: int) -> int:
+    """0 (no limit) below :data:`MAX_CLUSTER_MIN_ROWS` rows, else a quarter of them."""
+    return int(MAX_CLUSTER_SHARE * n) if n >= MAX_CLUSTER_MIN_ROWS else 0
 
 
 class HdbscanClusterer:
@@ -34,9 +58,11 @@ class HdbscanClusterer:
         keep_outliers: bool = False,
         backend: str = "auto",
         cluster_selection_method: str = "eom",
+        max_cluster_size: int | None = None,
     ) -> None:
         self.min_cluster_size = min_cluster_size
         self.min_samples = min_samples
+        self.max_cluster_size = max_cluster_size
         self.keep_outliers = keep_outliers
         self.backend = backend
         self.cluster_selection_method = cluster_selection_method
@@ -45,6 +71,10 @@ class HdbscanClusterer:
         n = len(x)
         mcs = self.min_cluster_size or default_min_cluster_size(n)
         self.min_cluster_size_ = int(mcs)
+        self.min_samples_ = int(self.min_samples or default_min_samples(mcs))
+        self.max_cluster_size_ = int(
+            default_max_cluster_size(n) if self.max_cluster_size is None else self.max_cluster_size
+        )
         self.note_: str | None = None
         if n < 2 * mcs or n < 6:
             # Fewer rows than two segments need: one segment, said plainly.
@@ -57,15 +87,9 @@ class HdbscanClusterer:
                 "so all rows form a single segment"
             )
         else:
-            self.model_ = self._make(mcs)
-            try:
-                self.model_.fit(x)
-                self.raw_labels_ = np.asarray(self.model_.labels_, dtype=int)
-                self.probabilities_ = np.asarray(self.model_.probabilities_, dtype=float)
-            except ValueError as exc:  # degenerate geometry (all rows alike): one segment
-                log.debug("HDBSCAN failed: %s", exc)
-                self.raw_labels_ = np.full(n, -1, dtype=int)
-                self.probabilities_ = np.zeros(n)
+            self._fit_model(x, mcs)
+            if self.max_cluster_size_:
+                self._drop_cap_if_it_costs(x, mcs)
             if (self.raw_labels_ < 0).all():
                 self.note_ = "HDBSCAN found no dense group; all rows form a single segment"
                 self.model_ = None
@@ -78,6 +102,39 @@ class HdbscanClusterer:
         )
         return self
 
+    def _drop_cap_if_it_costs(self, x: np.ndarray, mcs: int) -> None:
+        """The size cap splits broad groups (their borders become noise, 40-50% of real
+        reviews, placed afterwards), but a group that cannot be split (hundreds of identical
+        texts: "ok", "tốt") becomes noise whole under it: when the capped fit leaves most rows
+        as noise, the fit without the cap is kept if it leaves far fewer."""
+        capped_noise = float(np.mean(self.raw_labels_ < 0))
+        if capped_noise < CAP_MAX_NOISE:
+            return
+        capped = (self.model_, self.raw_labels_, self.probabilities_)
+        cap, self.max_cluster_size_ = self.max_cluster_size_, 0
+        self._fit_model(x, mcs)
+        free_noise = float(np.mean(self.raw_labels_ < 0))
+        if capped_noise < 1.0 and capped_noise - free_noise < CAP_EXTRA_NOISE:
+            self.model_, self.raw_labels_, self.probabilities_ = capped
+            self.max_cluster_size_ = cap
+            return
+        self.note_ = (
+            f"max_cluster_size={cap} dropped: it left {capped_noise:.0%} of rows as noise "
+            f"against {free_noise:.0%} without it"
+        )
+
+    def _fit_model(self, x: np.ndarray, mcs: int) -> None:
+        n = len(x)
+        self.model_ = self._make(mcs)
+        try:
+            self.model_.fit(x)
+            self.raw_labels_ = np.asarray(self.model_.labels_, dtype=int)
+            self.probabilities_ = np.asarray(self.model_.probabilities_, dtype=float)
+        except ValueError as exc:  # degenerate geometry (all rows alike): one segment
+            log.debug("HDBSCAN failed: %s", exc)
+            self.raw_labels_ = np.full(n, -1, dtype=int)
+            self.probabilities_ = np.zeros(n)
+
     def _make(self, mcs: int) -> Any:
         self.backend_ = "hdbscan"
         if self.backend in ("auto", "cuml"):
@@ -89,7 +146,8 @@ class HdbscanClusterer:
                 self.backend_ = "cuml"
                 return CumlHDBSCAN(
                     min_cluster_size=mcs,
-                    min_samples=self.min_samples,
+                    min_samples=self.min_samples_,
+                    max_cluster_size=self.max_cluster_size_,
                     cluster_selection_method=self.cluster_selection_method,
                     prediction_data=True,
                 )
@@ -97,7 +155,8 @@ class HdbscanClusterer:
 
         return hdbscan.HDBSCAN(
             min_cluster_size=mcs,
-            min_samples=self.min_samples,
+            min_samples=self.min_samples_,
+            max_cluster_size=self.max_cluster_size_,
             cluster_selection_method=self.cluster_selection_method,
             prediction_data=True,
             core_dist_n_jobs=1,
@@ -176,7 +235,8 @@ class HdbscanClusterer:
         return {
             "backend": getattr(self, "backend_", self.backend),
             "min_cluster_size": getattr(self, "min_cluster_size_", self.min_cluster_size),
-            "min_samples": self.min_samples,
+            "min_samples": getattr(self, "min_samples_", self.min_samples),
+            "max_cluster_size": getattr(self, "max_cluster_size_", self.max_cluster_size),
             "keep_outliers": self.keep_outliers,
             "cluster_selection_method": self.cluster_selection_method,
             "note": getattr(self, "note_", None),

@@ -1,4 +1,4 @@
-"""Fusion: one vector per row from text, sentiment and behaviour blocks.
+"""Fusion: one vector per row from text, sentiment, behaviour and (optional) aspect blocks.
 
 A 384-dimensional embedding would drown a 3-dimensional sentiment block if the blocks were
 simply concatenated. Each block is therefore centred and divided by the square root of its
@@ -13,7 +13,9 @@ from typing import Any
 
 import numpy as np
 
-DEFAULT_WEIGHTS: dict[str, float] = {"text": 1.0, "sentiment": 1.0, "behavior": 1.0}
+#: ``aspects`` only takes part with a taxonomy (``--aspects``): what a text praises and
+#: complains about then shapes the segments as much as its wording (docs/benchmarks.md).
+DEFAULT_WEIGHTS: dict[str, float] = {"text": 1.0, "sentiment": 1.0, "behavior": 1.0, "aspects": 1.0}
 
 
 def parse_weights(spec: str | Mapping[str, float] | None) -> dict[str, float]:
@@ -44,6 +46,11 @@ def parse_weights(spec: str | Mapping[str, float] | None) -> dict[str, float]:
             raise NlpsegError(f"weight for {key!r} must be >= 0, got {value!r}")
         weights[key] = w
     return weights
+
+
+def parse_weights_keys(spec: str | None) -> set[str]:
+    """The blocks a ``--weights`` value names (to check it against the other options)."""
+    return {p.split("=", 1)[0].strip() for p in (spec or "").split(",") if "=" in p}
 
 
 class BlockFuser:

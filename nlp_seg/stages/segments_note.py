@@ -2,7 +2,7 @@
 
 A CX lead who gets 3 segments out of 10,000 reviews wants to know whether the data is that
 uniform or a setting decided it. What the clustering knows says which: HDBSCAN's smallest
-segment (``min_cluster_size``, ~2% of rows by default), how many dense groups it found, the
+segment (``min_cluster_size``, ~1% of rows by default), how many dense groups it found, the
 share of rows it saw as noise (placed in their nearest segment afterwards), and how many
 groups were merged because they read the same (:mod:`nlp_seg.stages.merging`).
 """
@@ -16,7 +16,7 @@ import numpy as np
 #: A run with fewer segments than this on at least :data:`FEW_SEGMENTS_MIN_TEXTS` texts gets
 #: a note.
 FEW_SEGMENTS = 6
-FEW_SEGMENTS_MIN_TEXTS = 2000
+FEW_SEGMENTS_MIN_TEXTS = 1000
 
 
 def segments_note(
@@ -41,7 +41,7 @@ def segments_note(
     reasons.append(
         f"HDBSCAN found {groups} dense group{'s' * (groups != 1)} of at least "
         f"min_cluster_size={min_cluster_size} rows"
-        + (" (the default, ~2% of the fitted rows)" if default_min_cluster_size else "")
+        + (" (the default, ~1% of the fitted rows)" if default_min_cluster_size else "")
     )
     if noise >= 0.2:
         reasons.append(
