@@ -415,6 +415,7 @@ class Segmenter:
                 else None,
                 aspects=aspects[rows] if aspects is not None else None,
                 embed=keyword_embedder(self.encoder),
+                aspect_fallback=aspects is None or not self.aspect_scorer_.taxonomy.joint,
             )
             self.segments_ = self.namer_.segments_
             if len(rows) < n:

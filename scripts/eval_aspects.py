@@ -135,8 +135,9 @@ def main() -> None:
     seconds = time.perf_counter() - t0
     table = seg.assignments_
     pred = [parse_aspects(c) for c in table["aspects"].fillna("")]
+    fallback = not taxonomy.joint  # as the namer does (profile_segments' aspect_fallback)
     pred_class = [
-        review_class(p, None if pd.isna(lab) else str(lab))
+        review_class(p, None if pd.isna(lab) or not fallback else str(lab))
         for p, lab in zip(pred, table["sentiment_label"], strict=True)
     ]
     # The same encodings segmented with the name rule before aspects (no second encoder pass).

@@ -544,6 +544,7 @@ def profile_segments(
     lang: str = "en",
     aspects: Sequence[object] | None = None,
     embed: Callable[[list[str]], np.ndarray] | None = None,
+    aspect_fallback: bool = True,
 ) -> list[dict[str, Any]]:
     """Size, sentiment mix, behaviour, keywords, quotes and a name for every segment.
 
@@ -553,6 +554,9 @@ def profile_segments(
     review classes and what they praise or complain about (:func:`aspect_base_name`), and
     its quotes favour texts about that aspect (:func:`quote_aspect`). ``embed`` (the run's
     encoder, words in, vectors out) diversifies keywords by MMR (:mod:`.keywords`).
+    ``aspect_fallback``: a text with no aspect takes its sentiment label as its review class
+    (phrase taxonomies, which leave many texts without one); off for a joint head, whose
+    decoding already weighed the review's class, so "no aspect" means neutral.
     """
     seg_ids = sorted(set(labels[seg_mask].tolist()))
     if not seg_ids:
@@ -589,7 +593,9 @@ def profile_segments(
             mix = _aspects.segment_aspect_mix(cells)
             labels_txt = summarize(p)[0] if len(p) else []
             classes = [
-                _aspects.review_class(_aspects.parse_aspects(c), str(lab))
+                _aspects.review_class(
+                    _aspects.parse_aspects(c), str(lab) if aspect_fallback else None
+                )
                 for c, lab in zip(cells, labels_txt, strict=True)
             ]
             aspect_fields = {
@@ -684,6 +690,7 @@ class SegmentNamer:
         row_info: Any = None,
         aspects: Sequence[object] | None = None,
         embed: Callable[[list[str]], np.ndarray] | None = None,
+        aspect_fallback: bool = True,
     ) -> SegmentNamer:
         self.segments_ = profile_segments(
             texts,
@@ -699,6 +706,7 @@ class SegmentNamer:
             lang=self.lang,
             aspects=aspects,
             embed=embed,
+            aspect_fallback=aspect_fallback,
         )
         describe = getattr(embed, "describe", None)
         self.keywords_info_ = describe() if callable(describe) else None
