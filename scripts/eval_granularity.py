@@ -1,6 +1,7 @@
 """Benchmark segment granularity: how many segments the default settings give on real corpora.
 
     python scripts/eval_granularity.py --cache-dir ~/.cache/nlpseg-eval [--n 2000] [--json F]
+        [--corpora aivivn,vispamreviews]
 
 Issue 13 asks for 6-20 segments on 2k-10k reviews unless the data truly has fewer. For each
 corpus a seeded sample of ``--n`` texts (dev and train parts: segmentation learns nothing
@@ -56,9 +57,13 @@ def main() -> None:
     ap.add_argument("--cache-dir", default=None)
     ap.add_argument("--n", type=int, default=2000)
     ap.add_argument("--json", default=None)
+    ap.add_argument("--corpora", default=None, help="comma-separated subset of the corpora")
     args = ap.parse_args()
     rows = []
+    wanted = set(args.corpora.split(",")) if args.corpora else None
     for name, texts in corpora(args.n).items():
+        if wanted is not None and name not in wanted:
+            continue
         t0 = time.perf_counter()
         seg = Segmenter(SegmenterConfig(cache_dir=args.cache_dir, seed=42))
         seg.fit(texts)
