@@ -447,7 +447,7 @@ def analyze(
     min_cluster_size: Annotated[
         int | None,
         typer.Option(
-            "--min-cluster-size", min=2, help="Default: ~2% of rows, >= 0.6 x sqrt(rows)."
+            "--min-cluster-size", min=2, help="Default: ~1% of rows, >= 0.6 x sqrt(rows)."
         ),
     ] = None,
     min_samples: MinSamples = None,
@@ -635,7 +635,8 @@ def build_run_config(opts: dict[str, Any]) -> tuple[Any, Any, Any]:
     if opts["lang"] not in STRINGS:
         raise InputError(f"unknown --lang {opts['lang']!r}; choose one of {', '.join(STRINGS)}")
     behavior_options, audience_options = _side_options(opts)
-    if "aspects" in parse_weights_keys(opts["weights"]) and not opts.get("aspects"):
+    asks_aspects = "aspects" in parse_weights_keys(opts["weights"])
+    if asks_aspects and parse_weights(opts["weights"])["aspects"] > 0 and not opts.get("aspects"):
         raise InputError("--weights aspects=... needs --aspects general|phones|FILE.json")
     cfg = SegmenterConfig(
         profile=opts["profile"],
@@ -1098,7 +1099,7 @@ def batch(
     min_cluster_size: Annotated[
         int | None,
         typer.Option(
-            "--min-cluster-size", min=2, help="Default: ~2% of the fit sample, >= 0.6 x sqrt."
+            "--min-cluster-size", min=2, help="Default: ~1% of the fit sample, >= 0.6 x sqrt."
         ),
     ] = None,
     min_samples: MinSamples = None,

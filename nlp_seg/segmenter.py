@@ -674,6 +674,7 @@ class Segmenter:
             "models": {
                 "embedding": model_record(self.embedder, emb_id),
                 "sentiment": model_record(self.sentiment, sent_id),
+                **self._taxonomy_record(),
             },
             "columns": _columns_dict(columns),
             "behavior_scaler": self.behavior_scaler_.to_dict() if self.behavior_scaler_ else None,
@@ -694,6 +695,12 @@ class Segmenter:
             "behavior": getattr(self, "behavior_setup_", None),
         }
         return str(write_folder(path, state, arrays))
+
+    def _taxonomy_record(self) -> dict[str, Any]:
+        from nlp_seg.stages.aspects import taxonomy_fingerprint
+
+        sha = taxonomy_fingerprint(self.config.aspects)
+        return {"aspects": {"id": self.config.aspects, "sha256": sha}} if sha else {}
 
     def check_models(self) -> None:
         """Load the models and compare their files with the checksums recorded at save time
@@ -724,6 +731,17 @@ class Segmenter:
                     f"fitted with (checksum {actual[:12]}... vs {expected[:12]}...); its segments "
                     "would not mean the same, so re-fit (nlpseg analyze --save-model) with this "
                     "model"
+                )
+        expected = saved.get("aspects", {}).get("sha256")
+        if expected:
+            from nlp_seg.stages.aspects import taxonomy_fingerprint
+
+            actual = taxonomy_fingerprint(self.config.aspects) or ""
+            if actual != expected:
+                raise ModelFolderError(
+                    f"the {self.config.aspects!r} aspect taxonomy differs from the one this "
+                    f"segmenter was fitted with (checksum {actual[:12]}... vs {expected[:12]}...):"
+                    " its aspects shape the segments, so re-fit (nlpseg analyze --save-model)"
                 )
 
     def describe(self) -> dict[str, Any]:

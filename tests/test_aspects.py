@@ -410,3 +410,34 @@ def test_cli_with_orders_keeps_the_columns(tiny_models: dict[str, Path], tmp_pat
     assert any(fitted["aspects"])
     assert assigned["aspects"].tolist() == fitted["aspects"].tolist()
     assert assigned["sentiment_mixed"].tolist() == fitted["sentiment_mixed"].tolist()
+
+
+def test_saved_segmenter_notices_a_changed_builtin_taxonomy(
+    tiny_models: dict[str, Path], tmp_path: Path
+) -> None:
+    """A segmenter saved with an earlier version of a built-in taxonomy (its aspects shaped
+    the segments) is refused with one clear message, not silently placed elsewhere."""
+    from nlp_seg.models.store import MANIFEST_FILE, STATE_FILE, ModelFolderError, file_sha256
+    from nlp_seg.segmenter import load_segmenter
+    from nlp_seg.stages.aspects import taxonomy_fingerprint
+
+    cfg = SegmenterConfig(
+        embedding_model=str(tiny_models["embedding"]),
+        sentiment_model=str(tiny_models["sentiment"]),
+        aspects="general",
+    )
+    seg = Segmenter(cfg).fit(pd.read_csv(EXAMPLE)["review"].tolist()[:80])
+    folder = Path(seg.save(tmp_path / "model"))
+    state = json.loads((folder / STATE_FILE).read_text(encoding="utf-8"))
+    assert state["models"]["aspects"] == {
+        "id": "general",
+        "sha256": taxonomy_fingerprint("general"),
+    }
+    load_segmenter(folder)  # the same taxonomy: loads
+    state["models"]["aspects"]["sha256"] = "0" * 64  # saved with another version of it
+    (folder / STATE_FILE).write_text(json.dumps(state), encoding="utf-8")
+    manifest = json.loads((folder / MANIFEST_FILE).read_text(encoding="utf-8"))
+    manifest["files"][STATE_FILE] = file_sha256(folder / STATE_FILE)
+    (folder / MANIFEST_FILE).write_text(json.dumps(manifest), encoding="utf-8")
+    with pytest.raises(ModelFolderError, match="aspect taxonomy differs"):
+        load_segmenter(folder)

@@ -58,3 +58,10 @@ def test_cap_is_dropped_when_identical_rows_would_all_be_noise() -> None:
     c = HdbscanClusterer().fit(x)
     assert c.max_cluster_size_ == 0 and "dropped" in (c.note_ or "")
     assert len(set(c.raw_labels_.tolist())) == 3 and (c.raw_labels_ >= 0).all()
+
+
+def test_no_cap_close_to_the_smallest_segment() -> None:
+    # --min-cluster-size 300 on 1,200 rows: a cap of 300 would leave no selectable segment
+    c = HdbscanClusterer(min_cluster_size=300).fit(_blobs([600, 600], seed=4))
+    assert c.max_cluster_size_ == 0 and c.note_ is None
+    assert len(set(c.labels_.tolist())) == 2

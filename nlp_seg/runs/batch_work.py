@@ -88,6 +88,7 @@ ENCODE_KEYS = (
 # Settings that change only the fit and the placement: a mismatch refits, reusing pass 1.
 FIT_KEYS = (
     "weights",
+    "aspects",
     "min_cluster_size",
     "min_samples",
     "n_components",

@@ -312,6 +312,19 @@ def load_taxonomy(spec: str | Mapping[str, Any]) -> Taxonomy:
     return parse_phrase_taxonomy(data, str(path))
 
 
+def taxonomy_fingerprint(spec: str | Mapping[str, Any] | None) -> str | None:
+    """SHA-256 of a built-in taxonomy's files (the phones head folder, the general phrases), so
+    a saved segmenter notices when the taxonomy it was fitted with has changed; ``None`` for a
+    user taxonomy, whose content the segmenter keeps itself."""
+    if not isinstance(spec, str) or spec not in BUILTIN_TAXONOMIES:
+        return None
+    from nlp_seg.models.store import file_sha256, folder_fingerprint
+
+    if spec == "phones":
+        return folder_fingerprint(phones_head_path())
+    return file_sha256(_package_file("aspects_general.json"))
+
+
 def taxonomy_state(spec: str | Mapping[str, Any] | None) -> str | dict[str, Any] | None:
     """What ``SegmenterConfig.aspects`` keeps: a built-in name, or a user file's content (the
     file may be gone or changed by the time the segmenter is loaded again)."""
@@ -424,12 +437,15 @@ def decode_aspects(
 ) -> list[tuple[int, int]]:
     """A text's ``(aspect, polarity)`` pairs, chosen jointly with its review class.
 
-    Each candidate aspect is absent (``log(1 - p)``) or present with a polarity
-    (``log p + log p(polarity) - logit(threshold)``, so with ``weight=0`` this is the threshold
-    rule plus each aspect's most likely polarity); the assignment maximising the sum plus
+    Each of the :data:`MAX_JOINT_ASPECTS` likeliest aspects is absent (``log(1 - p)``) or
+    present with a polarity (``log p + log p(polarity) - logit(threshold)``: with ``weight=0``
+    an aspect is kept when ``p`` clears the threshold by more than its polarity's doubt, so an
+    unsure one needs more evidence); the assignment maximising the sum plus
     ``weight * log p(class it implies)`` wins. Per-aspect polarity rarely says "mixed" (each
     aspect leans to the text's overall tone); the class model sees the contrast, and the joint
-    choice flips, or adds, the aspect it is least sure of. Ordered by aspect score."""
+    choice flips, or adds, the aspect it is least sure of. Further aspects (rare: five or more
+    above the threshold) take the plain threshold rule. Ordered by aspect score. The threshold
+    and weight in the head's config were chosen with this decoder."""
     det = np.asarray(found_scores, dtype=float)
     order = [int(j) for j in np.argsort(-det) if det[j] >= MIN_CANDIDATE_SCORE]
     cand, rest = order[:MAX_JOINT_ASPECTS], order[MAX_JOINT_ASPECTS:]

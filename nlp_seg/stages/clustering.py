@@ -75,6 +75,8 @@ class HdbscanClusterer:
         self.max_cluster_size_ = int(
             default_max_cluster_size(n) if self.max_cluster_size is None else self.max_cluster_size
         )
+        if self.max_cluster_size is None and self.max_cluster_size_ < 2 * mcs:
+            self.max_cluster_size_ = 0  # a cap this close to the smallest segment leaves none
         self.note_: str | None = None
         if n < 2 * mcs or n < 6:
             # Fewer rows than two segments need: one segment, said plainly.

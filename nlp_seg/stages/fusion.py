@@ -83,6 +83,14 @@ class BlockFuser:
             if x is None:
                 raise ValueError(f"block {name!r} was used in fit but is missing")
             x = np.asarray(x, dtype=np.float64)
+            dims = getattr(self, "dims_", {}).get(name)
+            if dims is not None and x.shape[1] != dims:
+                from nlp_seg.errors import NlpsegError
+
+                raise NlpsegError(
+                    f"block {name!r} has {x.shape[1]} columns here but {dims} when fitted "
+                    "(a changed model or taxonomy); re-fit the segmenter"
+                )
             parts.append((x - self.means_[name]) / self.scales_[name] * self.weights[name])
         if not parts:
             raise ValueError("no block with a positive weight to fuse")
