@@ -123,12 +123,6 @@ def full_softmax(model, x: np.ndarray, n_classes: int) -> tuple[np.ndarray, np.n
     return w, b
 
 
-def softmax(z: np.ndarray) -> np.ndarray:
-    z = z - z.max(axis=-1, keepdims=True)
-    e = np.exp(z)
-    return e / e.sum(axis=-1, keepdims=True)
-
-
 def main() -> None:
     from safetensors.numpy import save_file
     from sklearn.linear_model import LogisticRegression
@@ -139,6 +133,7 @@ def main() -> None:
         REVIEW_CLASSES,
         aspect_features,
         decode_aspects,
+        head_probabilities,
         review_class,
     )
 
@@ -215,8 +210,7 @@ def main() -> None:
 
     # 4. aspects, polarities and class decoded jointly: the class model's weight and the
     #    presence threshold, on Dev pairs micro-F1 + review-class macro-F1
-    pol_p_dev = softmax(np.einsum("nd,kcd->nkc", x_dev, pol_w) + pol_b[None])
-    cls_p_dev = softmax(x_dev @ cls_w.T + cls_b)
+    pol_p_dev, cls_p_dev = head_probabilities(x_dev, pol_w, pol_b, cls_w, cls_b)
     gold = [gold_pairs(x) for x in dev["label"]]
     gold_cls = [review_class(g) for g in gold]
     best_joint: tuple[float, float, float, float] | None = None

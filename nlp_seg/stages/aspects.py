@@ -164,7 +164,7 @@ class Taxonomy:
     #: be mixed. ``None``: every text of several clauses is split.
     clause_confidence: float | None = None
     #: a head's per-aspect polarity models ``(n_aspects, 3, d + 3)`` and review-class model
-    #: ``(4, d + 3)`` (format 2), decoded jointly (:func:`decode_polarities`)
+    #: ``(4, d + 3)`` (format 2), decoded jointly (:func:`decode_aspects`)
     polarity_weights: np.ndarray | None = None
     polarity_bias: np.ndarray | None = None
     class_weights: np.ndarray | None = None
@@ -173,6 +173,20 @@ class Taxonomy:
     @property
     def joint(self) -> bool:
         return self.polarity_weights is not None and self.class_weights is not None
+
+    def joint_probabilities(
+        self, embeddings: np.ndarray, probs: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Per-aspect polarity and review-class probabilities of a format-2 head."""
+        assert self.polarity_weights is not None and self.polarity_bias is not None
+        assert self.class_weights is not None and self.class_bias is not None
+        return head_probabilities(
+            aspect_features(embeddings, probs),
+            self.polarity_weights,
+            self.polarity_bias,
+            self.class_weights,
+            self.class_bias,
+        )
 
     def describe(self) -> dict[str, Any]:
         info: dict[str, Any] = {
@@ -406,6 +420,19 @@ def aspect_features(embeddings: np.ndarray, probs: np.ndarray) -> np.ndarray:
     return np.hstack([emb, p])
 
 
+def head_probabilities(
+    x: np.ndarray,
+    polarity_weights: np.ndarray,
+    polarity_bias: np.ndarray,
+    class_weights: np.ndarray,
+    class_bias: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray]:
+    """A format-2 head on :func:`aspect_features` rows: per-aspect polarity probabilities
+    ``(n, n_aspects, 3)`` and review-class probabilities ``(n, 4)`` (training and run time)."""
+    pol = _softmax(np.einsum("nd,kcd->nkc", x, polarity_weights) + polarity_bias)
+    return pol, _softmax(x @ class_weights.T + class_bias)
+
+
 #: Joint decoding enumerates every state (absent / negative / neutral / positive) of the text's
 #: most likely aspects, up to this many (4**4 = 256 assignments); further aspects above the
 #: threshold keep their own most likely polarity.
@@ -585,20 +612,16 @@ class AspectScorer:
         re-encoded: on UIT-ViSFD Dev this beats clause polarity from the sentiment head on
         pairs and class F1 at no extra encoder time (docs/benchmarks.md)."""
         tax = self.taxonomy
-        assert tax.polarity_weights is not None and tax.polarity_bias is not None
-        assert tax.class_weights is not None and tax.class_bias is not None
         self.clause_texts_ = 0
         self.encoded_clauses_ = 0
         if not len(embeddings):
             return []
         found_scores = self.clause_scores(encoder, embeddings)
-        x = aspect_features(embeddings, probs)
-        pol = _softmax(np.einsum("nd,kcd->nkc", x, tax.polarity_weights) + tax.polarity_bias)
-        cls = _softmax(x @ tax.class_weights.T + tax.class_bias)
+        pol, cls = tax.joint_probabilities(embeddings, probs)
         thr = float(tax.head.get("review_threshold", 0.5))
         weight = float(tax.head.get("joint_class_weight", 1.0))
         out = []
-        for i in range(len(x)):
+        for i in range(len(found_scores)):
             found = decode_aspects(found_scores[i], pol[i], cls[i], weight, thr)
             out.append(TextAspects({tax.aspects[j]: POLARITIES[p] for j, p in found}))
         return out
@@ -615,11 +638,7 @@ class AspectScorer:
         found = np.asarray(self.clause_scores(encoder, embeddings), dtype=np.float32)
         if not tax.joint:
             return found
-        assert tax.polarity_weights is not None and tax.polarity_bias is not None
-        assert tax.class_weights is not None and tax.class_bias is not None
-        x = aspect_features(embeddings, probs)
-        pol = _softmax(np.einsum("nd,kcd->nkc", x, tax.polarity_weights) + tax.polarity_bias)
-        cls = _softmax(x @ tax.class_weights.T + tax.class_bias)
+        pol, cls = tax.joint_probabilities(embeddings, probs)
         signed = found * (pol[:, :, 2] - pol[:, :, 0])
         return np.hstack([cls, signed]).astype(np.float32)
 
