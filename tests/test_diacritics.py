@@ -64,6 +64,55 @@ def test_texts_that_are_not_stripped_vietnamese_are_left_alone(
     assert restorer.restore_many([text]) == ([text], 0)
 
 
+@pytest.mark.parametrize(
+    ("typed", "restored"),
+    [
+        ("Kha ok !!!", "Khá ok !!!"),  # a loanword tells neither language
+        ("Cung dc. Hehe", "Cũng đc. Hehe"),
+        ("Hang giao nhanh, nguyen seal. Thanks Tiki", "Hàng giao nhanh, nguyên seal. Thanks Tiki"),
+        ("Co le dep, hai long voi sp, ok ok ok ok", "Có lẽ đẹp, hài lòng với sp, ok ok ok ok"),
+        ("Okeee nhaaaa DEPPPPP", "Okeee nhaaaa ĐẸPPPPP"),  # each repeat keeps its mark
+        ("hangggg dep lam", "hàngggg đẹp lắm"),
+    ],
+)
+def test_loanwords_and_elongated_letters_do_not_hide_stripped_vietnamese(
+    restorer: DiacriticRestorer, typed: str, restored: str
+) -> None:
+    assert restorer.needs_restoring(typed)
+    assert restorer.restore(typed) == restored
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "No la recomiendo, no me gusto",  # no, la, me are Vietnamese syllables too
+        "Aun no lo he recibido",
+        "Read closely....it's an expansion set...not the game",
+        "good product, love it, very nice",
+    ],
+)
+def test_stop_words_that_look_vietnamese_count_for_neither_language(
+    restorer: DiacriticRestorer, text: str
+) -> None:
+    assert not restorer.needs_restoring(text)
+
+
+def test_reviews_of_other_languages_are_not_given_vietnamese_marks(
+    restorer: DiacriticRestorer, shared_data: Path
+) -> None:
+    """None of the first 1,000 MARC English and Spanish reviews and UMSAB Spanish tweets
+    (several were, "Aun no lo he recibido" -> "Aun nó lỗ hệ recibido", before shared stop
+    words stopped counting as Vietnamese)."""
+    marc = shared_data / "sentiment" / "marc-amazon-multi"
+    texts = [
+        *pd.read_csv(marc / "en.csv", header=None)[1].dropna().astype(str).head(1000),
+        *pd.read_csv(marc / "es.csv", header=None)[1].dropna().astype(str).head(1000),
+        *(shared_data / "sentiment/umsab-xlmt/spanish/val_text.txt").read_text().splitlines(),
+    ]
+    touched = [t for t in texts if restorer.needs_restoring(t)]
+    assert len(touched) <= 2, touched[:5]
+
+
 def test_restores_most_syllables_of_real_dev_reviews(
     restorer: DiacriticRestorer, shared_data: Path
 ) -> None:
