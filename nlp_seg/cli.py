@@ -143,6 +143,7 @@ def _fail(message: str, code: int = 2) -> None:
 EXTRA_MODULES = {
     "uvicorn": "serve",
     "fastapi": "serve",
+    "fastapi_offline": "serve",
     "starlette": "serve",
     "prometheus_client": "serve",
     "ray": "ray",
