@@ -142,21 +142,21 @@ class DiacriticRestorer:
         folded_count: Counter[str] = Counter()
         for i, w in enumerate(self.vocab):
             folded_count[fold(w)] += int(self.unigram_count_[i])
+        stops = _stop_words(FOREIGN_LANGUAGES)
         self.foreign_words_ = {
             w
-            for w in _stop_words(FOREIGN_LANGUAGES)
+            for w in stops
             if w.isalpha() and not SYLLABLE_RE.match(w) and folded_count[w] < LOANWORD_COUNT
         }
-        # Words Vietnamese reviews write as they are (``ok``, ``sp``, ``dc``, ``shop``, ``k``):
-        # evidence for neither language, so "Kha ok" is read as the stripped "Khá ok". A stop
-        # word of another language (``of``, ``like``, ``good``) is one only when Vietnamese
-        # reviews use it ten times as often as a loanword needs (``ok``, ``k``, ``vs``).
-        stops = _stop_words(FOREIGN_LANGUAGES)
         # Stop words of other languages that are also stripped Vietnamese syllables (``no``,
         # ``de``, ``the``, ``con``): evidence for neither, so "No la recomiendo" stays Spanish.
         self.shared_words_ = {
             w for w in stops if w.isalpha() and SYLLABLE_RE.match(w) and w in self.candidates_
         }
+        # Words Vietnamese reviews write as they are (``ok``, ``sp``, ``dc``, ``shop``, ``k``):
+        # evidence for neither language, so "Kha ok" is read as the stripped "Khá ok". A stop
+        # word of another language (``of``, ``like``, ``good``) is one only when Vietnamese
+        # reviews use it ten times as often as a loanword needs (``ok``, ``k``, ``vs``).
         self.loanwords_ = {
             w
             for i, w in enumerate(self.vocab)
