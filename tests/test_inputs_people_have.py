@@ -237,6 +237,51 @@ def test_extra_field_when_the_last_column_is_not_text_names_the_line(tmp_path: P
         read_table(path)
 
 
+UNCLOSED = 'id,review\\n1,"good phone\\n2,bad\\n3,ok\\n4,fine\\n5,"nice" screen\\n'
+
+
+def test_a_quote_left_open_does_not_swallow_the_rows_after_it(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = printf(tmp_path / "q.csv", UNCLOSED)
+    with caplog.at_level(logging.WARNING, logger="nlp_seg.io.read"):
+        df = read_table(path, typed=False)
+    assert df["id"].tolist() == ["1", "2", "3", "4", "5"]
+    assert df["review"].tolist() == ["good phone", "bad", "ok", "fine", "nice screen"]
+    assert "q.csv line 2 opens a quote that runs on to line 6" in caplog.text
+    # open to the end of the file, and in a middle column whose row keeps its last field
+    eof = printf(tmp_path / "e.csv", 'id,review,orders\\n1,"good phone,3\\n2,bad,1\\n3,ok,2\\n')
+    df = read_table(eof, typed=False)
+    assert df.values.tolist() == [["1", "good phone", "3"], ["2", "bad", "1"], ["3", "ok", "2"]]
+
+
+def test_a_quoted_review_over_several_lines_stays_one_text(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    text = (
+        'user,review\\nalice,"Good phone.\\nBattery, though, weak"\\n'
+        'bob,"Great\\nThanks, all good"\\ncarol,ok\\n'
+    )
+    path = printf(tmp_path / "m.csv", text)
+    with caplog.at_level(logging.WARNING, logger="nlp_seg.io.read"):
+        df = read_table(path, typed=False)
+    assert df["user"].tolist() == ["alice", "bob", "carol"]
+    assert df["review"].tolist()[:2] == [
+        "Good phone.\nBattery, though, weak",
+        "Great\nThanks, all good",
+    ]
+    assert "opens a quote" not in caplog.text
+
+
+def test_batch_stops_on_a_quote_left_open(tmp_path: Path) -> None:
+    path = printf(tmp_path / "q.csv", UNCLOSED)
+    proc = nlpseg("batch", str(path), "--out", str(tmp_path / "b"))
+    assert proc.returncode != 0
+    last = [ln for ln in proc.stderr.splitlines() if ln.strip()][-1]
+    assert last.startswith("error: q.csv row 1: a quote opened in its 'review' cell"), proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
 def test_duplicate_headers_and_nul_bytes(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     dup = printf(tmp_path / "dup.csv", "id,review,review\\n1,good,fast\\n2,bad,slow\\n")
     nul = printf(tmp_path / "nul.csv", "id,review\\n1,go\\000od\\n2,bad\\000\\n")

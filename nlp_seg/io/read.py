@@ -636,10 +636,13 @@ def _split_rows(text: str, sep: str, name: str) -> tuple[list[str], list[list[st
 
     A row with more fields than the header is never shifted silently: when the last column
     is the text column, the extra fields are rejoined into it (an unquoted comma inside a
-    review) with a warning naming the lines; otherwise it is an error naming the line.
-    Short rows are padded with empty cells; blank lines are skipped.
+    review) with a warning naming the lines; otherwise it is an error naming the line. A quote
+    left open, which would swallow the rows after it into one cell, is read as typed on its
+    own line and the rows after it as rows, with a warning naming the line
+    (:func:`runaway_quote`). Short rows are padded with empty cells; blank lines are skipped.
     """
-    reader = csv.reader(io.StringIO(text, newline=""), delimiter=sep)
+    lines = io.StringIO(text, newline="").readlines()
+    reader = csv.reader(iter(lines), delimiter=sep)
     try:
         header = next(reader)
     except StopIteration as exc:
@@ -651,24 +654,40 @@ def _split_rows(text: str, sep: str, name: str) -> tuple[list[str], list[list[st
     last_is_text = norm_column_name(header[-1]) in {norm_column_name(c) for c in TEXT_COLUMN_NAMES}
     rows: list[list[str | None]] = []
     joined: list[int] = []
+    reopened: list[tuple[int, int]] = []
+    first_shapes: set[str] = set()
+    base, consumed = 0, reader.line_num  # lines before the reader's start; lines read
     try:
-        for row in reader:
+        while True:
+            try:
+                row = next(reader)
+            except StopIteration:
+                break
+            start, consumed = consumed + 1, base + reader.line_num
+            if consumed > start and width > 1:
+                if runaway_quote(row, sep, width, first_shapes):
+                    reopened.append((start, consumed))
+                    row = _opening_line(lines[start - 1], sep, width)
+                    base = consumed = start
+                    reader = csv.reader(iter(lines[start:]), delimiter=sep)
+            elif row and len(first_shapes) < 64:
+                first_shapes.add(value_shape(row[0]))
             if not row or (len(row) == 1 and not row[0].strip() and width > 1):
                 continue
             if len(row) > width:
                 if not last_is_text:
                     raise InputError(
-                        f"{name} line {reader.line_num}: {len(row)} fields but the header has "
+                        f"{name} line {consumed}: {len(row)} fields but the header has "
                         f"{width}; quote cells that contain {sep!r} (or name the right "
                         "delimiter by saving the file as TSV)"
                     )
                 row = row[: width - 1] + [sep.join(row[width - 1 :])]
-                joined.append(reader.line_num)
+                joined.append(consumed)
             elif len(row) < width:
                 row = row + [None] * (width - len(row))  # type: ignore[list-item]
             rows.append(row)  # type: ignore[arg-type]
     except csv.Error as exc:
-        raise InputError(f"cannot read {name} (line {reader.line_num}): {exc}") from exc
+        raise InputError(f"cannot read {name} (line {consumed}): {exc}") from exc
     if joined:
         shown = ", ".join(map(str, joined[:5])) + (" ..." if len(joined) > 5 else "")
         log.warning(
@@ -680,9 +699,66 @@ def _split_rows(text: str, sep: str, name: str) -> tuple[list[str], list[list[st
             sep,
             header[-1],
         )
+    for opened, closed in reopened[:5]:
+        log.warning(
+            "%s line %d opens a quote that runs on to line %d, over lines that look like rows "
+            "of their own: they were read as separate rows; close the quote on line %d to be "
+            "sure",
+            name,
+            opened,
+            closed,
+            opened,
+        )
+    if len(reopened) > 5:
+        log.warning("%s: %d more lines open a quote that swallows rows", name, len(reopened) - 5)
     if not rows:
         raise InputError(f"input file has no rows: {name}")
     return header, rows
+
+
+def _opening_line(line: str, sep: str, width: int) -> list[str]:
+    """The fields of the line that opens a quote it never closes, the quote read as typed."""
+    line = line.rstrip("\r\n")
+    row = next(csv.reader([line], delimiter=sep), [])
+    if len(row) < width:  # the open quote swallowed the rest of the line: split it plainly
+        plain = next(csv.reader([line], delimiter=sep, quoting=csv.QUOTE_NONE), [])
+        if len(plain) == width:
+            row = [f.strip('"') if f.count('"') == 1 else f for f in plain]
+    return row
+
+
+_NEWLINE_RE = re.compile(r"\r\n|\r|\n")
+
+
+def value_shape(value: str) -> str:
+    """A cell's shape: runs of letters read ``a``, runs of digits ``9`` (``A-17`` -> ``a-9``)."""
+    return re.sub(r"\d+", "9", re.sub(r"[^\W\d_]+", "a", value.strip()))
+
+
+def runaway_quote(row: list[str], sep: str, width: int, first_shapes: set[str]) -> bool:
+    """Whether a row read over several lines holds a quote left open rather than a text that
+    has line breaks.
+
+    Inside such a cell the next rows sit one per line: a line splits into as many fields as
+    the header (the last one into at most as many, where the quote finally closes) and starts
+    with a value shaped like the first column's (``2``, ``A-17``, a date). Two such lines, or
+    one whose first value holds digits (an id, a date), are taken as swallowed rows; a review
+    that merely runs over lines hardly ever looks like that.
+    """
+    for j, cell in enumerate(row):
+        inner = _NEWLINE_RE.split(cell)[1:]
+        if not inner:
+            continue
+        shapes = first_shapes | ({value_shape(row[0])} if j > 0 else set())
+        hits: list[str] = []
+        for k, line in enumerate(inner):
+            fields = next(csv.reader([line], delimiter=sep), [])
+            fits = len(fields) == width or (k == len(inner) - 1 and 2 <= len(fields) <= width)
+            if fits and fields[0].strip() and value_shape(fields[0]) in shapes:
+                hits.append(value_shape(fields[0]))
+        if len(hits) >= 2 or any("9" in h for h in hits):
+            return True
+    return False
 
 
 def _unique_header(header: list[str], name: str) -> list[str]:

@@ -33,7 +33,9 @@ from nlp_seg.io.read import (
     detect_columns,
     detect_encoding,
     restore_numeric,
+    runaway_quote,
     sniff_delimiter,
+    value_shape,
 )
 from nlp_seg.io.write import (
     TEMP_SUFFIX,
@@ -376,13 +378,36 @@ def plan_inputs(
     return InputPlan(files, fmt, columns, spec, schema, raw_columns)
 
 
+def _refuse_runaway_quotes(frame: pd.DataFrame, f: InputFile, rows_before: int) -> None:
+    """Stop on a cell where a quote left open swallowed the rows after it (read as one text
+    they would be lost as rows); ``analyze`` and ``score`` read such a file row by row."""
+    width = frame.shape[1]
+    if width < 2:
+        return
+    firsts = frame.iloc[:64, 0].dropna().astype(str)
+    shapes = {value_shape(v) for v in firsts if "\n" not in v and "\r" not in v}
+    for col in frame.columns:
+        broken = frame[col].astype("string").str.contains("\n|\r", regex=True, na=False)
+        for i in np.flatnonzero(broken.to_numpy(dtype=bool)):
+            row = ["" if pd.isna(v) else str(v) for v in frame.iloc[i].tolist()]
+            if runaway_quote(row, f.sep or ",", width, shapes):
+                raise InputError(
+                    f"{f.path.name} row {rows_before + i + 1}: a quote opened in its {col!r} "
+                    "cell runs on over lines that look like rows of their own; close the quote "
+                    "(nlpseg analyze and score read such a file row by row, with a warning)"
+                )
+
+
 def iter_file_tables(plan: InputPlan, chunk_size: int) -> Iterator[tuple[int, pa.Table]]:
     """``(file index, table)`` pieces of the inputs, in order, each at most ``chunk_size``."""
     for i, f in enumerate(plan.files):
         if plan.fmt == "csv":
             try:
+                done = 0
                 for frame in _csv_reader(f, chunk_size):
                     frame.columns = plan.columns
+                    _refuse_runaway_quotes(frame, f, done)
+                    done += len(frame)
                     yield i, pa.Table.from_pandas(frame, schema=plan.schema, preserve_index=False)
             except UnicodeDecodeError as exc:
                 raise InputError(
