@@ -124,10 +124,22 @@ def _inked_columns(png: bytes) -> float:
 
 
 def test_palette_stays_distinct_for_many_segments() -> None:
-    from nlp_seg.io.report import segment_colours
+    """40 segments: every two colours, and each against the outlier and silent greys, are
+    told apart at a glance (CIEDE2000 >= 8; plotly's Dark24 + Light24 had two at 0.7), and
+    every one shows on a white page."""
+    import itertools
 
-    colours = segment_colours([{"id": i} for i in range(40)])
-    assert len(set(colours.values())) == 40
+    from coloraide import Color
+
+    from nlp_seg.io.report import BASE_COLOURS, segment_colours
+
+    colours = [Color(c) for c in segment_colours([{"id": i} for i in range(40)]).values()]
+    assert len({c.to_string(hex=True) for c in colours}) == 40
+    closest = min(a.delta_e(b, method="2000") for a, b in itertools.combinations(colours, 2))
+    assert closest >= 8, closest
+    for grey in (BASE_COLOURS["outliers"], BASE_COLOURS["silent"]):
+        assert min(c.delta_e(Color(grey), method="2000") for c in colours) >= 8
+    assert all(25 <= c.convert("lab-d65")["lightness"] <= 80 for c in colours)
 
 
 def test_time_chart_period_follows_the_span() -> None:

@@ -23,6 +23,7 @@ customers wrote them. All customer text is HTML-escaped.
 
 from __future__ import annotations
 
+import functools
 import html
 import json
 import re
@@ -198,22 +199,30 @@ BASE_COLOURS = {
 SENTIMENT_COLOURS = {"negative": "#d7301f", "neutral": "#bdbdbd", "positive": "#1b9e77"}
 
 
+@functools.cache
 def _palette() -> list[str]:
-    """48 distinct colours (plotly's Dark24 then Light24), so 30+ segments never share one;
-    beyond that, golden-angle hues."""
-    from plotly.colors import qualitative
+    """Segment colours that stay apart however many segments there are: colorcet's Glasbey
+    palette (each colour chosen to be as far as it can be from all before it, in a perceptual
+    colour space, and never greyish), less the colours too light to see on white or too dark
+    to tell from black. The first 40 differ by a CIEDE2000 distance of 8.8 or more (plotly's
+    Dark24 + Light24, used before: 0.7)."""
+    import colorcet
 
-    return list(qualitative.Dark24) + list(qualitative.Light24)
+    return [c for c in colorcet.palette["glasbey_dark"] if 25 <= _lightness(c) <= 80]
+
+
+def _lightness(hex_colour: str) -> float:
+    """CIE L* of an sRGB colour (0 black .. 100 white)."""
+    rgb = [int(hex_colour[i : i + 2], 16) / 255 for i in (1, 3, 5)]
+    lin = [c / 12.92 if c <= 0.04045 else ((c + 0.055) / 1.055) ** 2.4 for c in rgb]
+    y = 0.2126 * lin[0] + 0.7152 * lin[1] + 0.0722 * lin[2]
+    return 116 * y ** (1 / 3) - 16 if y > 216 / 24389 else y * 24389 / 27
 
 
 def palette_colour(i: int) -> str:
-    """The ``i``-th segment colour."""
+    """The ``i``-th segment colour (the palette repeats only past ~240 segments)."""
     base = _palette()
-    if i < len(base):
-        return base[i]
-    hue = (i * 137.508) % 360
-    light = (45, 60, 35)[i % 3]
-    return f"hsl({hue:.0f}, 65%, {light}%)"
+    return base[i % len(base)]
 
 
 CSS = (
