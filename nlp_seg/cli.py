@@ -854,7 +854,8 @@ def assign(
         typer.Option(
             "--orders",
             help="Orders of the new rows' customers: a model saved from an --orders run then "
-            "places with behaviour at its saved unit (without: text-only, with a warning).",
+            "places with behaviour at its saved unit (without: refused; see "
+            "--allow-missing-behavior).",
         ),
     ] = None,
     events: Annotated[
@@ -873,6 +874,15 @@ def assign(
     events_type_col: Annotated[str | None, typer.Option("--events-type-col")] = None,
     events_time_col: Annotated[str | None, typer.Option("--events-time-col")] = None,
     query: Query = None,
+    allow_missing_behavior: Annotated[
+        bool,
+        typer.Option(
+            "--allow-missing-behavior",
+            help="Place rows of a behaviour model without their behaviour (a column or the "
+            "--orders / --events the model was fitted with) at the fitted median, named per "
+            "row in behavior_missing, instead of refusing.",
+        ),
+    ] = False,
 ) -> None:
     """Label new rows with a saved segmenter; unlike-anything-seen rows are flagged."""
 
@@ -910,6 +920,7 @@ def assign(
                     events_time_col=events_time_col,
                     encoding=encoding,
                 ),
+                allow_missing_behavior=allow_missing_behavior,
             )
         _summary(result)
 

@@ -472,10 +472,19 @@ def test_assign_with_a_behaviour_model(tiny_models: dict[str, Path], tmp_path: P
         assert run["behavior"]["unit"] == unit
         assert run["behavior"]["clv"]["params"]["fitted_on"] == "saved model"
 
-        # Without them: text-only placement, said on stderr and in run.json.
+        # Without them: refused in one line, or with --allow-missing-behavior text-only
+        # placement, said on stderr, per row and in run.json.
         out = tmp_path / f"assign_{unit}_text"
         proc = nlpseg("assign", reviews, "--model", str(model), "--out", str(out), "--no-cache")
+        assert proc.returncode == 2 and "--allow-missing-behavior" in proc.stderr, proc.stderr
+        assert proc.stderr.strip().splitlines()[-1].startswith("error: this segmenter was fitted")
+        proc = nlpseg(
+            "assign", reviews, "--model", str(model), "--out", str(out), "--no-cache",
+            "--allow-missing-behavior",
+        )  # fmt: skip
         assert proc.returncode == 0, proc.stderr
+        flagged = pd.read_parquet(out / "assignments.parquet")["behavior_missing"]
+        assert (flagged.str.len() > 0).all() and flagged.str.contains("recency").all()
         assert "placement is text-only" in proc.stderr and "--orders" in proc.stderr
         run = json.loads((out / "run.json").read_text(encoding="utf-8"))
         assert any("placement is text-only" in w for w in run["warnings"])

@@ -63,6 +63,8 @@ def test_non_utf8_named_encoding_and_wrong_encoding(tmp_path: Path) -> None:
     [
         (VI_TEXTS, "utf-16"),  # with its BOM, as Excel's "Unicode text" writes it
         (LATIN_TEXTS, "cp1252"),  # ties with cp1250: the Western code page wins
+        (["Café était froid", "résumé parfait"], "cp1252"),  # short: not mac_latin2's "Cafť"
+        (["Przesyłka dotarła szybko", "żółw"], "cp1250"),  # not cp1252's "Przesy³ka"
     ],
 )
 def test_non_utf8_is_detected(tmp_path: Path, texts: list[str], encoding: str) -> None:

@@ -172,6 +172,11 @@ def test_workbook_with_a_csv_name_is_read_as_the_workbook(
     assert df["customer_id"].tolist()[:2] == ["007", "008"]
     assert "is an Excel workbook, not .csv text" in caplog.text
     assert "encoding" not in caplog.text
+    caplog.clear()
+    bare = write_xlsx(tmp_path / "export")  # no extension at all
+    with caplog.at_level(logging.WARNING, logger="nlp_seg.io.read"):
+        assert len(read_table(bare)) == len(df)
+    assert "is an Excel workbook, not CSV text" in caplog.text
 
 
 @pytest.mark.parametrize(

@@ -64,8 +64,10 @@ def test_assign_reproduces_training_segments(saved: dict, tmp_path: Path) -> Non
     trained = pd.read_parquet(saved["out"] / "assignments.parquet")
     again = pd.read_parquet(tmp_path / "assignments.parquet")
     assert len(again) == len(trained) == result.rows_in
-    contract = [*ASSIGNMENT_COLUMNS, "next_best_action", "recommended_items"]
+    # a model with behaviour columns adds behavior_missing, last (README: assign's outputs)
+    contract = [*ASSIGNMENT_COLUMNS, "next_best_action", "recommended_items", "behavior_missing"]
     assert list(again.columns[-len(contract) :]) == contract
+    assert (again["behavior_missing"] == "").all()
     assert again["review_id"].tolist() == trained["review_id"].tolist()
     agree = float((again["segment_id"] == trained["segment_id"]).mean())
     assert agree >= 0.95, f"only {agree:.1%} of training rows got their segment back"
@@ -90,6 +92,41 @@ def test_assign_reproduces_training_segments(saved: dict, tmp_path: Path) -> Non
     run = json.loads((tmp_path / "run.json").read_text())
     assert run["command"] == "assign" and run["rows_out"] == len(trained)
     assert run["rows_in"] == len(trained)
+
+
+def test_rows_without_a_fitted_behaviour_column_are_refused_or_flagged(
+    saved: dict, tmp_path: Path
+) -> None:
+    """The model was fitted on ``rating``: a file without that column is refused in one line
+    (its rows would land where their rating might not put them); with
+    --allow-missing-behavior, or where only some cells are empty, each such row says so."""
+    from test_cli import assert_one_line_error, nlpseg
+
+    frame = pd.read_csv(EXAMPLE, dtype=str, keep_default_na=False).iloc[:20]
+    bare = tmp_path / "bare.csv"
+    frame.drop(columns=["rating"]).to_csv(bare, index=False)
+    args = ["--model", str(saved["model"]), "--no-cache"]
+    proc = nlpseg("assign", str(bare), "--out", str(tmp_path / "a"), *args)
+    assert_one_line_error(proc, "fitted with the behaviour column(s) rating")
+    assert "--allow-missing-behavior" in proc.stderr
+    assert not (tmp_path / "a" / "assignments.csv").exists()
+
+    proc = nlpseg(
+        "assign", str(bare), "--out", str(tmp_path / "b"), "--allow-missing-behavior", *args
+    )
+    assert proc.returncode == 0, proc.stderr
+    got = pd.read_csv(tmp_path / "b" / "assignments.csv", dtype=str, keep_default_na=False)
+    assert len(got) == 20 and set(got["behavior_missing"]) == {"rating"}
+    assert "named per row in behavior_missing" in proc.stderr
+
+    partial = frame.copy()
+    partial.loc[[2, 5], "rating"] = ""
+    part = tmp_path / "part.csv"
+    partial.to_csv(part, index=False)
+    proc = nlpseg("-q", "assign", str(part), "--out", str(tmp_path / "c"), *args)
+    assert proc.returncode == 0, proc.stderr
+    got = pd.read_parquet(tmp_path / "c" / "assignments.parquet")
+    assert got["behavior_missing"].tolist() == ["rating" if i in (2, 5) else "" for i in range(20)]
 
 
 def test_new_rows_unscoreable_kept_and_unlike_rows_flagged(saved: dict) -> None:

@@ -84,3 +84,20 @@ class BehaviorScaler:
         s.median_ = {k: float(v) for k, v in d["median"].items()}
         s.scale_ = {k: float(v) for k, v in d["scale"].items()}
         return s
+
+
+def missing_behavior(block: pd.DataFrame, columns: Sequence[str] | None = None) -> pd.Series:
+    """Per row, the behaviour features it has no number for, comma-joined (``""``: none).
+
+    Those are placed at the fitted median (:meth:`BehaviorScaler.transform`), which can put a
+    row somewhere its real value would not: the ``behavior_missing`` output column says so per
+    row. ``columns`` absent from ``block`` count as missing in every row.
+    """
+    columns = list(block.columns) if columns is None else list(columns)
+    known = np.zeros((len(block), len(columns)), dtype=bool)
+    for j, col in enumerate(columns):
+        if col in block.columns:
+            x = pd.to_numeric(block[col], errors="coerce").astype(float).to_numpy()
+            known[:, j] = np.isfinite(x)
+    names = np.array(columns, dtype=object)
+    return pd.Series([",".join(names[~row]) for row in known], index=block.index, dtype="string")

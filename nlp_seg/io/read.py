@@ -21,7 +21,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from nlp_seg.errors import InputError
 
@@ -428,7 +428,9 @@ def _read_spreadsheet(p: Path, kind: str | None, sheet: str | None) -> pd.DataFr
         raise InputError(f"{p.name} is named like a spreadsheet but is {what}")
     what, usual = SPREADSHEET_KINDS[kind]
     if suffix not in SPREADSHEET_SUFFIXES:
-        log.warning("%s is %s, not %s text; read it as a spreadsheet", p.name, what, suffix)
+        log.warning(
+            "%s is %s, not %s text; read it as a spreadsheet", p.name, what, suffix or "CSV"
+        )
     if kind == "xlsx":
         name, rows = _xlsx_rows(p, sheet)
     else:
@@ -580,6 +582,17 @@ def _first_line(exc: BaseException) -> str:
 
 #: Tie-break between code pages charset_normalizer scores equally (lower wins).
 _ENCODING_PREFERENCE = {"cp1252": 0, "cp1258": 1, "latin_1": 2, "cp1250": 3}
+#: How much more "mess" (charset_normalizer's chaos, 0..1) a common code page may show than a
+#: rare one that won and still be taken.
+COMMON_CODEPAGE_SLACK = 0.15
+
+
+def _likelier(match: Any) -> tuple[int, int]:
+    """Tie-break between code pages charset_normalizer scores alike: the one that reads fewer
+    symbols where letters belong (Polish "Przesyłka" in cp1252 reads "Przesy³ka"), then the
+    common Western and Vietnamese pages first."""
+    odd = sum(1 for ch in str(match) if ord(ch) > 127 and not ch.isalpha())
+    return odd, _ENCODING_PREFERENCE.get(match.encoding, 99)
 
 
 def detect_encoding(head: bytes, name: str) -> str:
@@ -596,7 +609,14 @@ def detect_encoding(head: bytes, name: str) -> str:
     best = matches.best()
     if best is not None:
         tied = [m for m in matches if (m.chaos, m.coherence) == (best.chaos, best.coherence)]
-        best = min(tied, key=lambda m: _ENCODING_PREFERENCE.get(m.encoding, 99))
+        best = min(tied, key=_likelier)
+        # A short text reads as well in a rare code page ("Café était" as mac_latin2
+        # "Cafť ťtait"): a common one that reads it nearly as well is the likelier truth.
+        common = from_bytes(head, cp_isolation=list(_ENCODING_PREFERENCE))
+        usual = common.best()
+        if usual is not None and usual.chaos <= best.chaos + COMMON_CODEPAGE_SLACK:
+            tied = [m for m in common if (m.chaos, m.coherence) == (usual.chaos, usual.coherence)]
+            best = min(tied, key=_likelier)
     if best is None or best.encoding in ("utf_8", "ascii"):
         raise InputError(
             f"{name} is not UTF-8 and its encoding could not be detected; "

@@ -99,6 +99,9 @@ class BehaviorResult:
     orders: pd.DataFrame | None = None
     recommender: str = "als"
     recommend_n: int = 10
+    #: The behaviour features each output row was placed with (NaN: unknown), for
+    #: ``behavior_missing``; set by ``assign``.
+    block: pd.DataFrame | None = None
 
 
 def load_behavior(
@@ -550,11 +553,18 @@ def run_behavior_job(
     )
 
 
-def text_only_warning(setup: dict[str, Any]) -> str:
-    """Why ``nlpseg assign`` without the behaviour files places rows on text alone."""
+def text_only_warning(setup: dict[str, Any], refused: bool = False) -> str:
+    """Why ``nlpseg assign`` without the behaviour files places rows on text alone, or
+    (``refused``) why it will not unless told to."""
     flags = " / ".join(f"--{s}" for s in setup.get("sources") or ["orders"])
     computed = [c for c in setup.get("block_columns") or [] if c in BLOCK_FEATURES]
     unit = setup.get("unit", "review")
+    if refused:
+        return (
+            f"this segmenter was fitted with {flags} (unit {unit}) but none was given: pass "
+            f"{flags} to place with behaviour, or --allow-missing-behavior to place on text "
+            f"alone (the features {', '.join(computed)} at the fitted median)"
+        )
     return (
         f"this segmenter was fitted with {flags} (unit {unit}) but none was given: placement "
         f"is text-only, the features {', '.join(computed)} count as missing (the fitted "
@@ -821,6 +831,7 @@ def assign_with_behavior(
         orders=orders,
         recommender=opts.recommender,
         recommend_n=opts.recommend_n,
+        block=block,
     )
 
 

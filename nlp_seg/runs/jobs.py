@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from nlp_seg.behavior.scaler import missing_behavior
 from nlp_seg.errors import InputError
 from nlp_seg.io.database import input_record, source_name
 from nlp_seg.io.read import ColumnSpec, detect_columns, read_table, restore_numeric
@@ -705,18 +706,22 @@ def assign_file(
     reporter: Reporter | None = None,
     behavior_options: Any = None,
     precision: str | None = None,
+    allow_missing_behavior: bool = False,
 ) -> RunResult:
     """``nlpseg assign``: label a new file with a saved segmenter (``analyze --save-model``).
 
     ``behavior_options`` (a :class:`nlp_seg.runs.behavior_job.BehaviorOptions` with ``orders`` /
     ``events``) computes a behaviour model's features for the new rows and places them at the
     saved unit (see :func:`nlp_seg.runs.behavior_job.assign_with_behavior`); without it a
-    behaviour model places on text alone, with a warning.
+    behaviour model is refused, since its rows would land where their behaviour might not put
+    them, unless ``allow_missing_behavior`` (then it places on text alone, with a warning).
 
     Writes ``assignments.csv`` / ``assignments.parquet`` (the same contract columns as
-    ``analyze``) and ``run.json`` to ``out_dir``. Columns are found the way the segmenter was
-    fitted: the same text / id / behaviour column names when the new file has them, else
-    detected; a missing behaviour column counts as missing values (the fitted median).
+    ``analyze``, plus ``behavior_missing`` for a model with behaviour features) and
+    ``run.json`` to ``out_dir``. Columns are found the way the segmenter was fitted: the same
+    text / id / behaviour column names when the new file has them, else detected. A behaviour
+    column the file lacks is refused the same way; an empty cell counts as unknown (the fitted
+    median) and its row names it in ``behavior_missing``.
     """
     from nlp_seg.segmenter import load_segmenter
 
@@ -757,14 +762,23 @@ def assign_file(
     if setup and not with_files:
         from nlp_seg.runs.behavior_job import text_only_warning
 
+        if not allow_missing_behavior:
+            raise InputError(text_only_warning(setup, refused=True))
         warnings.append(text_only_warning(setup))
     if seg.behavior_scaler_ is not None and not with_files:
         wanted = list(seg.behavior_scaler_.columns_)
         missing = [c for c in wanted if c not in cols]
-        if missing:
+        if missing and not setup:
+            if not allow_missing_behavior:
+                raise InputError(
+                    f"{Path(model_dir).name} was fitted with the behaviour column(s) "
+                    f"{', '.join(wanted)}, and {source_name(input_path)} has no "
+                    f"{', '.join(missing)}: add it (empty cells count as unknown), or pass "
+                    "--allow-missing-behavior to place those rows at the fitted median"
+                )
             warnings.append(
                 f"behaviour columns {', '.join(missing)} are not in {source_name(input_path)}; "
-                "they count as missing (the fitted median)"
+                "they count as missing (the fitted median), named per row in behavior_missing"
             )
         behavior = frame.reindex(columns=wanted)
         spec = ColumnSpec(spec.text, spec.id, tuple(c for c in wanted if c in cols), spec.date)
@@ -797,6 +811,11 @@ def assign_file(
             merged = merge_input_and_assignments(frame, assignments, ASSIGNMENT_COLUMNS)
         unit_id = "customer_id" if beh_run is not None and "customer_id" in merged else None
         merged, _, personal = personalise_run(merged, seg, spec, beh_run, unit_id)
+        # last, so the contract columns keep their places
+        if beh_run is not None and beh_run.block is not None:
+            merged["behavior_missing"] = missing_behavior(beh_run.block).to_numpy()
+        elif behavior is not None:
+            merged["behavior_missing"] = missing_behavior(behavior).to_numpy()
         files = [out / "assignments.csv", out / "assignments.parquet"]
         write_csv(merged, files[0])
         write_parquet(merged, files[1])
