@@ -88,7 +88,6 @@ def _load_input(
     id_col: str | None,
     behavior_cols: list[str] | None,
     encoding: str | None,
-    segmenting: bool = True,
     time_col: str | None = None,
 ) -> tuple[pd.DataFrame, ColumnSpec, list[str]]:
     frame = read_table(input_path, encoding=encoding, typed=False)  # cells as typed
@@ -105,14 +104,24 @@ def _load_input(
             f"{int(numeric_text.sum())} of {int(filled.sum())} rows; their sentiment and "
             "segments mean little: name the review column with --text-col"
         )
-    if spec.id is not None and segmenting:
-        dup = frame[spec.id].dropna().duplicated()
-        if dup.any():
-            warnings.append(
-                f"{int(dup.sum())} duplicate values in id column {spec.id!r}; rows are kept "
-                "and segmented one by one (a customer may have written several reviews)"
-            )
     return frame, spec, warnings
+
+
+def repeat_writers_note(frame: pd.DataFrame, spec: ColumnSpec) -> str | None:
+    """What ``analyze`` says when ids repeat: customers who wrote several reviews, each review
+    segmented on its own (a note, not a warning: that is what a review-level run does)."""
+    if spec.id is None:
+        return None
+    ids = frame[spec.id].dropna()
+    counts = ids.value_counts()
+    repeat = int((counts > 1).sum())
+    if not repeat:
+        return None
+    reviews = int(counts[counts > 1].sum())
+    return (
+        f"{repeat} customers ({spec.id}) wrote more than one review ({reviews} reviews): "
+        "each review is segmented on its own; --orders with --unit customer segments customers"
+    )
 
 
 def _run_info(
@@ -583,10 +592,12 @@ def analyze_file(
 
         share_contact_columns(behavior_options, audience_options)
         beh_run = run_behavior_job(seg, frame, spec, behavior_options, source_name(input_path))
-        if behavior_options.unit == "customer":  # a customer's reviews are pooled, as intended
-            warnings = [w for w in warnings if "duplicate values in id column" not in w]
         warnings.extend(beh_run.warnings)
-    else:
+    if beh_run is None or behavior_options.unit != "customer":  # pooled there, as intended
+        repeat = repeat_writers_note(frame, spec)
+        if repeat:
+            reporter.message(repeat)
+    if beh_run is None:
         behavior = frame[list(spec.behavior)] if spec.behavior else None
         seg.fit(frame[spec.text].tolist(), behavior=behavior)
     note = seg.note_
@@ -663,9 +674,7 @@ def score_file(
     started = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
     t0 = time.perf_counter()
     reporter = reporter or SilentReporter()
-    frame, spec, warnings = _load_input(
-        input_path, text_col, id_col, [], encoding, segmenting=False
-    )
+    frame, spec, warnings = _load_input(input_path, text_col, id_col, [], encoding)
     seg = Segmenter(config or SegmenterConfig(), reporter=reporter)
     timer = StageTimer()
     cols = seg.score(frame[spec.text].tolist(), timer)
