@@ -399,7 +399,9 @@ class Segmenter:
         # batch engine does; sizes, shares and outlier shares then count every row.
         rows = sample if len(sample) < len(seg_rows) else np.arange(n)
         with timer("naming"), self.reporter.stage("Naming and profiling segments"):
-            self.namer_ = SegmentNamer(playbook=cfg.playbook, lang=cfg.lang).fit(
+            self.namer_ = SegmentNamer(
+                playbook=cfg.playbook, lang=cfg.lang, restore_diacritics=cfg.restore_diacritics
+            ).fit(
                 [texts[i] for i in rows],
                 labels[rows],
                 probs[rows],

@@ -190,3 +190,53 @@ def test_audience_by_aspect_without_aspects_is_one_line(tmp_path: Path) -> None:
     assert not (tmp_path / "o").exists()
     proc = nlpseg("analyze", str(REPO / "examples" / "reviews.csv"), "--audience-by", "topic")
     assert_one_line_error(proc, "unknown --audience-by")
+
+
+def _example_groups() -> tuple[list[str], np.ndarray]:
+    """The bundled example's reviews, grouped by what they say: not as described, fast
+    delivery, helpful advice typed without diacritics, and the rest."""
+    texts = pd.read_csv(REPO / "examples" / "reviews.csv")["review"].astype(str).tolist()
+    low = [t.lower() for t in texts]
+    labels = np.array(
+        [
+            1
+            if "mô tả" in t
+            else 2
+            if "giao hàng nhanh" in t
+            else 3
+            if "nhiet tinh" in t or "nhiệt tình" in t
+            else 0
+            for t in low
+        ]
+    )
+    return texts, labels
+
+
+def test_a_keyword_is_the_whole_phrase_not_a_piece_of_it() -> None:
+    """ "giống" and "mô tả" come from "không giống mô tả"; "hàng nhanh" from "giao hàng
+    nhanh": each segment shows the phrase its members write, not a fragment of it."""
+    texts, labels = _example_groups()
+    kw = class_tfidf_keywords(texts, labels, top_n=5)
+    assert "không giống mô tả" in kw[1], kw[1]
+    assert not {"giống", "mô tả", "giống mô tả", "không giống"} & set(kw[1])
+    assert "giao hàng nhanh" in kw[2] and "hàng nhanh" not in kw[2], kw[2]
+
+
+def test_keywords_read_vietnamese_typed_without_marks_with_its_marks() -> None:
+    texts, labels = _example_groups()
+    plain = class_tfidf_keywords(texts, labels, top_n=6)[3]
+    marked = class_tfidf_keywords(texts, labels, top_n=6, restore_diacritics=True)[3]
+    assert any("nhiet tinh" in k for k in plain), plain
+    assert any("nhiệt tình" in k for k in marked) and not any("nhiet" in k for k in marked)
+
+
+def test_how_people_ask_is_no_keyword_what_they_ask_for_is() -> None:
+    from nlp_seg.stages.naming import is_request_cue
+
+    asks = ["gostaria", "espero", "melhorem", "adicionassem", "mong", "hope", "would love"]
+    assert all(is_request_cue(w) for w in asks)
+    assert not any(is_request_cue(w) for w in ["cor", "opções", "cải thiện pin", "battery"])
+    texts = pd.read_csv(REPO / "examples" / "reviews.csv")["review"].astype(str).tolist()
+    labels = np.array([int("gostaria" in t.lower()) for t in texts])
+    kw = class_tfidf_keywords(texts, labels, top_n=5, exclude=is_request_cue)[1]
+    assert kw and not any(is_request_cue(k) for k in kw), kw

@@ -4,7 +4,7 @@ What a CX lead reads next to a segment's name must say what *this* segment talks
 what every review of the shop says ("máy, mua, dùng" everywhere). So:
 
 1. **candidates**: each text is cut into words (Vietnamese by underthesea's word segmenter,
-   CJK as character bigrams) and 2-word phrases, without the stop words of the Stopwords ISO
+   CJK as character bigrams) and 2- and 3-word phrases, without the stop words of the Stopwords ISO
    lists (``stopwordsiso``) for the languages reviews mix; a negation still starts a phrase
    ("không tốt", "not working");
 2. **c-TF-IDF** (BERTopic's): a segment's texts form one document; ``tf`` is a term's count over
@@ -13,9 +13,9 @@ what every review of the shop says ("máy, mua, dùng" everywhere). So:
 3. **words every segment uses are damped**: a term's score is multiplied by how unevenly the
    segments use it (one minus the normalised entropy of its per-segment frequencies, to a
    power), so a word used alike everywhere falls behind a word this segment says more;
-4. **phrases over their words**: a single word that mostly occurs inside one phrase is shown as
-   that phrase ("màn" -> "màn hình", "pin" -> "pin trâu") when the phrase scores at least half
-   as much;
+4. **phrases over their pieces**: a word or phrase that mostly occurs inside a longer phrase is
+   shown as that phrase ("màn" -> "màn hình", "hàng nhanh" -> "giao hàng nhanh") when the
+   phrase scores at least half as much;
 5. **diversity**: of the top :data:`CANDIDATES` candidates per segment, the keywords are picked
    by maximal marginal relevance (BERTopic's ``MaximalMarginalRelevance``, diversity 0.3) on
    the run's own encoder's embeddings of the candidates (one batched call for all segments),
@@ -157,11 +157,16 @@ def analyze_tokens(text: str) -> list[str]:
     for clause in _CLAUSE_RE.split(CJK_RE.sub(" ", text)):
         words = vietnamese_words(clause) if VI_RE.search(clause) else WORD_RE.findall(clause)
         tokens.extend(w for w in words if len(w) > 1 and w not in STOPWORDS)
-        for a, b in zip(words, words[1:], strict=False):
+        for i, (a, b) in enumerate(zip(words, words[1:], strict=False)):
             if len(a) < 2 or len(b) < 2 or b in STOPWORDS or f"{a} {b}" in STOPWORDS:
                 continue
             if a not in STOPWORDS or a in NEGATIONS:
                 tokens.append(f"{a} {b}")
+                # and the phrase it may be cut from ("giao hàng nhanh", "không giống mô
+                # tả"): shown instead of its pieces only where it is what they say
+                c = words[i + 2] if i + 2 < len(words) else ""
+                if len(c) > 1 and c not in STOPWORDS:
+                    tokens.append(f"{a} {b} {c}")
     return tokens
 
 
@@ -248,14 +253,15 @@ def _candidates(
     for j in order:
         if counts[j] < min_count or (scores[j] <= 0 and picked):
             continue
-        term, score = str(terms[j]), float(scores[j])
-        if n_words[j] == 1 and term in phrases_with:
-            # A syllable that mostly occurs inside one phrase is shown as that phrase
-            # ("màn" -> "màn hình"): Vietnamese words are often two syllables.
+        term, score, at = str(terms[j]), float(scores[j]), j
+        while term in phrases_with:
+            # A syllable or phrase that mostly occurs inside a longer phrase is shown as that
+            # phrase ("màn" -> "màn hình", "giống" -> "giống mô tả" -> "không giống mô tả").
             cand = phrases_with[term]
-            best = cand[int(np.argmax(scores[cand]))]
-            if counts[best] >= min_count and scores[best] >= PHRASE_RATIO * scores[j]:
-                term, score = str(terms[best]), max(score, float(scores[best]))
+            best = max(cand, key=lambda k: (round(float(scores[k]), 12), n_words[k]))
+            if counts[best] < min_count or scores[best] < PHRASE_RATIO * scores[at]:
+                break
+            term, score, at = str(terms[best]), max(score, float(scores[best])), best
         # Prefer a phrase over its own words already listed, and vice versa; skip a phrase
         # overlapping a listed one ("gói cẩn" after "cẩn thận": a pair across two words).
         words = set(term.split())
@@ -277,9 +283,15 @@ def class_tfidf_keywords(
     top_n: int = 10,
     embed: Callable[[list[str]], np.ndarray] | None = None,
     diversity: float = DIVERSITY,
+    exclude: Callable[[str], bool] | None = None,
+    restore_diacritics: bool = False,
 ) -> dict[int, list[str]]:
     """Top keywords per label (module docstring). ``embed`` (the run's encoder: words in,
-    vectors out) turns on the MMR diversity step; without it the c-TF-IDF order is kept."""
+    vectors out) turns on the MMR diversity step; without it the c-TF-IDF order is kept.
+    ``exclude`` drops terms that are no keyword (naming's request cues: "gostaria");
+    ``restore_diacritics`` reads texts typed without their marks with the marks back
+    (:func:`nlp_seg.models.diacritics.restore_texts`), so "nhiet tinh" and "nhiệt tình" are
+    one keyword, and whole words ("sản phẩm tốt", not "pham tot")."""
     classes = sorted(set(int(v) for v in labels))
     joined: dict[int, list[str]] = {c: [] for c in classes}
     for t, lab in zip(texts, labels, strict=True):
@@ -291,16 +303,29 @@ def class_tfidf_keywords(
             # segmentation costs ~0.7 ms a Vietnamese text) would not change them.
             step = len(members) / KEYWORD_TEXTS_PER_SEGMENT
             joined[c] = [members[int(i * step)] for i in range(KEYWORD_TEXTS_PER_SEGMENT)]
-    docs = [[tok for t in joined[c] for tok in analyze_tokens(t)] for c in classes]
+    if restore_diacritics:
+        from nlp_seg.models.diacritics import restore_texts
+
+        joined = {c: restore_texts(members)[0] for c, members in joined.items()}
+    docs = [
+        [tok for t in joined[c] for tok in analyze_tokens(t) if exclude is None or not exclude(tok)]
+        for c in classes
+    ]
     fitted = ctfidf(docs)
     if fitted is None:
         return {c: [] for c in classes}
     terms, counts, scores = fitted
     n_words = np.array([t.count(" ") + 1 for t in terms])
+    # Each phrase under the words it starts or ends with ("mô tả" and "không giống" ->
+    # "không giống mô tả"), so a fragment can be shown as the phrase it comes from.
+    known = {str(t): j for j, t in enumerate(terms)}
     phrases_with: dict[str, list[int]] = {}
-    for j in np.flatnonzero(n_words == 2):
-        for w in set(str(terms[j]).split()):
-            phrases_with.setdefault(w, []).append(int(j))
+    for j in np.flatnonzero(n_words >= 2):
+        parts = str(terms[j]).split()
+        for k in range(1, len(parts)):
+            for piece in (" ".join(parts[:k]), " ".join(parts[k:])):
+                if piece in known:
+                    phrases_with.setdefault(piece, []).append(int(j))
     limit = max(CANDIDATES, top_n) if embed is not None else top_n
     cands = {
         c: _candidates(

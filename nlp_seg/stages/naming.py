@@ -110,6 +110,17 @@ BASE_NAMES = ("satisfied", "disappointed", "awaiting-improvement", "neutral", "s
 SILENT_TEXT_SHARE = 0.2
 
 
+_REQUEST_WORD_RE = re.compile("(?:" + "|".join(REQUEST_PATTERNS) + r")\w*")
+_LETTERS_RE = re.compile(r"[^\W\d_]{2,}")
+
+
+def is_request_cue(term: str) -> bool:
+    """Whether a keyword is only how people ask ("gostaria", "espero", "mong"), not what they
+    ask for ("cor", "cải thiện pin" keeps "pin"): such words are no keyword."""
+    rest = _REQUEST_WORD_RE.sub(" ", strip_accents(term.lower()))
+    return not _LETTERS_RE.search(rest)
+
+
 def asks_improvement(texts: Sequence[str]) -> np.ndarray:
     """Per text: does it ask for a fix, a feature or an update (any supported language)?"""
     return np.array([bool(_REQUEST_RE.search(strip_accents(t))) for t in texts], dtype=bool)
@@ -545,6 +556,7 @@ def profile_segments(
     aspects: Sequence[object] | None = None,
     embed: Callable[[list[str]], np.ndarray] | None = None,
     aspect_fallback: bool = True,
+    restore_diacritics: bool = False,
 ) -> list[dict[str, Any]]:
     """Size, sentiment mix, behaviour, keywords, quotes and a name for every segment.
 
@@ -566,7 +578,16 @@ def profile_segments(
     lab_txt = labels[idx_txt]
     requests = asks_improvement(texts_txt)
     keywords = (
-        class_tfidf_keywords(texts_txt, lab_txt, top_n=10, embed=embed) if len(idx_txt) else {}
+        class_tfidf_keywords(
+            texts_txt,
+            lab_txt,
+            top_n=10,
+            embed=embed,
+            exclude=is_request_cue,
+            restore_diacritics=restore_diacritics,
+        )
+        if len(idx_txt)
+        else {}
     )
     playbook_rules = load_playbook(playbook)
     total = int(seg_mask.sum())
@@ -672,9 +693,14 @@ class SegmentNamer:
     actions; :meth:`fit` sets ``segments_``, the profiles written to ``segments.json``.
     """
 
-    def __init__(self, playbook: str | None = None, lang: str = "en") -> None:
+    def __init__(
+        self, playbook: str | None = None, lang: str = "en", restore_diacritics: bool = False
+    ) -> None:
         self.playbook = playbook
         self.lang = lang
+        #: keywords read Vietnamese typed without marks with its marks back ("nhiệt tình",
+        #: not "nhiet tinh" beside it), so one word is one keyword, written as it should be
+        self.restore_diacritics = restore_diacritics
 
     def fit(
         self,
@@ -707,6 +733,7 @@ class SegmentNamer:
             aspects=aspects,
             embed=embed,
             aspect_fallback=aspect_fallback,
+            restore_diacritics=self.restore_diacritics,
         )
         describe = getattr(embed, "describe", None)
         self.keywords_info_ = describe() if callable(describe) else None
