@@ -48,9 +48,10 @@ def test_merger_joins_look_alike_segments_and_keeps_distinct_ones() -> None:
 
 
 def test_actions_name_the_segment_topic() -> None:
-    from nlp_seg.stages.naming import load_playbook, suggest_action
+    from nlp_seg.stages.naming import load_playbook, quoted_topic, suggest_action
 
     pb = load_playbook()
+    assert quoted_topic(["pin", "màn hình"]) == "“pin”, “màn hình”"
     a = suggest_action(pb, {"base": "disappointed"}, topic="pin, màn hình")
     b = suggest_action(pb, {"base": "disappointed"}, topic="giao hàng")
     assert "pin, màn hình" in a and "giao hàng" in b and a != b
@@ -108,6 +109,16 @@ def test_rating_checks_the_sentiment_instead_of_splitting_segments(
     assert check["column"] == "rating" and check["used_as"] == "check of the sentiment"
     assert check["rows"] == len(pd.read_csv(EXAMPLE))
     assert -1.0 <= check["spearman_with_sentiment_score"] <= 1.0
+    # What the reader sees: each action quotes its segment's own top keywords, no keyword
+    # is a request cue ("gostaria") and repeat writers are no warning.
+    from nlp_seg.stages.naming import is_request_cue, quoted_topic
+
+    segments = json.loads((out / "segments.json").read_text())["segments"]
+    for s in segments:
+        if s["id"] >= 0 and s["keywords"]:
+            assert quoted_topic(s["keywords"][:2]) in s["action"], s
+            assert not any(is_request_cue(k) for k in s["keywords"]), s["keywords"]
+    assert not any("duplicate values" in w for w in run["warnings"])
     # named explicitly, it is behaviour, and run.json says so
     proc = nlpseg(
         "-q", "analyze", str(EXAMPLE), "--out", str(tmp_path / "b"), "--behavior-cols", "rating",

@@ -212,6 +212,12 @@ def load_playbook(path: str | Path | None = None) -> dict[str, Any]:
     return data
 
 
+def quoted_topic(keywords: Sequence[str]) -> str:
+    """A segment's top keywords as they appear in an action: quoted, since they are the
+    customers' own words in their own language inside the playbook's sentence."""
+    return ", ".join(f"“{k}”" for k in keywords)
+
+
 #: What ``{topic}`` reads when a segment has no keywords.
 NO_TOPIC = {"en": "what they mention", "vi": "điều họ nhắc tới"}
 
@@ -681,7 +687,7 @@ def profile_segments(
         prof.update(q.get("fields", {}))
         key = {"base": prof["base_name"], **q.get("fields", {})}
         prof["action"] = suggest_action(
-            playbook_rules, key, lang=lang, topic=", ".join(prof["keywords"][:2])
+            playbook_rules, key, lang=lang, topic=quoted_topic(prof["keywords"][:2])
         )
     return profiles
 
