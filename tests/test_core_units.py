@@ -70,7 +70,7 @@ def test_ctfidf_keywords_separate_classes_and_keep_phrases() -> None:
     ]
     kw = class_tfidf_keywords(texts, np.array([0, 0, 0, 1, 1, 1]), top_n=3)
     assert "pin trâu" in kw[0]
-    assert "giao hàng" in kw[1]
+    assert "giao hàng chậm" in kw[1]  # two of its three texts say the whole phrase
     assert not set(kw[0]) & set(kw[1])
     cjk = class_tfidf_keywords(["电池很好", "电池不错"] * 2, np.array([0, 0, 0, 0]))
     assert "电池" in cjk[0]
@@ -93,8 +93,13 @@ def test_duplicate_names_disambiguated() -> None:
     assert names == {
         0: "satisfied (pin, camera)",
         1: "satisfied (giao hàng)",
-        2: "disappointed",
+        2: "disappointed (lỗi)",  # unique, but a name says what its segment talks about
     }
+    # named after an aspect, a unique name stays as it is; without keywords too
+    kept = disambiguate(
+        {0: "disappointed · battery", 1: "silent"}, {0: ["pin"], 1: []}, described={0}
+    )
+    assert kept == {0: "disappointed · battery", 1: "silent"}
 
 
 @pytest.mark.parametrize(

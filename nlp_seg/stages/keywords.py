@@ -14,8 +14,8 @@ what every review of the shop says ("máy, mua, dùng" everywhere). So:
    segments use it (one minus the normalised entropy of its per-segment frequencies, to a
    power), so a word used alike everywhere falls behind a word this segment says more;
 4. **phrases over their pieces**: a word or phrase that mostly occurs inside a longer phrase is
-   shown as that phrase ("màn" -> "màn hình", "hàng nhanh" -> "giao hàng nhanh") when the
-   phrase scores at least half as much;
+   shown as that phrase ("màn" -> "màn hình", "hàng nhanh" -> "giao hàng nhanh") when at
+   least half its occurrences are in the phrase and the phrase scores at least half as much;
 5. **diversity**: of the top :data:`CANDIDATES` candidates per segment, the keywords are picked
    by maximal marginal relevance (BERTopic's ``MaximalMarginalRelevance``, diversity 0.3) on
    the run's own encoder's embeddings of the candidates (one batched call for all segments),
@@ -259,7 +259,10 @@ def _candidates(
             # phrase ("màn" -> "màn hình", "giống" -> "giống mô tả" -> "không giống mô tả").
             cand = phrases_with[term]
             best = max(cand, key=lambda k: (round(float(scores[k]), 12), n_words[k]))
-            if counts[best] < min_count or scores[best] < PHRASE_RATIO * scores[at]:
+            if (
+                counts[best] < max(min_count, PHRASE_RATIO * counts[at])  # mostly inside it
+                or scores[best] < PHRASE_RATIO * scores[at]
+            ):
                 break
             term, score, at = str(terms[best]), max(score, float(scores[best])), best
         # Prefer a phrase over its own words already listed, and vice versa; skip a phrase

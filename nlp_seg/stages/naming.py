@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -112,13 +112,15 @@ SILENT_TEXT_SHARE = 0.2
 
 _REQUEST_WORD_RE = re.compile("(?:" + "|".join(REQUEST_PATTERNS) + r")\w*")
 _LETTERS_RE = re.compile(r"[^\W\d_]{2,}")
+#: Whom a request is addressed to: "mong shop cải thiện" still says nothing of what.
+_ADDRESSEES = frozenset(["shop", "store", "seller", "loja", "tienda", "vendedor", "admin", "ad"])
 
 
 def is_request_cue(term: str) -> bool:
-    """Whether a keyword is only how people ask ("gostaria", "espero", "mong"), not what they
-    ask for ("cor", "cải thiện pin" keeps "pin"): such words are no keyword."""
+    """Whether a keyword is only how people ask ("gostaria", "espero", "mong shop cải
+    thiện"), not what they ask for ("cor", "cải thiện pin" keeps "pin"): no keyword."""
     rest = _REQUEST_WORD_RE.sub(" ", strip_accents(term.lower()))
-    return not _LETTERS_RE.search(rest)
+    return not any(w not in _ADDRESSEES for w in _LETTERS_RE.findall(rest))
 
 
 def asks_improvement(texts: Sequence[str]) -> np.ndarray:
@@ -242,14 +244,19 @@ def suggest_action(
     return ""
 
 
-def disambiguate(names: dict[int, str], keywords: dict[int, list[str]]) -> dict[int, str]:
-    """Add the top keywords to names shared by several segments ("satisfied (pin, camera)")."""
+def disambiguate(
+    names: dict[int, str], keywords: dict[int, list[str]], described: Collection[int] = ()
+) -> dict[int, str]:
+    """Add the top keywords to every name that does not already say what its segment talks
+    about ("satisfied · low-value" -> "satisfied · low-value (pin, camera)"), and to names
+    shared by several segments; ``described`` are segments named after an aspect
+    ("disappointed · battery"), which keep their name while it is their own."""
     out = dict(names)
     groups: dict[str, list[int]] = {}
     for sid, name in names.items():
         groups.setdefault(name, []).append(sid)
     for name, ids in groups.items():
-        if len(ids) < 2:
+        if len(ids) < 2 and (ids[0] in described or not keywords.get(ids[0])):
             continue
         used: set[str] = set()
         for sid in ids:
@@ -679,6 +686,7 @@ def profile_segments(
             if s >= 0
         },
         {s: keywords.get(s, []) for s in seg_ids},
+        described={s for s in seg_ids if NAME_SEPARATOR in base[s]},
     )
     for prof in profiles:
         if prof["id"] >= 0:
