@@ -177,4 +177,16 @@ def test_report_html_escapes_customer_text(reports: dict) -> None:
     }
     page = build_report(frame, [seg], text_col="review", lang="en", input_name="<f>.csv")
     assert "<b>bold</b>" not in page and "&lt;b&gt;bold&lt;/b&gt; &amp; co" in page
+    assert 'id="notes"' not in page  # nothing left out: no notes section
+    # What the run left out is on the page, escaped and with contacts masked.
+    noted = build_report(
+        frame,
+        [seg],
+        text_col="review",
+        notes=["2 of 120 customers in <r>.csv have no rows in the orders (ann@example.com)"],
+    )
+    section = noted[noted.index('id="notes"') : noted.index('id="overview"')]
+    assert "What this run left out or assumed" in section
+    assert "2 of 120 customers in &lt;r&gt;.csv have no rows in the orders" in section
+    assert "ann@example.com" not in noted
     assert "satisfied (&lt;i&gt;x&lt;/i&gt;)" in page and "call &lt;them&gt;" in page

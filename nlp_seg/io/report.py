@@ -59,6 +59,8 @@ STRINGS: dict[str, dict[str, str]] = {
         "mean_sentiment": "Mean sentiment",
         "action": "Suggested action",
         "map": "Map of the segments",
+        "notes": "What this run left out or assumed",
+        "notes_intro": "As the command line and run.json said:",
         "map_missing": "No map: this run kept no 2-D coordinates of its rows (a custom "
         "reducer, or nothing was segmented).",
         "map_note": "Each dot is one review in the fit sample, placed by the segmenter's UMAP "
@@ -123,6 +125,8 @@ STRINGS: dict[str, dict[str, str]] = {
         "mean_sentiment": "Cảm xúc trung bình",
         "action": "Hành động đề xuất",
         "map": "Bản đồ phân khúc",
+        "notes": "Những gì lần chạy này bỏ qua hoặc giả định",
+        "notes_intro": "Như dòng lệnh và run.json đã báo:",
         "map_missing": "Không có bản đồ: lần chạy này không lưu toạ độ 2 chiều của các dòng "
         "(bộ giảm chiều tuỳ chỉnh, hoặc không có dòng nào được phân khúc).",
         "map_note": "Mỗi chấm là một đánh giá trong mẫu huấn luyện, đặt theo toạ độ UMAP của "
@@ -355,11 +359,14 @@ def build_report(
     period: str | None = None,
     reference_date: pd.Timestamp | None = None,
     drift: Mapping[str, Any] | None = None,
+    notes: Sequence[str] = (),
 ) -> str:
     """The report as one HTML string. ``frame`` is the merged output (input columns plus the
     contract columns), one row per input row. ``period`` (``week``/``month``/``quarter``,
     default from the span) buckets the time charts; ``reference_date`` anchors relative dates
-    (``2 tuần trước``); ``drift`` (a refresh's or compare's ``drift.json``) adds its section."""
+    (``2 tuần trước``); ``drift`` (a refresh's or compare's ``drift.json``) adds its section.
+    ``notes`` (the run's warnings: rows left out, customers without orders, ...) are shown
+    under the summary, so a reader of the page learns what the terminal said."""
     try:
         import plotly.graph_objects as go
     except ImportError as exc:  # pragma: no cover - plotly is a main dependency
@@ -552,10 +559,14 @@ def build_report(
         '<meta name="viewport" content="width=device-width, initial-scale=1">',
         f"<title>{_e(t['title'])} · {_e(input_name)}</title>",
     ]
-    parts = [
-        f"<header><h1>{_e(t['title'])}</h1><p>{_e(summary)}</p></header><main>",
-        f'<section id="overview"><h2>{t["overview"]}</h2>{table}</section>',
-    ]
+    parts = [f"<header><h1>{_e(t['title'])}</h1><p>{_e(summary)}</p></header><main>"]
+    if notes:
+        shown = "".join(f'<p class="warning">{_e(mask_contacts(str(n)))}</p>' for n in notes)
+        parts.append(
+            f'<section id="notes"><h2>{t["notes"]}</h2><p class="note">{t["notes_intro"]}</p>'
+            f"{shown}</section>"
+        )
+    parts.append(f'<section id="overview"><h2>{t["overview"]}</h2>{table}</section>')
     if map_html:
         parts.append(
             f'<section id="map"><h2>{t["map"]}</h2><p class="note">{t["map_note"]}</p>'

@@ -541,6 +541,7 @@ def _finish_by_chunks(
         report=report,
         period=(time_info or {}).get("period"),
         reference_date=reference,
+        run_notes=[info["note"]] if info.get("note") else [],
     )
     files += more
     from nlp_seg.io.write import write_csv as write_csv_file
@@ -655,6 +656,7 @@ def _finish_with_behavior(
         csv=run.options.write_csv,
         time_options=run.time_options,
         notes=notes,
+        run_notes=warnings,
     )
     status = dict(status_counts(merged["status"]))
     seconds = {

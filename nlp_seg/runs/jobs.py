@@ -9,7 +9,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -176,6 +176,7 @@ def write_run_outputs(
     time_options: TimeOptions | None = None,
     refresh: RefreshContext | None = None,
     notes: dict[str, Any] | None = None,
+    run_notes: Sequence[str] = (),
 ) -> tuple[pd.DataFrame, list[Path], dict[str, Any] | None]:
     """The files of a run held in memory: ``assignments.csv`` / ``.parquet``,
     ``segments.json``, the ``--save-model`` folder, ``audiences/`` and ``report.html``.
@@ -258,6 +259,7 @@ def write_run_outputs(
         period=(notes["time"] or {}).get("period"),
         reference_date=reference,
         drift=drift,
+        run_notes=run_notes,
     )
     with timer("personalisation"):
         from nlp_seg.runs.personalise import write_personal_files
@@ -421,6 +423,7 @@ def write_audiences_and_report(
     period: str | None = None,
     reference_date: pd.Timestamp | None = None,
     drift: dict[str, Any] | None = None,
+    run_notes: Sequence[str] = (),
 ) -> tuple[list[Path], dict[str, Any] | None]:
     """``out/audiences/`` (when ``audiences``) and ``out/report.html`` (when ``report``) from
     ``table``, the output table or the columns of it they read (the id, contact, text, date,
@@ -458,6 +461,7 @@ def write_audiences_and_report(
                     period=period,
                     reference_date=reference_date,
                     drift=drift,
+                    notes=run_notes,
                 )
                 files.append(write_report(out / "report.html", page))
     return files, audience_info
@@ -620,6 +624,7 @@ def analyze_file(
         time_options=time_options,
         refresh=refresh,
         notes=notes,
+        run_notes=warnings,
     )
     warnings.extend((notes.get("drift") or {}).get("warnings", []))
     seconds = {**timer.seconds, **{f"pipeline.{k}": v for k, v in seg.timings_.items()}}
