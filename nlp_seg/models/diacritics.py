@@ -475,18 +475,25 @@ def restore_texts(texts: Sequence[str]) -> tuple[list[str], int]:
     """Every text typed without its marks given them back: Vietnamese by the syllable model,
     Portuguese, Spanish, French, Italian and German word by word; other texts as they were.
     Returns the texts and how many changed."""
+    out = [restore_text(text) for text in texts]
+    return out, sum(fixed != text for fixed, text in zip(out, texts, strict=True))
+
+
+#: Texts whose restoration is remembered: the encoder restores a run's texts and the keyword
+#: stage reads the same ones again (a Vietnamese text costs ~10 ms to decode), and reviews
+#: repeat ("hang dep", "ok"). About 200 bytes a text.
+RESTORED_CACHE_TEXTS = 1 << 17
+
+
+@lru_cache(maxsize=RESTORED_CACHE_TEXTS)
+def restore_text(text: str) -> str:
+    """One text with its marks given back (:func:`restore_texts`)."""
     vietnamese = load_restorer()
+    if vietnamese.needs_restoring(text):
+        return vietnamese.restore(text)
     latin = _accent_restorer()
-    out, changed = [], 0
-    for text in texts:
-        fixed = text
-        if vietnamese.needs_restoring(text):
-            fixed = vietnamese.restore(text)
-        elif (lang := latin.language(text)) is not None:
-            fixed = latin.restore(text, lang)
-        changed += fixed != text
-        out.append(fixed)
-    return out, changed
+    lang = latin.language(text)
+    return latin.restore(text, lang) if lang is not None else text
 
 
 @lru_cache(maxsize=1)
