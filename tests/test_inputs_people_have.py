@@ -186,6 +186,8 @@ def test_workbook_with_a_csv_name_is_read_as_the_workbook(
         ("rows.xlsx", b"text\nhello there\n", "give it a .csv"),
         ("reviews.csv", gzip.compress(b"text\nhello there\n" * 50), "gzip-compressed"),
         ("reviews.csv", bytes(range(1, 32)) * 200, "binary data"),
+        ("reviews.csv", Path(sys.executable).resolve().read_bytes()[:70000], "a program"),
+        ("reviews.csv", b"MZ\x90\x00" + b"\x00" * 60 + b"PE\x00\x00" + b"\x00" * 900, "program"),
         ("reviews.csv", b"%PDF-1.7\n" + bytes(range(256)) * 10, "PDF"),
     ],
 )
@@ -278,13 +280,18 @@ def test_a_quoted_review_over_several_lines_stays_one_text(
     assert "opens a quote" not in caplog.text
 
 
-def test_batch_stops_on_a_quote_left_open(tmp_path: Path) -> None:
+def test_batch_stops_on_a_quote_left_open(tmp_path: Path, tiny_models) -> None:
     path = printf(tmp_path / "q.csv", UNCLOSED)
-    proc = nlpseg("batch", str(path), "--out", str(tmp_path / "b"))
+    proc = nlpseg("batch", str(path), "--out", str(tmp_path / "b"), *tiny(tiny_models))
     assert proc.returncode != 0
     last = [ln for ln in proc.stderr.splitlines() if ln.strip()][-1]
     assert last.startswith("error: q.csv row 1: a quote opened in its 'review' cell"), proc.stderr
     assert "Traceback" not in proc.stderr
+    # The quote closed as told, the same command runs: the failed start kept nothing to refuse.
+    printf(tmp_path / "q.csv", UNCLOSED.replace('1,"good', "1,good"))
+    again = nlpseg("-q", "batch", str(path), "--out", str(tmp_path / "b"), *tiny(tiny_models))
+    assert again.returncode == 0, again.stderr
+    assert len(pd.read_parquet(tmp_path / "b" / "assignments.parquet")) == 5
 
 
 def test_duplicate_headers_and_nul_bytes(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:

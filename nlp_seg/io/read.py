@@ -272,6 +272,9 @@ _MAGIC = (
     (b"SQLite format 3\x00", "sqlite"),
     (b"\x89PNG", "png"),
     (b"\xff\xd8\xff", "jpeg"),
+    (b"\x7fELF", "program"),  # Linux
+    (b"\xcf\xfa\xed\xfe", "program"),  # macOS (Mach-O, 64-bit)
+    (b"\xfe\xed\xfa\xcf", "program"),
 )
 _NOT_TEXT = {  # kind: (what it is, what to do)
     "parquet": ("a Parquet file", "give it a .parquet name"),
@@ -285,6 +288,7 @@ _NOT_TEXT = {  # kind: (what it is, what to do)
     "png": ("an image", ""),
     "jpeg": ("an image", ""),
     "binary": ("binary data", ""),
+    "program": ("a program (an executable file)", ""),
 }
 
 
@@ -312,6 +316,8 @@ def sniff_kind(path: str | Path) -> str | None:
     for magic, kind in _MAGIC:
         if head.startswith(magic):
             return kind
+    if head.startswith(b"MZ") and b"PE\x00\x00" in head[:1024]:
+        return "program"  # Windows
     if _utf16_without_bom(head) or head.startswith((b"\xff\xfe", b"\xfe\xff")):
         return None
     if head.startswith(b"\xef\xbb\xbf"):
@@ -319,8 +325,8 @@ def sniff_kind(path: str | Path) -> str | None:
     # Control bytes other than NUL (handled as stray padding), TAB, LF, CR, FF and ESC are
     # rare in text in any encoding and common in binary data.
     control = sum(1 for b in head if 0 < b < 9 or 13 < b < 32 and b != 27)
-    if head and control > 0.05 * len(head):
-        return "binary"
+    if head and (control > 0.05 * len(head) or head.count(0) > 0.3 * len(head)):
+        return "binary"  # (UTF-16, whose NULs are half its bytes, was recognised above)
     return None
 
 

@@ -663,6 +663,14 @@ def _changed_input(old: dict[str, Any], new: dict[str, Any]) -> str | None:
     return None
 
 
+def _holds_work(work: WorkDir) -> bool:
+    """Whether ``_work`` holds anything a resumed run would reuse (a chunk, the encoded
+    marker, the fit, placed parts)."""
+    if (work.root / "encoded.json").exists():
+        return True
+    return any(d.is_dir() and any(d.iterdir()) for d in (work.chunks, work.fit, work.parts))
+
+
 def check_manifest(
     work: WorkDir, manifest: dict[str, Any], restart: bool, reporter: Reporter
 ) -> None:
@@ -678,6 +686,8 @@ def check_manifest(
                 shutil.rmtree(child)
             elif child.exists():
                 child.unlink()
+    if path.exists() and not _holds_work(work):
+        path.unlink()  # a run that stopped before its first chunk: nothing to keep or refuse
     if path.exists():
         old = json.loads(path.read_text(encoding="utf-8"))
         if old.get("format_version") != manifest["format_version"]:
