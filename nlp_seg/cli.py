@@ -666,6 +666,11 @@ def build_run_config(opts: dict[str, Any]) -> tuple[Any, Any, Any]:
     return cfg, behavior_options, audience_options
 
 
+def signed(x: float | None) -> str:
+    """A mean sentiment as shown: ``+0.42``, or ``–`` for a segment that wrote nothing."""
+    return "–" if x is None else f"{x:+.2f}"
+
+
 def _summary(result: Any) -> None:
     for w in result.warnings:
         typer.echo(f"warning: {w}", err=True)
@@ -685,7 +690,7 @@ def _summary(result: Any) -> None:
                 s["name"],
                 f"{s['size']:,}",
                 f"{s['share']:.1%}",
-                f"{s['sentiment']['mean_score']:+.2f}",
+                signed(s["sentiment"].get("mean_score")),
                 ", ".join(s["keywords"][:4]),
             )
         console.print(table)

@@ -369,6 +369,8 @@ def test_customer_unit_end_to_end(tiny_models: dict[str, Path], tmp_path: Path) 
     for s in segs["segments"]:
         assert {"value_tier", "loyalty_tier", "tier_shares", "benefits", "action"} <= set(s)
         assert s["name"].startswith(s["base_name"])
+        # a segment nobody wrote in has no sentiment (null, shown as "–"), not a neutral 0.0
+        assert (s["sentiment"]["mean_score"] is None) == (s["with_text"] == 0), s
     run = json.loads((out / "run.json").read_text(encoding="utf-8"))
     assert run["behavior"]["unit"] == "customer" and run["behavior"]["customers"] == len(got)
     assert run["behavior"]["clv"]["used"] == "bgnbd_gg"

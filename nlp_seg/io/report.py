@@ -538,7 +538,7 @@ def build_report(
             f'<td><span class="swatch" style="background:{colours[int(s["id"])]}"></span>'
             f"<b>{_e(s['id'])}: {_e(s['name'])}</b></td>"
             f'<td class="num">{s["size"]:,}</td><td class="num">{s["share"]:.1%}</td>'
-            f'<td class="num">{s["sentiment"]["mean_score"]:+.2f}</td>'
+            f'<td class="num">{_signed(s["sentiment"].get("mean_score"))}</td>'
             f"<td>{_e(s.get('action') or '')}</td></tr>"
         )
     table = (
@@ -755,7 +755,7 @@ def _card(s: Mapping[str, Any], t: dict[str, str], colour: str, base_label: dict
     base = str(s.get("base_name", ""))
     meta = [
         f"{s['size']:,} {t['members']} ({s['share']:.1%})",
-        f"{t['mean_sentiment'].lower()} {sent['mean_score']:+.2f}",
+        f"{t['mean_sentiment'].lower()} {_signed(sent.get('mean_score'))}",
     ]
     if base in base_label:
         meta.insert(0, base_label[base])
@@ -806,6 +806,11 @@ def _shorten(text: str, limit: int = QUOTE_CHARS) -> str:
         return text
     cut = text.rfind(" ", 0, limit)
     return text[: cut if cut > limit // 2 else limit].rstrip(" ,.;:") + " …"
+
+
+def _signed(x: float | None) -> str:
+    """A mean sentiment: ``+0.42``, or ``–`` for a segment that wrote nothing."""
+    return "–" if x is None else f"{x:+.2f}"
 
 
 def _fmt(v: object) -> str:

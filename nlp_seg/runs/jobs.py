@@ -872,12 +872,13 @@ def assign_file(
         members = ids == s["id"]
         if not members.any():
             continue
-        mean = float(np.nanmean(scores[members])) if np.isfinite(scores[members]).any() else 0.0
+        finite = np.isfinite(scores[members])
+        mean = round(float(np.nanmean(scores[members])), 4) if finite.any() else None
         segments.append(
             {
                 **s,
                 "size": int(members.sum()),
-                "sentiment": {**s["sentiment"], "mean_score": round(mean, 4)},
+                "sentiment": {**s["sentiment"], "mean_score": mean},
             }
         )
     total = max(sum(s["size"] for s in segments), 1)

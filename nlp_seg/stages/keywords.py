@@ -74,6 +74,12 @@ _SCRIPT_RUN_RE = re.compile(
     r"[\u3040-\u309f]+|[\u30a0-\u30ff]+|[\u3400-\u4dbf\u4e00-\u9fff]+|[\uac00-\ud7af]+"
 )
 WORD_RE = re.compile(r"[^\W\d_]+(?:['’][^\W\d_]+)?", re.UNICODE)
+#: Words and short numbers: a number is never a keyword alone, but may end a phrase
+#: ("atendimento nota 10").
+_WORD_OR_NUMBER_RE = re.compile(WORD_RE.pattern + r"|(?<![\d.,])\d{1,3}(?![\d.,]\d)")
+#: Stop words that may join the two words of a 3-word phrase ("opções de cor", "quality of
+#: service"), where a phrase of the first two ("opções de") would mean nothing.
+PHRASE_LINKS = frozenset(["de", "do", "da", "dos", "das", "of", "del", "di", "du", "des"])
 
 
 #: Letters only Vietnamese uses (with its tone marks): a clause holding one is segmented into
@@ -155,18 +161,24 @@ def analyze_tokens(text: str) -> list[str]:
                     if bg not in STOPWORDS
                 )
     for clause in _CLAUSE_RE.split(CJK_RE.sub(" ", text)):
-        words = vietnamese_words(clause) if VI_RE.search(clause) else WORD_RE.findall(clause)
-        tokens.extend(w for w in words if len(w) > 1 and w not in STOPWORDS)
+        words = (
+            vietnamese_words(clause) if VI_RE.search(clause) else _WORD_OR_NUMBER_RE.findall(clause)
+        )
+        tokens.extend(w for w in words if len(w) > 1 and w not in STOPWORDS and not w.isdigit())
         for i, (a, b) in enumerate(zip(words, words[1:], strict=False)):
-            if len(a) < 2 or len(b) < 2 or b in STOPWORDS or f"{a} {b}" in STOPWORDS:
+            if a.isdigit() or len(a) < 2 or len(b) < 2:
                 continue
-            if a not in STOPWORDS or a in NEGATIONS:
-                tokens.append(f"{a} {b}")
-                # and the phrase it may be cut from ("giao hàng nhanh", "không giống mô
-                # tả"): shown instead of its pieces only where it is what they say
-                c = words[i + 2] if i + 2 < len(words) else ""
-                if len(c) > 1 and c not in STOPWORDS:
-                    tokens.append(f"{a} {b} {c}")
+            if a in STOPWORDS and a not in NEGATIONS:
+                continue
+            if b.isdigit() or (b not in STOPWORDS and f"{a} {b}" not in STOPWORDS):
+                tokens.append(f"{a} {b}")  # a number may end one ("nota 10")
+            elif b not in PHRASE_LINKS:
+                continue
+            # and the phrase it may be cut from ("giao hàng nhanh", "không giống mô tả",
+            # "opções de cor"): shown instead of its pieces only where it is what they say
+            c = words[i + 2] if i + 2 < len(words) else ""
+            if len(c) > 1 and (c.isdigit() or c not in STOPWORDS) and not b.isdigit():
+                tokens.append(f"{a} {b} {c}")
     return tokens
 
 

@@ -658,7 +658,8 @@ def profile_segments(
             "with_text": int(m.sum()),
             "sentiment": {
                 **{k: round(v, 4) for k, v in shares.items()},
-                "mean_score": round(mean_score, 4),
+                # none without a text: a silent segment has no sentiment, not a neutral one
+                "mean_score": round(mean_score, 4) if len(p) else None,
             },
             "improvement_request_share": round(req, 4),
             **aspect_fields,
@@ -678,6 +679,24 @@ def profile_segments(
                 for c in behavior.columns
             }
         profiles.append(prof)
+    awaiting = [p["id"] for p in profiles if p["base_name"] == "awaiting-improvement"]
+    if awaiting and requests.any():
+        # What an awaiting-improvement segment asks for is said in its requests, not in the
+        # praise beside them ("embalado, chegou rápido"): their keywords come first.
+        asked = class_tfidf_keywords(
+            [t for t, r in zip(texts_txt, requests, strict=True) if r],
+            lab_txt[requests],
+            top_n=10,
+            embed=embed,
+            exclude=is_request_cue,
+            restore_diacritics=restore_diacritics,
+        )
+        for prof in profiles:
+            own = asked.get(prof["id"], [])
+            if prof["id"] in awaiting and own:
+                rest = [k for k in prof["keywords"] if k not in own]
+                prof["keywords"] = (own + rest)[:10]
+                keywords[prof["id"]] = prof["keywords"]
     qual = segment_qualifiers(row_info, labels, seg_mask, seg_ids) if row_info is not None else {}
     names = disambiguate(
         {
