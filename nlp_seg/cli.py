@@ -666,6 +666,11 @@ def build_run_config(opts: dict[str, Any]) -> tuple[Any, Any, Any]:
     return cfg, behavior_options, audience_options
 
 
+def counted(n: int, noun: str) -> str:
+    """``1 row``, ``172 rows``, ``150 customers``."""
+    return f"{n:,} {noun}" + ("" if n == 1 else "s")
+
+
 def signed(x: float | None) -> str:
     """A mean sentiment as shown: ``+0.42``, or ``–`` for a segment that wrote nothing."""
     return "–" if x is None else f"{x:+.2f}"
@@ -694,8 +699,9 @@ def _summary(result: Any) -> None:
                 ", ".join(s["keywords"][:4]),
             )
         console.print(table)
+    unit = getattr(result, "unit", "row")
     console.print(
-        f"{result.rows_in:,} rows in, {result.rows_out:,} rows out "
+        f"{counted(result.rows_in, 'row')} in, {counted(result.rows_out, unit)} out "
         f"({', '.join(f'{k}: {v:,}' for k, v in result.status.items())}) "
         f"in {result.seconds:.1f} s"
     )

@@ -235,7 +235,7 @@ def read_table(
             )
         elif kind == "parquet" or suffix in (".parquet", ".pq"):
             if suffix not in (".parquet", ".pq"):
-                log.warning("%s is a Parquet file, not text; read it as Parquet", p.name)
+                log.warning("%s is a Parquet file, not text; reading it as Parquet", p.name)
             df = pd.read_parquet(p)
         elif kind is not None:
             raise InputError(_not_text_message(p, kind))
@@ -435,7 +435,7 @@ def _read_spreadsheet(p: Path, kind: str | None, sheet: str | None) -> pd.DataFr
     what, usual = SPREADSHEET_KINDS[kind]
     if suffix not in SPREADSHEET_SUFFIXES:
         log.warning(
-            "%s is %s, not %s text; read it as a spreadsheet", p.name, what, suffix or "CSV"
+            "%s is %s, not %s text; reading it as a spreadsheet", p.name, what, suffix or "CSV"
         )
     if kind == "xlsx":
         name, rows = _xlsx_rows(p, sheet)

@@ -51,6 +51,10 @@ STRINGS: dict[str, dict[str, str]] = {
     "en": {
         "title": "Customer segments",
         "summary": "{rows} rows, {segments} segments, from {input}",
+        "summary_customers": "{rows} customers, {segments} segments, from {input}",
+        "map_note_customers": "Each dot is one customer in the fit sample, placed by the "
+        "segmenter's UMAP coordinates projected to 2-D (PCA). Dots close together wrote and "
+        "bought alike. Hover to read what they wrote.",
         "overview": "Overview",
         "segment": "Segment",
         "size": "Size",
@@ -117,6 +121,10 @@ STRINGS: dict[str, dict[str, str]] = {
     "vi": {
         "title": "Phân khúc khách hàng",
         "summary": "{rows} dòng, {segments} phân khúc, từ {input}",
+        "summary_customers": "{rows} khách hàng, {segments} phân khúc, từ {input}",
+        "map_note_customers": "Mỗi chấm là một khách hàng trong mẫu huấn luyện, đặt theo toạ độ "
+        "UMAP của mô hình chiếu xuống 2 chiều (PCA). Các chấm gần nhau viết và mua tương tự. "
+        "Rê chuột để đọc nội dung.",
         "overview": "Tổng quan",
         "segment": "Phân khúc",
         "size": "Số lượng",
@@ -550,7 +558,9 @@ def build_report(
     aspects_html = _aspect_heatmap(segs, t, colours)
 
     n_rows = len(frame)
-    summary = t["summary"].format(
+    # one row per customer at --unit customer (the table then lists each customer's reviews)
+    per_customer = "review_rows" in frame.columns
+    summary = t["summary_customers" if per_customer else "summary"].format(
         rows=f"{n_rows:,}", segments=sum(1 for s in segments if s["id"] >= 0), input=input_name
     )
     head = [
@@ -569,7 +579,8 @@ def build_report(
     parts.append(f'<section id="overview"><h2>{t["overview"]}</h2>{table}</section>')
     if map_html:
         parts.append(
-            f'<section id="map"><h2>{t["map"]}</h2><p class="note">{t["map_note"]}</p>'
+            f'<section id="map"><h2>{t["map"]}</h2>'
+            f'<p class="note">{t["map_note_customers" if per_customer else "map_note"]}</p>'
             f"{map_html}</section>"
         )
     else:  # say what is left out and why, rather than a silently missing chart

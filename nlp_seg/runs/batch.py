@@ -618,7 +618,7 @@ def _finish_with_behavior(
     """
     from nlp_seg.io.write import status_counts
     from nlp_seg.runs.behavior_job import run_behavior_job_encoded
-    from nlp_seg.runs.jobs import RunResult, write_run_json, write_run_outputs
+    from nlp_seg.runs.jobs import RunResult, unit_of, write_run_json, write_run_outputs
 
     timer, out = run.timer, run.out
     with timer("load_encoded"):
@@ -691,6 +691,7 @@ def _finish_with_behavior(
         seg.segments_,
         warnings,
         seconds["total"],
+        unit_of(beh_run),
     )
 
 

@@ -80,6 +80,13 @@ class RunResult:
     segments: list[dict[str, Any]] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     seconds: float = 0.0
+    #: What an output row is: ``row`` (an input row) or ``customer`` (``--unit customer``).
+    unit: str = "row"
+
+
+def unit_of(beh_run: Any) -> str:
+    """``customer`` when a behaviour run wrote one row per customer, else ``row``."""
+    return "customer" if beh_run is not None and beh_run.info.get("unit") == "customer" else "row"
 
 
 def _load_input(
@@ -660,7 +667,15 @@ def analyze_file(
         )
     write_run_json(out, info, files, beh_run, audience_info, rating, to_db=to_db)
     return RunResult(
-        out, files, len(frame), len(merged), status, seg.segments_, warnings, seconds["total"]
+        out,
+        files,
+        len(frame),
+        len(merged),
+        status,
+        seg.segments_,
+        warnings,
+        seconds["total"],
+        unit_of(beh_run),
     )
 
 
@@ -885,5 +900,13 @@ def assign_file(
     for s in segments:
         s["share"] = round(s["size"] / total, 4)
     return RunResult(
-        out, files, len(frame), len(merged), status, segments, warnings, seconds["total"]
+        out,
+        files,
+        len(frame),
+        len(merged),
+        status,
+        segments,
+        warnings,
+        seconds["total"],
+        unit_of(beh_run),
     )

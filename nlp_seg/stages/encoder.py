@@ -187,7 +187,9 @@ class TextEncoder:
         with (
             timer("embedding"),
             self.reporter.stage(
-                f"Embedding {len(uniq_list):,} distinct texts", total=len(uniq_list)
+                f"Embedding {len(uniq_list):,} distinct text"
+                + ("" if len(uniq_list) == 1 else "s"),
+                total=len(uniq_list),
             ) as advance,
         ):
             if layers or branch is not None:  # the head's probabilities: the same pass
