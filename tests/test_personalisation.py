@@ -155,7 +155,8 @@ def test_assign_with_a_saved_model_adds_the_same_columns(bundled_run: Path) -> N
     assert proc.returncode == 0, proc.stderr
     table = pd.read_parquet(root / "assigned" / "assignments.parquet")
     fitted = pd.read_parquet(root / "out" / "assignments.parquet")
-    assert list(table.columns[-2:]) == ["next_best_action", "recommended_items"]
+    # assign adds behavior_missing last (what each customer had no value for)
+    assert list(table.columns[-3:]) == ["next_best_action", "recommended_items", "behavior_missing"]
     assert list(fitted.columns[-2:]) == ["next_best_action", "recommended_items"]
     assert set(table["next_best_action"]) <= VOCABULARY
     bought = _bought(root / "orders.csv")
