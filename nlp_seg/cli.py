@@ -695,8 +695,8 @@ def _summary(result: Any) -> None:
                 s["name"],
                 f"{s['size']:,}",
                 f"{s['share']:.1%}",
-                signed(s["sentiment"].get("mean_score")),
-                ", ".join(s["keywords"][:4]),
+                signed((s.get("sentiment") or {}).get("mean_score")),
+                ", ".join(s.get("keywords", [])[:4]),
             )
         console.print(table)
     unit = getattr(result, "unit", "row")

@@ -267,12 +267,17 @@ def test_a_quoted_review_over_several_lines_stays_one_text(
 ) -> None:
     text = (
         'user,review\\nalice,"Good phone.\\nBattery, though, weak"\\n'
-        'bob,"Great\\nThanks, all good"\\ncarol,ok\\n'
+        'bob,"Great\\nThanks, all good"\\n'
+        'carol,"Nice phone.\\nHowever, battery weak.\\nOverall, ok."\\ndan,ok\\n'
     )
     path = printf(tmp_path / "m.csv", text)
     with caplog.at_level(logging.WARNING, logger="nlp_seg.io.read"):
         df = read_table(path, typed=False)
-    assert df["user"].tolist() == ["alice", "bob", "carol"]
+        ids = read_table(
+            printf(tmp_path / "n.csv", 'id,review\\n1,"Fast.\\n10, would buy again"\\n')
+        )
+    assert ids["review"].tolist() == ["Fast.\n10, would buy again"]
+    assert df["user"].tolist() == ["alice", "bob", "carol", "dan"]
     assert df["review"].tolist()[:2] == [
         "Good phone.\nBattery, though, weak",
         "Great\nThanks, all good",
@@ -287,6 +292,11 @@ def test_batch_stops_on_a_quote_left_open(tmp_path: Path, tiny_models) -> None:
     last = [ln for ln in proc.stderr.splitlines() if ln.strip()][-1]
     assert last.startswith("error: q.csv row 1: a quote opened in its 'review' cell"), proc.stderr
     assert "Traceback" not in proc.stderr
+    # Open to the end of the file: the same message, not pandas' "EOF inside string".
+    eof = printf(tmp_path / "e.csv", 'id,review\\n1,ok\\n2,"good phone\\n3,bad\\n')
+    proc = nlpseg("batch", str(eof), "--out", str(tmp_path / "e"), *tiny(tiny_models))
+    last = [ln for ln in proc.stderr.splitlines() if ln.strip()][-1]
+    assert proc.returncode != 0 and "a quote opened runs on over lines" in last, proc.stderr
     # The quote closed as told, the same command runs: the failed start kept nothing to refuse.
     printf(tmp_path / "q.csv", UNCLOSED.replace('1,"good', "1,good"))
     again = nlpseg("-q", "batch", str(path), "--out", str(tmp_path / "b"), *tiny(tiny_models))

@@ -238,5 +238,7 @@ def test_how_people_ask_is_no_keyword_what_they_ask_for_is() -> None:
     assert not any(is_request_cue(w) for w in ["cor", "opções", "cải thiện pin", "battery"])
     texts = pd.read_csv(REPO / "examples" / "reviews.csv")["review"].astype(str).tolist()
     labels = np.array([int("gostaria" in t.lower()) for t in texts])
+    plain = class_tfidf_keywords(texts, labels, top_n=5)[1]
     kw = class_tfidf_keywords(texts, labels, top_n=5, exclude=is_request_cue)[1]
-    assert kw and not any(is_request_cue(k) for k in kw), kw
+    assert "gostaria" in plain or "adicionassem" in plain, plain  # how they ask ranks high
+    assert "opções de cor" in kw and not {"gostaria", "adicionassem"} & set(kw), kw

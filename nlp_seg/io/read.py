@@ -605,9 +605,12 @@ def detect_encoding(head: bytes, name: str) -> str:
     """The encoding of a file that is not UTF-8, from its first bytes (charset_normalizer).
 
     Single-byte code pages often decode a file equally well (cp1250 and cp1252 read
-    Portuguese "ã" as "ă" and "ã" with the same score): among the tied best, the common
-    Western and Vietnamese ones win over the first found. Used by every reader (analyze's and
-    the batch engine's), so a file decodes the same way in every command.
+    Portuguese "ã" as "ă" and "ã" with the same score): among the tied best, the one with
+    fewer symbols among letters wins, then the common Western and Vietnamese ones
+    (:func:`_likelier`). A short text may even read best in a rare page ("Café était" as
+    mac_latin2 "Cafť ťtait"): a common page (cp1252, cp1258, Latin-1, cp1250) that reads it
+    within :data:`COMMON_CODEPAGE_SLACK` of the best is taken instead. Used by every reader
+    (analyze's and the batch engine's), so a file decodes the same way in every command.
     """
     from charset_normalizer import from_bytes
 
@@ -691,11 +694,14 @@ def _split_rows(text: str, sep: str, name: str) -> tuple[list[str], list[list[st
                 break
             start, consumed = consumed + 1, base + reader.line_num
             if consumed > start and width > 1:
-                if runaway_quote(row, sep, width, first_shapes):
+                span = lines[start - 1 : consumed]
+                if runaway_quote(row, sep, width, first_shapes, _closes_badly(span, sep)):
                     reopened.append((start, consumed))
                     row = _opening_line(lines[start - 1], sep, width)
                     base = consumed = start
-                    reader = csv.reader(iter(lines[start:]), delimiter=sep)
+                    rest = iter(lines)
+                    rest.__setstate__(start)  # on from the next line, without copying the list
+                    reader = csv.reader(rest, delimiter=sep)
             elif row and len(first_shapes) < 64:
                 first_shapes.add(value_shape(row[0]))
             if not row or (len(row) == 1 and not row[0].strip() and width > 1):
@@ -761,28 +767,48 @@ def value_shape(value: str) -> str:
     return re.sub(r"\d+", "9", re.sub(r"[^\W\d_]+", "a", value.strip()))
 
 
-def runaway_quote(row: list[str], sep: str, width: int, first_shapes: set[str]) -> bool:
+def _closes_badly(span: list[str], sep: str) -> bool:
+    """Whether the quote of a row read over ``span`` never closes, or closes with text after
+    it (``5,"nice" screen``): what a quoted text that merely has line breaks never does."""
+    try:
+        for _ in csv.reader(span, delimiter=sep, strict=True):
+            pass
+    except csv.Error:
+        return True
+    return False
+
+
+def runaway_quote(
+    row: list[str], sep: str, width: int, first_shapes: set[str], closes_badly: bool
+) -> bool:
     """Whether a row read over several lines holds a quote left open rather than a text that
     has line breaks.
 
     Inside such a cell the next rows sit one per line: a line splits into as many fields as
     the header (the last one into at most as many, where the quote finally closes) and starts
-    with a value shaped like the first column's (``2``, ``A-17``, a date). Two such lines, or
-    one whose first value holds digits (an id, a date), are taken as swallowed rows; a review
-    that merely runs over lines hardly ever looks like that.
+    with a value shaped like the first column's (``2``, ``A-17``, a date). A quote that
+    ``closes_badly`` (:func:`_closes_badly`) over one such line is taken as left open; a quote
+    that closes cleanly only when every line inside is such a row and two or more start with
+    digits (ids, dates): a review with line breaks hardly ever reads like that.
     """
     for j, cell in enumerate(row):
         inner = _NEWLINE_RE.split(cell)[1:]
         if not inner:
             continue
         shapes = first_shapes | ({value_shape(row[0])} if j > 0 else set())
-        hits: list[str] = []
+        hits = digits = 0
+        every = True
         for k, line in enumerate(inner):
             fields = next(csv.reader([line], delimiter=sep), [])
-            fits = len(fields) == width or (k == len(inner) - 1 and 2 <= len(fields) <= width)
-            if fits and fields[0].strip() and value_shape(fields[0]) in shapes:
-                hits.append(value_shape(fields[0]))
-        if len(hits) >= 2 or any("9" in h for h in hits):
+            last = k == len(inner) - 1
+            fits = len(fields) == width or (last and 2 <= len(fields) <= width)
+            shape = value_shape(fields[0]) if fits and fields[0].strip() else None
+            if shape is not None and shape in shapes:
+                hits += 1
+                digits += "9" in shape
+            elif not last:
+                every = False
+        if (closes_badly and hits) or (every and digits >= 2):
             return True
     return False
 

@@ -216,7 +216,7 @@ def _palette() -> list[str]:
     """Segment colours that stay apart however many segments there are: colorcet's Glasbey
     palette (each colour chosen to be as far as it can be from all before it, in a perceptual
     colour space, and never greyish), less the colours too light to see on white or too dark
-    to tell from black. The first 40 differ by a CIEDE2000 distance of 8.8 or more (plotly's
+    to tell from black. The first 40 differ by a CIEDE2000 distance of 8.7 or more (plotly's
     Dark24 + Light24, used before: 0.7)."""
     import colorcet
 
@@ -368,13 +368,15 @@ def build_report(
     reference_date: pd.Timestamp | None = None,
     drift: Mapping[str, Any] | None = None,
     notes: Sequence[str] = (),
+    unit: str = "review",
 ) -> str:
     """The report as one HTML string. ``frame`` is the merged output (input columns plus the
     contract columns), one row per input row. ``period`` (``week``/``month``/``quarter``,
     default from the span) buckets the time charts; ``reference_date`` anchors relative dates
     (``2 tuần trước``); ``drift`` (a refresh's or compare's ``drift.json``) adds its section.
     ``notes`` (the run's warnings: rows left out, customers without orders, ...) are shown
-    under the summary, so a reader of the page learns what the terminal said."""
+    under the summary, so a reader of the page learns what the terminal said. ``unit``
+    (``review`` or ``customer``) is what a row of ``frame`` is."""
     try:
         import plotly.graph_objects as go
     except ImportError as exc:  # pragma: no cover - plotly is a main dependency
@@ -558,8 +560,7 @@ def build_report(
     aspects_html = _aspect_heatmap(segs, t, colours)
 
     n_rows = len(frame)
-    # one row per customer at --unit customer (the table then lists each customer's reviews)
-    per_customer = "review_rows" in frame.columns
+    per_customer = unit == "customer"
     summary = t["summary_customers" if per_customer else "summary"].format(
         rows=f"{n_rows:,}", segments=sum(1 for s in segments if s["id"] >= 0), input=input_name
     )

@@ -480,9 +480,10 @@ def restore_texts(texts: Sequence[str]) -> tuple[list[str], int]:
 
 
 #: Texts whose restoration is remembered: the encoder restores a run's texts and the keyword
-#: stage reads the same ones again (a Vietnamese text costs ~10 ms to decode), and reviews
-#: repeat ("hang dep", "ok"). About 200 bytes a text.
-RESTORED_CACHE_TEXTS = 1 << 17
+#: stage reads up to 2,000 of each segment's again (a Vietnamese text costs ~10 ms to
+#: decode), and reviews repeat ("hang dep", "ok"). About 1 KB a review (key and result), so
+#: at most ~64 MB, which a long-running ``nlpseg serve`` keeps.
+RESTORED_CACHE_TEXTS = 1 << 16
 
 
 @lru_cache(maxsize=RESTORED_CACHE_TEXTS)

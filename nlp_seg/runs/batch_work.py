@@ -331,7 +331,7 @@ def plan_inputs(
                 raw = [str(c) for c in _csv_reader(f, 1, nrows=1).get_chunk().columns]
                 cols = [c.strip() for c in raw]
             except (ValueError, pd.errors.ParserError, StopIteration) as exc:
-                raise InputError(f"cannot read {f.path.name}: {exc}".splitlines()[0]) from exc
+                raise _read_error(f, exc) from exc
             if columns is None:
                 columns, raw_columns = cols, raw
             elif cols != columns:
@@ -346,7 +346,7 @@ def plan_inputs(
         except StopIteration as exc:
             raise InputError(f"input file has no rows: {files[0].path}") from exc
         except (ValueError, UnicodeDecodeError, pd.errors.ParserError) as exc:
-            raise InputError(f"cannot read {files[0].path.name}: {exc}".splitlines()[0]) from exc
+            raise _read_error(files[0], exc) from exc
         head.columns = columns
         head = restore_numeric(head)
     else:
@@ -390,12 +390,28 @@ def _refuse_runaway_quotes(frame: pd.DataFrame, f: InputFile, rows_before: int) 
         broken = frame[col].astype("string").str.contains("\n|\r", regex=True, na=False)
         for i in np.flatnonzero(broken.to_numpy(dtype=bool)):
             row = ["" if pd.isna(v) else str(v) for v in frame.iloc[i].tolist()]
-            if runaway_quote(row, f.sep or ",", width, shapes):
-                raise InputError(
-                    f"{f.path.name} row {rows_before + i + 1}: a quote opened in its {col!r} "
-                    "cell runs on over lines that look like rows of their own; close the quote "
-                    "(nlpseg analyze and score read such a file row by row, with a warning)"
-                )
+            # read leniently, a quote that closed with text after it stays in the cell
+            stray = '"' in str(frame.iloc[i][col])
+            if runaway_quote(row, f.sep or ",", width, shapes, stray):
+                raise InputError(_open_quote_message(f, f"row {rows_before + i + 1}", col))
+
+
+def _read_error(f: InputFile, exc: BaseException) -> InputError:
+    """A CSV the parser refused, in one line: a quote open to the end of the file said as
+    such (pandas: "EOF inside string starting at row N")."""
+    found = re.search(r"EOF inside string starting at row (\d+)", str(exc))
+    if found:
+        return InputError(_open_quote_message(f, f"row {found.group(1)}"))
+    return InputError(f"cannot read {f.path.name}: {exc}".splitlines()[0])
+
+
+def _open_quote_message(f: InputFile, where: str, col: str | None = None) -> str:
+    cell = f"in its {col!r} cell " if col else ""
+    return (
+        f"{f.path.name} {where}: a quote opened {cell}runs on over lines that look like rows "
+        "of their own; close the quote and rerun with --restart (nlpseg analyze and score read "
+        "such a file row by row, with a warning)"
+    )
 
 
 def iter_file_tables(plan: InputPlan, chunk_size: int) -> Iterator[tuple[int, pa.Table]]:
@@ -415,7 +431,7 @@ def iter_file_tables(plan: InputPlan, chunk_size: int) -> Iterator[tuple[int, pa
                     "pass the right --encoding"
                 ) from exc
             except (ValueError, pd.errors.ParserError) as exc:
-                raise InputError(f"cannot read {f.path.name}: {exc}".splitlines()[0]) from exc
+                raise _read_error(f, exc) from exc
         else:
             pf = pq.ParquetFile(f.path)
             for rb in pf.iter_batches(batch_size=chunk_size, columns=plan.columns):

@@ -560,10 +560,13 @@ def text_only_warning(setup: dict[str, Any], refused: bool = False) -> str:
     computed = [c for c in setup.get("block_columns") or [] if c in BLOCK_FEATURES]
     unit = setup.get("unit", "review")
     if refused:
+        at_median = (
+            f" (the features {', '.join(computed)} at the fitted median)" if computed else ""
+        )
         return (
             f"this segmenter was fitted with {flags} (unit {unit}) but none was given: pass "
             f"{flags} to place with behaviour, or --allow-missing-behavior to place on text "
-            f"alone (the features {', '.join(computed)} at the fitted median)"
+            f"alone{at_median}"
         )
     return (
         f"this segmenter was fitted with {flags} (unit {unit}) but none was given: placement "

@@ -267,6 +267,7 @@ def write_run_outputs(
         reference_date=reference,
         drift=drift,
         run_notes=run_notes,
+        unit="customer" if customer_unit else "review",
     )
     with timer("personalisation"):
         from nlp_seg.runs.personalise import write_personal_files
@@ -431,6 +432,7 @@ def write_audiences_and_report(
     reference_date: pd.Timestamp | None = None,
     drift: dict[str, Any] | None = None,
     run_notes: Sequence[str] = (),
+    unit: str = "review",
 ) -> tuple[list[Path], dict[str, Any] | None]:
     """``out/audiences/`` (when ``audiences``) and ``out/report.html`` (when ``report``) from
     ``table``, the output table or the columns of it they read (the id, contact, text, date,
@@ -469,6 +471,7 @@ def write_audiences_and_report(
                     reference_date=reference_date,
                     drift=drift,
                     notes=run_notes,
+                    unit=unit,
                 )
                 files.append(write_report(out / "report.html", page))
     return files, audience_info

@@ -76,7 +76,7 @@ _SCRIPT_RUN_RE = re.compile(
 WORD_RE = re.compile(r"[^\W\d_]+(?:['’][^\W\d_]+)?", re.UNICODE)
 #: Words and short numbers: a number is never a keyword alone, but may end a phrase
 #: ("atendimento nota 10").
-_WORD_OR_NUMBER_RE = re.compile(WORD_RE.pattern + r"|(?<![\d.,])\d{1,3}(?![\d.,]\d)")
+_WORD_OR_NUMBER_RE = re.compile(WORD_RE.pattern + r"|(?<![\d.,])\d{1,3}(?!\d|[.,]\d)")
 #: Stop words that may join the two words of a 3-word phrase ("opções de cor", "quality of
 #: service"), where a phrase of the first two ("opções de") would mean nothing.
 PHRASE_LINKS = frozenset(["de", "do", "da", "dos", "das", "of", "del", "di", "du", "des"])
@@ -166,7 +166,7 @@ def analyze_tokens(text: str) -> list[str]:
         )
         tokens.extend(w for w in words if len(w) > 1 and w not in STOPWORDS and not w.isdigit())
         for i, (a, b) in enumerate(zip(words, words[1:], strict=False)):
-            if a.isdigit() or len(a) < 2 or len(b) < 2:
+            if a.isdigit() or len(a) < 2 or (len(b) < 2 and not b.isdigit()):
                 continue
             if a in STOPWORDS and a not in NEGATIONS:
                 continue
@@ -253,7 +253,7 @@ def _candidates(
     counts: np.ndarray,
     scores: np.ndarray,
     n_words: np.ndarray,
-    phrases_with: dict[str, list[int]],
+    phrases_with: dict[str, np.ndarray],
     min_count: int,
     limit: int,
 ) -> list[tuple[str, float]]:
@@ -270,7 +270,7 @@ def _candidates(
             # A syllable or phrase that mostly occurs inside a longer phrase is shown as that
             # phrase ("màn" -> "màn hình", "giống" -> "giống mô tả" -> "không giống mô tả").
             cand = phrases_with[term]
-            best = max(cand, key=lambda k: (round(float(scores[k]), 12), n_words[k]))
+            best = cand[np.lexsort((n_words[cand], np.round(scores[cand], 12)))[-1]]
             if (
                 counts[best] < max(min_count, PHRASE_RATIO * counts[at])  # mostly inside it
                 or scores[best] < PHRASE_RATIO * scores[at]
@@ -334,13 +334,14 @@ def class_tfidf_keywords(
     # Each phrase under the words it starts or ends with ("mô tả" and "không giống" ->
     # "không giống mô tả"), so a fragment can be shown as the phrase it comes from.
     known = {str(t): j for j, t in enumerate(terms)}
-    phrases_with: dict[str, list[int]] = {}
+    grouped: dict[str, list[int]] = {}
     for j in np.flatnonzero(n_words >= 2):
         parts = str(terms[j]).split()
         for k in range(1, len(parts)):
             for piece in (" ".join(parts[:k]), " ".join(parts[k:])):
                 if piece in known:
-                    phrases_with.setdefault(piece, []).append(int(j))
+                    grouped.setdefault(piece, []).append(int(j))
+    phrases_with = {w: np.array(js) for w, js in grouped.items()}
     limit = max(CANDIDATES, top_n) if embed is not None else top_n
     cands = {
         c: _candidates(

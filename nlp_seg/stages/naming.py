@@ -19,6 +19,7 @@ class-based TF-IDF, diversified by MMR on the encoder's embeddings).
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 from collections.abc import Callable, Collection, Mapping, Sequence
@@ -116,6 +117,7 @@ _LETTERS_RE = re.compile(r"[^\W\d_]{2,}")
 _ADDRESSEES = frozenset(["shop", "store", "seller", "loja", "tienda", "vendedor", "admin", "ad"])
 
 
+@functools.lru_cache(maxsize=1 << 16)
 def is_request_cue(term: str) -> bool:
     """Whether a keyword is only how people ask ("gostaria", "espero", "mong shop cải
     thiện"), not what they ask for ("cor", "cải thiện pin" keeps "pin"): no keyword."""
