@@ -699,9 +699,9 @@ def _summary(result: Any) -> None:
                 ", ".join(s.get("keywords", [])[:4]),
             )
         console.print(table)
-    unit = getattr(result, "unit", "row")
+    out_noun = "customer" if result.unit == "customer" else "row"
     console.print(
-        f"{counted(result.rows_in, 'row')} in, {counted(result.rows_out, unit)} out "
+        f"{counted(result.rows_in, 'row')} in, {counted(result.rows_out, out_noun)} out "
         f"({', '.join(f'{k}: {v:,}' for k, v in result.status.items())}) "
         f"in {result.seconds:.1f} s"
     )

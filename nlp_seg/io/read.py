@@ -17,9 +17,10 @@ import logging
 import math
 import re
 import zipfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -695,7 +696,7 @@ def _split_rows(text: str, sep: str, name: str) -> tuple[list[str], list[list[st
             start, consumed = consumed + 1, base + reader.line_num
             if consumed > start and width > 1:
                 span = lines[start - 1 : consumed]
-                if runaway_quote(row, sep, width, first_shapes, _closes_badly(span, sep)):
+                if runaway_quote(row, sep, width, first_shapes, partial(_closes_badly, span, sep)):
                     reopened.append((start, consumed))
                     row = _opening_line(lines[start - 1], sep, width)
                     base = consumed = start
@@ -779,7 +780,7 @@ def _closes_badly(span: list[str], sep: str) -> bool:
 
 
 def runaway_quote(
-    row: list[str], sep: str, width: int, first_shapes: set[str], closes_badly: bool
+    row: list[str], sep: str, width: int, first_shapes: set[str], closes_badly: Callable[[], bool]
 ) -> bool:
     """Whether a row read over several lines holds a quote left open rather than a text that
     has line breaks.
@@ -787,7 +788,8 @@ def runaway_quote(
     Inside such a cell the next rows sit one per line: a line splits into as many fields as
     the header (the last one into at most as many, where the quote finally closes) and starts
     with a value shaped like the first column's (``2``, ``A-17``, a date). A quote that
-    ``closes_badly`` (:func:`_closes_badly`) over one such line is taken as left open; a quote
+    ``closes_badly()`` (:func:`_closes_badly`; asked only when a line inside looks like a row)
+    over one such line is taken as left open; a quote
     that closes cleanly only when every line inside is such a row and two or more start with
     digits (ids, dates): a review with line breaks hardly ever reads like that.
     """
@@ -808,7 +810,7 @@ def runaway_quote(
                 digits += "9" in shape
             elif not last:
                 every = False
-        if (closes_badly and hits) or (every and digits >= 2):
+        if (every and digits >= 2) or (hits and closes_badly()):
             return True
     return False
 

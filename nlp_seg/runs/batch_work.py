@@ -386,13 +386,12 @@ def _refuse_runaway_quotes(frame: pd.DataFrame, f: InputFile, rows_before: int) 
         return
     firsts = frame.iloc[:64, 0].dropna().astype(str)
     shapes = {value_shape(v) for v in firsts if "\n" not in v and "\r" not in v}
-    for col in frame.columns:
+    for j, col in enumerate(frame.columns):
         broken = frame[col].astype("string").str.contains("\n|\r", regex=True, na=False)
         for i in np.flatnonzero(broken.to_numpy(dtype=bool)):
             row = ["" if pd.isna(v) else str(v) for v in frame.iloc[i].tolist()]
             # read leniently, a quote that closed with text after it stays in the cell
-            stray = '"' in str(frame.iloc[i][col])
-            if runaway_quote(row, f.sep or ",", width, shapes, stray):
+            if runaway_quote(row, f.sep or ",", width, shapes, lambda cell=row[j]: '"' in cell):
                 raise InputError(_open_quote_message(f, f"row {rows_before + i + 1}", col))
 
 

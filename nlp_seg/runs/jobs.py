@@ -80,13 +80,14 @@ class RunResult:
     segments: list[dict[str, Any]] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     seconds: float = 0.0
-    #: What an output row is: ``row`` (an input row) or ``customer`` (``--unit customer``).
-    unit: str = "row"
+    #: What an output row is, as ``--unit`` says: ``review`` (an input row) or ``customer``.
+    unit: str = "review"
 
 
 def unit_of(beh_run: Any) -> str:
-    """``customer`` when a behaviour run wrote one row per customer, else ``row``."""
-    return "customer" if beh_run is not None and beh_run.info.get("unit") == "customer" else "row"
+    """``customer`` when a behaviour run wrote one row per customer, else ``review``."""
+    customer = beh_run is not None and beh_run.info.get("unit") == "customer"
+    return "customer" if customer else "review"
 
 
 def _load_input(
@@ -202,7 +203,7 @@ def write_run_outputs(
     ``drift.json``, ``movers.csv`` and the movers' audiences, and the report's drift section.
     """
     notes = notes if notes is not None else {}
-    customer_unit = beh_run is not None and beh_run.info.get("unit") == "customer"
+    customer_unit = unit_of(beh_run) == "customer"
     # one row per customer at --unit customer, whatever the input called its id
     id_col = "customer_id" if customer_unit else None
     with timer("write"):
@@ -267,7 +268,7 @@ def write_run_outputs(
         reference_date=reference,
         drift=drift,
         run_notes=run_notes,
-        unit="customer" if customer_unit else "review",
+        unit=unit_of(beh_run),
     )
     with timer("personalisation"):
         from nlp_seg.runs.personalise import write_personal_files
@@ -660,7 +661,7 @@ def analyze_file(
             "previous_run": refresh.previous_run.label if refresh.previous_run else None,
             **(getattr(seg, "lineage_", None) or {}),
         }
-    rows_align = beh_run is None or beh_run.info.get("unit") != "customer"
+    rows_align = unit_of(beh_run) == "review"
     rating = rating_check(frame, spec, merged["sentiment_score"]) if rows_align else None
     if rating and "spearman_with_sentiment_score" in rating:
         reporter.message(

@@ -698,7 +698,6 @@ def profile_segments(
             if prof["id"] in awaiting and own:
                 rest = [k for k in prof["keywords"] if k not in own]
                 prof["keywords"] = (own + rest)[:10]
-                keywords[prof["id"]] = prof["keywords"]
     qual = segment_qualifiers(row_info, labels, seg_mask, seg_ids) if row_info is not None else {}
     names = disambiguate(
         {
@@ -706,7 +705,7 @@ def profile_segments(
             for s in seg_ids
             if s >= 0
         },
-        {s: keywords.get(s, []) for s in seg_ids},
+        {p["id"]: p["keywords"] for p in profiles},
         described={s for s in seg_ids if NAME_SEPARATOR in base[s]},
     )
     for prof in profiles:
